@@ -1,0 +1,107 @@
+"""Core of jv3_integrations: the provider contract, the providers, vector math and errors.
+
+Importing this module is light: no torch, no host library. The local model loads torch on
+first use; adapters import their host library when their module is imported.
+"""
+
+from __future__ import annotations
+
+from ._api import JinaAPIProvider
+from ._chunking import (
+    BoundaryChunker,
+    Chunk,
+    Chunker,
+    EmbeddedChunk,
+    SentenceChunker,
+    TokenChunker,
+    aembed_chunks,
+    embed_chunks,
+    embed_chunks_many,
+)
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    InputError,
+    InputTypeError,
+    InsufficientBalanceError,
+    Jv3Error,
+    MissingDependencyError,
+    ModelLoadError,
+    RateLimitError,
+    ServerError,
+)
+from ._load import default_provider_spec, load_provider
+from ._local import LocalProvider
+from ._provider import (
+    BaseProvider,
+    EmbeddingProvider,
+    EmbedRequest,
+    validate_dimensions,
+    validate_texts,
+)
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, Usage, resolve_task
+from ._vecmath import (
+    b64_decode_f32,
+    b64_encode_f32,
+    binary_to_ubinary,
+    l2_normalize,
+    quantize_binary,
+    quantize_ubinary,
+    truncate,
+    unpack_bits,
+)
+
+__all__ = [
+    "JINA_EMBEDDINGS_V3",
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BaseProvider",
+    "BoundaryChunker",
+    "Chunk",
+    "Chunker",
+    "ConfigurationError",
+    "EmbedRequest",
+    "EmbeddedChunk",
+    "EmbeddingProvider",
+    "Embeddings",
+    "InputError",
+    "InputTypeError",
+    "InsufficientBalanceError",
+    "JinaAPIProvider",
+    "Jv3Error",
+    "LocalProvider",
+    "MissingDependencyError",
+    "ModelInfo",
+    "ModelLoadError",
+    "RateLimitError",
+    "SentenceChunker",
+    "ServerError",
+    "Task",
+    "TokenChunker",
+    "Usage",
+    "aembed_chunks",
+    "b64_decode_f32",
+    "b64_encode_f32",
+    "binary_to_ubinary",
+    "default_provider_spec",
+    "embed_chunks",
+    "embed_chunks_many",
+    "l2_normalize",
+    "load_provider",
+    "quantize_binary",
+    "quantize_ubinary",
+    "resolve_task",
+    "truncate",
+    "unpack_bits",
+    "validate_dimensions",
+    "validate_texts",
+]

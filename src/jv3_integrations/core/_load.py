@@ -1,0 +1,73 @@
+"""``load_provider``: one entry point that turns a spec string into a provider."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._provider import EmbeddingProvider
+from ._types import JINA_EMBEDDINGS_V3
+
+__all__ = ["default_provider_spec", "load_provider"]
+
+
+def default_provider_spec() -> str:
+    """The spec ``load_provider()`` uses: ``$JV3_PROVIDER``, else ``api`` with a key, else local."""
+    spec = os.environ.get("JV3_PROVIDER", "").strip()
+    if spec:
+        return spec
+    if os.environ.get("JINA_API_KEY"):
+        return "api"
+    return f"local:{JINA_EMBEDDINGS_V3.hub_id}"
+
+
+def load_provider(spec: str | EmbeddingProvider | None = None, **kwargs: Any) -> EmbeddingProvider:
+    """Build a provider from a spec string.
+
+    Args:
+        spec: ``"api"`` (Jina's API, key from ``JINA_API_KEY``), ``"local:<dir-or-hub-id>"``
+            (the local PyTorch model), or an ``http(s)://`` URL of any Jina-compatible server
+            (e.g. ``jv3 serve``). ``None``: see :func:`default_provider_spec`. A provider
+            instance is returned unchanged.
+        **kwargs: Passed to the provider's constructor (``dimensions=...``, ``api_key=...``).
+
+    Returns:
+        An :class:`EmbeddingProvider`. Nothing is loaded or contacted yet.
+
+    Raises:
+        ConfigurationError: for a spec that is none of the above.
+
+    Example:
+        >>> provider = load_provider("local:./jina-embeddings-v3")  # doctest: +SKIP
+    """
+    if spec is None:
+        spec = default_provider_spec()
+    if not isinstance(spec, str):
+        if isinstance(spec, EmbeddingProvider):
+            return spec
+        raise ConfigurationError(
+            f"provider must be a spec string or an EmbeddingProvider, not {type(spec).__name__}"
+        )
+    text = spec.strip()
+    if text == "api":
+        from ._api import JinaAPIProvider
+
+        return JinaAPIProvider(**kwargs)
+    if text.startswith(("http://", "https://")):
+        from ._api import JinaAPIProvider
+
+        return JinaAPIProvider(base_url=text.rstrip("/"), **kwargs)
+    if text.startswith("local:"):
+        model = text[len("local:") :].strip()
+        if not model:
+            raise ConfigurationError(
+                "'local:' needs a model directory or Hub id, e.g. 'local:jinaai/jina-embeddings-v3'"
+            )
+        from ._local import LocalProvider
+
+        return LocalProvider(model, **kwargs)
+    raise ConfigurationError(
+        f"unknown provider spec {spec!r}; use 'api', 'local:<dir-or-hub-id>' or an "
+        "http(s):// URL of a Jina-compatible server"
+    )

@@ -1,0 +1,283 @@
+"""The provider contract (:class:`EmbeddingProvider`) and the shared base every provider uses.
+
+:class:`BaseProvider` does the work every provider must do identically, before any model or
+network call: input validation, the empty-input short cut, task and dimension resolution, the
+query/passage helpers and the sync/async context managers. Providers implement ``_embed`` (and
+``_aembed`` when they have native async I/O) over an already validated :class:`EmbedRequest`.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from ._errors import InputError, InputTypeError
+from ._types import Embeddings, Task, TaskLike, resolve_task
+
+__all__ = [
+    "BaseProvider",
+    "EmbedRequest",
+    "EmbeddingProvider",
+    "validate_dimensions",
+    "validate_texts",
+]
+
+
+@runtime_checkable
+class EmbeddingProvider(Protocol):
+    """What every embedding provider offers (the local model, the Jina API, a Jina server).
+
+    ``embed`` returns one float32 vector per text, in input order. ``task=None`` means no task
+    adapter; ``embed_documents`` / ``embed_queries`` pick ``retrieval.passage`` /
+    ``retrieval.query`` so callers never type task strings.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
+
+    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def validate_texts(texts: object) -> list[str]:
+    """Check that ``texts`` is a sequence of str and return it as a list.
+
+    Raises:
+        InputTypeError: for a bare str/bytes, a non-sequence, or a non-str item (named by index).
+    """
+    if isinstance(texts, (str, bytes)):
+        raise InputTypeError(
+            "texts must be a list of strings, not a single string; wrap it: embed([text])"
+        )
+    if not isinstance(texts, Sequence):
+        raise InputTypeError(
+            f"texts must be a list (or other sequence) of strings, not {type(texts).__name__}"
+        )
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise InputTypeError(
+                f"texts[{i}] is {type(t).__name__}, not str; every item must be a string"
+            )
+    return out
+
+
+def validate_dimensions(dimensions: object, max_dimensions: int) -> int:
+    """Check a Matryoshka output size: an int in ``1..max_dimensions``."""
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise InputTypeError(
+            f"dimensions must be an int in 1..{max_dimensions}, not {type(dimensions).__name__}"
+        )
+    if not 1 <= dimensions <= max_dimensions:
+        raise InputError(f"dimensions must be in 1..{max_dimensions}, got {dimensions}")
+    return dimensions
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """A validated embedding call, as providers receive it."""
+
+    texts: list[str]
+    task: Task | None
+    dimensions: int
+    normalized: bool
+    late_chunking: bool
+
+
+class BaseProvider(abc.ABC):
+    """Shared implementation of the :class:`EmbeddingProvider` contract.
+
+    Subclasses set ``_model_name`` and ``_default_dimensions`` (or override the properties),
+    implement :meth:`max_dimensions`, :meth:`_embed`, and optionally :meth:`_aembed` and
+    :meth:`close` / :meth:`aclose`.
+    """
+
+    @property
+    @abc.abstractmethod
+    def model_name(self) -> str:
+        """Name of the model behind this provider."""
+
+    @property
+    @abc.abstractmethod
+    def max_dimensions(self) -> int:
+        """The model's full output size (the upper bound for ``dimensions``)."""
+
+    @property
+    def dimensions(self) -> int:
+        """The configured default output size (Matryoshka), known without any network call."""
+        configured: int | None = getattr(self, "_dimensions", None)
+        return configured if configured is not None else self.max_dimensions
+
+    # -- the contract -------------------------------------------------------------------
+
+    def prepare(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> EmbedRequest:
+        """Validate one call's arguments (no I/O) and resolve its defaults."""
+        items = validate_texts(texts)
+        resolved_task = resolve_task(task)
+        dims = self.dimensions if dimensions is None else dimensions
+        dims = validate_dimensions(dims, self.max_dimensions)
+        if late_chunking:
+            for i, t in enumerate(items):
+                if not t:
+                    raise InputError(
+                        f"texts[{i}] is empty; in late-chunking mode every chunk needs text "
+                        "(an empty chunk has no tokens to pool)"
+                    )
+        return EmbedRequest(items, resolved_task, dims, bool(normalized), bool(late_chunking))
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
+        """Embed ``texts`` with the given task adapter; one row per text, in input order.
+
+        Args:
+            texts: The texts (a list of str). With ``late_chunking=True``, the chunks of ONE
+                document, in order; each gets a vector pooled over its span in context.
+            task: A :class:`Task` or its string value; ``None`` = no adapter.
+            dimensions: Matryoshka output size (1..model size); default: the provider's.
+            normalized: L2-normalize the (truncated) vectors.
+            late_chunking: Encode all texts as one document and pool each text's span.
+
+        Returns:
+            :class:`Embeddings` of shape ``(len(texts), dimensions)``.
+
+        Raises:
+            InputTypeError: texts is not a list of str.
+            InputError: unknown task, dimensions out of range, empty chunk in late chunking.
+        """
+        req = self.prepare(
+            texts,
+            task=task,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
+        if not req.texts:
+            return Embeddings.empty(model=self.model_name, task=req.task, dimensions=req.dimensions)
+        return self._embed(req)
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
+        """Async twin of :meth:`embed` (same arguments, same result)."""
+        req = self.prepare(
+            texts,
+            task=task,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
+        if not req.texts:
+            return Embeddings.empty(model=self.model_name, task=req.task, dimensions=req.dimensions)
+        return await self._aembed(req)
+
+    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+        """Embed passages for indexing (task ``retrieval.passage``)."""
+        return self.embed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+
+    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+        """Embed search queries (task ``retrieval.query``)."""
+        return self.embed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+
+    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+        """Async twin of :meth:`embed_documents`."""
+        return await self.aembed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+
+    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+        """Async twin of :meth:`embed_queries`."""
+        return await self.aembed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+
+    # -- for subclasses -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _embed(self, request: EmbedRequest) -> Embeddings:
+        """Embed a validated, non-empty request."""
+
+    async def _aembed(self, request: EmbedRequest) -> Embeddings:
+        """Async embedding; by default the sync path in a worker thread."""
+        return await asyncio.to_thread(self._embed, request)
+
+    def close(self) -> None:
+        """Release resources (HTTP pools, model memory). Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,1 @@
+"""Internal adapter implementations; import them from the public facades."""
