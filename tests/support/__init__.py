@@ -1,0 +1,1 @@
+"""Test support code (loopback servers, checkpoint builders); never part of the package."""
