@@ -15,6 +15,7 @@ from ._chunking import (
     SentenceChunker,
     TokenChunker,
     aembed_chunks,
+    aembed_chunks_many,
     embed_chunks,
     embed_chunks_many,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "TokenChunker",
     "Usage",
     "aembed_chunks",
+    "aembed_chunks_many",
     "b64_decode_f32",
     "b64_encode_f32",
     "binary_to_ubinary",

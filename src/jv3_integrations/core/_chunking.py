@@ -1,19 +1,961 @@
-"""Placeholder: chunkers and late-chunking pipeline are being built (issue 5)."""
+"""Chunkers and the late-chunking pipeline (:func:`embed_chunks`).
+
+Late chunking encodes a whole document once and mean-pools each chunk's token span, so every
+chunk vector carries the document's context (see ``spec/MODEL.md``, "Late chunking"). This
+module cuts documents into chunks and sends each document's chunks to a provider so that one
+late-chunking pass or request never holds two documents, and a document is only split where it
+must be.
+
+Chunk rules, shared by every chunker here:
+
+- Chunks tile the document: the first starts at 0, each starts where the previous ended, the
+  last ends at ``len(document)``; ``document[c.start:c.end] == c.text``. An empty document gives
+  no chunks.
+- Whitespace stays attached to the end of the chunk before it (leading whitespace of the
+  document belongs to the first chunk).
+- Blank chunks (only whitespace or invisible format characters such as zero-width spaces) are
+  merged into the chunk before them (into the next one when they come first): they would have
+  no tokens to pool. A document that is all blank is one chunk.
+
+What the model sees: each chunk's text with the whitespace at its edges removed. The tokenizer
+turns a trailing space into a stray ``▁`` token, and each later chunk gets the tokenizer's own
+leading ``▁`` when tokenized alone, which stands for the separator; so the stripped chunks give
+the same token sequence as the whole text would. Spans and ``EmbeddedChunk.text`` always refer
+to the unstripped chunk.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import itertools
+import logging
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
-Chunk = Chunker = EmbeddedChunk = SentenceChunker = TokenChunker = BoundaryChunker = object
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import InputError, InputTypeError
+from ._provider import EmbeddingProvider, validate_dimensions
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, resolve_task
+
+__all__ = [
+    "BoundaryChunker",
+    "Chunk",
+    "Chunker",
+    "EmbeddedChunk",
+    "SentenceChunker",
+    "TokenChunker",
+    "aembed_chunks",
+    "aembed_chunks_many",
+    "embed_chunks",
+    "embed_chunks_many",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Tokens reserved in every late-chunking request for ``<s>``, ``</s>`` and the task
+#: instruction (the longest, retrieval.query's, is about 10 XLM-R tokens).
+_REQUEST_OVERHEAD_TOKENS = 2 + 16
+#: Context carried on each side of a window when the caller does not say (tokens).
+_DEFAULT_CONTEXT_TOKENS = 512
+_DEFAULT_CONCURRENCY = 4
+
+# Characters that carry no token: whitespace plus invisible format characters.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_EDGE = re.compile(rf"^[\s{_INVISIBLE}]+|[\s{_INVISIBLE}]+$")
+_BLANK = re.compile(rf"[\s{_INVISIBLE}]*")
 
 
-def embed_chunks(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+def _is_blank(text: str) -> bool:
+    return _BLANK.fullmatch(text) is not None
 
 
-def embed_chunks_many(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+def _model_text(text: str) -> str:
+    """The chunk text the model sees: whitespace at both edges removed."""
+    return _EDGE.sub("", text)
 
 
-async def aembed_chunks(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+# -- chunks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a document and where it lies in it.
+
+    Attributes:
+        text: The chunk text, exactly ``document[start:end]``.
+        start: Character offset of the first character (inclusive).
+        end: Character offset after the last character (exclusive).
+
+    Example:
+        >>> Chunk("Hi. ", 0, 4).span
+        (0, 4)
+    """
+
+    text: str
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InputTypeError(f"Chunk.text must be str, not {type(self.text).__name__}")
+        if self.start < 0 or self.end - self.start != len(self.text):
+            raise InputError(
+                f"Chunk span ({self.start}, {self.end}) does not fit its text of "
+                f"{len(self.text)} characters"
+            )
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """``(start, end)`` character offsets in the document."""
+        return (self.start, self.end)
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    """Anything that cuts a document into chunks that tile it (see the module rules)."""
+
+    def chunk(self, document: str) -> list[Chunk]: ...
+
+
+@dataclass(frozen=True, eq=False)
+class EmbeddedChunk:
+    """A chunk with its late-chunking vector.
+
+    Attributes:
+        text: The chunk text (``document[span[0]:span[1]]``).
+        span: ``(start, end)`` character offsets in the document.
+        vector: float32 vector of shape ``(dimensions,)``.
+    """
+
+    text: str
+    span: tuple[int, int]
+    vector: npt.NDArray[np.float32]
+
+    @property
+    def start(self) -> int:
+        """Character offset where the chunk starts."""
+        return self.span[0]
+
+    @property
+    def end(self) -> int:
+        """Character offset where the chunk ends (exclusive)."""
+        return self.span[1]
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddedChunk(span={self.span}, chars={len(self.text)}, dims={self.vector.shape[0]})"
+        )
+
+
+def _merge(document: str, bounds: list[tuple[int, int]], keep: list[bool]) -> list[Chunk]:
+    """Merge every piece with ``keep[i] == False`` into its neighbour and build the chunks.
+
+    A dropped piece joins the kept piece before it, or the first kept piece after it when none
+    comes before. When no piece is kept, the whole range is one chunk.
+    """
+    merged: list[list[int]] = []
+    pending_start: int | None = None
+    for (start, end), ok in zip(bounds, keep, strict=True):
+        if ok:
+            if pending_start is not None:
+                merged.append([pending_start, end])
+                pending_start = None
+            else:
+                merged.append([start, end])
+        elif merged:
+            merged[-1][1] = end
+        elif pending_start is None:
+            pending_start = start
+    if pending_start is not None:  # nothing kept at all
+        merged.append([pending_start, bounds[-1][1]])
+    return [Chunk(document[s:e], s, e) for s, e in merged]
+
+
+def _chunks_from_cuts(document: str, cuts: Sequence[int]) -> list[Chunk]:
+    """Chunks between sorted cut positions (0 and len(document) implied), blanks merged."""
+    if not document:
+        return []
+    edges = [0, *(c for c in cuts if 0 < c < len(document)), len(document)]
+    bounds = [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    return _merge(document, bounds, [not _is_blank(document[a:b]) for a, b in bounds])
+
+
+def _check_document(document: object) -> str:
+    if not isinstance(document, str):
+        raise InputTypeError(f"document must be a str, not {type(document).__name__}")
+    return document
+
+
+# Sentence enders. "Strong" ones end a sentence even with no space after them (CJK and other
+# scripts written without spaces); "weak" ones (Latin and similar) only before whitespace or
+# the end of the text, so "3.8" or "jina.ai" do not split.
+_STRONG = (
+    "\u3002\uff01\uff1f\uff61\ufe12\ufe52\ufe56\ufe57\uff0e"  # CJK full stops, ! and ?
+    "\u0964\u0965\u1362\u1367\u1368\u104b\u104f\u17d4\u17d5"  # Indic, Ethiopic, Myanmar, Khmer
+)
+_WEAK = ".!?\u2026\u2025\u203c\u2047\u2048\u2049\u061f\u06d4\u0589"
+_CLOSERS = (
+    "\"'\u201d\u2019\u00bb\u203a)]}"  # quotes and brackets
+    "\uff09\uff3d\uff5d\u300d\u300f\u3011\u3015\u3017\u3019\u301b\u3009\u300b"  # CJK
+)
+_S, _W, _C = (re.escape(x) for x in (_STRONG, _WEAK, _CLOSERS))
+_SENTENCE_END = re.compile(
+    rf"[{_W}{_S}]*[{_S}][{_W}{_S}]*[{_C}]*\s*"  # strong ender: always a boundary
+    rf"|[{_W}]+[{_C}]*(?:\s+|\Z)"  # weak ender: needs whitespace (or the end) after it
+    r"|\n[^\S\n]*\n\s*"  # a blank line ends a paragraph (headings, list blocks)
+)
+_DOTS = frozenset(".…‥")
+
+
+def _sentence_cuts(document: str) -> list[int]:
+    cuts: list[int] = []
+    for m in _SENTENCE_END.finditer(document):
+        end = m.end()
+        if end >= len(document):
+            break
+        ender = m.group().rstrip().rstrip(_CLOSERS)
+        # "e.g. this", "Wait... then": a dot (or ellipsis) before a lower-case word is not an end.
+        if ender and set(ender) <= _DOTS and document[end].islower():
+            continue
+        cuts.append(end)
+    return cuts
+
+
+class SentenceChunker:
+    """Cut a document into sentences (multilingual), optionally grouped up to a size.
+
+    A sentence ends after ``.``, ``!``, ``?``, ``…`` (or a run of them, plus closing quotes and
+    brackets) followed by whitespace; after CJK and other enders (``。``, full-width ! and ?)
+    even with no space after them (Devanagari ``।``, Ethiopic ``።``, Arabic ``؟`` ...); and
+    at a blank line.
+    A dot or ellipsis followed by a lower-case word ("e.g. this") is not an end. Whitespace
+    after a sentence stays with it, so the chunks tile the text.
+
+    Args:
+        max_chars: Group consecutive sentences into chunks of at most this many characters
+            (a longer sentence stays one chunk of its own; use :class:`TokenChunker` for a hard
+            limit). ``None`` (default): one chunk per sentence.
+
+    Raises:
+        InputError: ``max_chars`` is not a positive int.
+
+    Example:
+        >>> [c.text for c in SentenceChunker().chunk("Berlin is big. It has 3.8 million people.")]
+        ['Berlin is big. ', 'It has 3.8 million people.']
+    """
+
+    def __init__(self, max_chars: int | None = None) -> None:
+        if max_chars is not None and (
+            isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1
+        ):
+            raise InputError(f"max_chars must be a positive int or None, got {max_chars!r}")
+        self.max_chars = max_chars
+
+    def chunk(self, document: str) -> list[Chunk]:
+        """Cut ``document`` into sentence chunks that tile it."""
+        sentences = _chunks_from_cuts(_check_document(document), _sentence_cuts(document))
+        if self.max_chars is None or len(sentences) < 2:
+            return sentences
+        cuts: list[int] = []
+        group_start = 0
+        for s in sentences[1:]:
+            if s.end - group_start > self.max_chars:
+                cuts.append(s.start)
+                group_start = s.start
+        return _chunks_from_cuts(document, cuts)
+
+    def __repr__(self) -> str:
+        return f"SentenceChunker(max_chars={self.max_chars!r})"
+
+
+def _resolve_tokenizer(obj: Any) -> Any:
+    """A ``tokenizers.Tokenizer`` from a Tokenizer, a transformers fast tokenizer or a provider."""
+    for _ in range(3):
+        backend = getattr(obj, "backend_tokenizer", None)  # transformers' fast tokenizers
+        if backend is not None:
+            obj = backend
+        if callable(getattr(obj, "encode", None)) and callable(getattr(obj, "token_to_id", None)):
+            return obj
+        inner = getattr(obj, "tokenizer", None)
+        if inner is None:
+            break
+        obj = inner
+    raise InputTypeError(
+        "TokenChunker needs a tokenizers.Tokenizer or a LocalProvider (its .tokenizer); "
+        f"got {type(obj).__name__}. For the Jina API, count with the model's tokenizer: "
+        "TokenChunker(LocalProvider('jinaai/jina-embeddings-v3')) loads only tokenizer files"
+    )
+
+
+def _looks_tokenizer_like(obj: Any) -> bool:
+    cls = type(obj)
+    return (
+        hasattr(cls, "tokenizer")
+        or "tokenizer" in getattr(obj, "__dict__", {})
+        or hasattr(obj, "backend_tokenizer")
+        or (callable(getattr(obj, "encode", None)) and callable(getattr(obj, "token_to_id", None)))
+    )
+
+
+class TokenChunker:
+    """Cut a document into chunks of at most ``tokens`` tokens of the model's tokenizer.
+
+    The document is tokenized once (no special tokens); a chunk is a run of consecutive tokens
+    and its span runs from its first token's first non-space character to the next chunk's
+    start (the character offsets come from the tokenizer). Cuts go to the start of a word when
+    one lies in the last ``tokens - 1`` tokens of a chunk, so words are not split unless a
+    single word is longer than a chunk. Counts refer to the whole document's tokenization; a
+    chunk tokenized on its own may differ by a token at a cut.
+
+    Args:
+        tokenizer_or_provider: A ``tokenizers.Tokenizer``, a transformers fast tokenizer, or a
+            :class:`LocalProvider` (its ``.tokenizer`` is loaded on first use: tokenizer files
+            only, no weights).
+        tokens: Maximum tokens per chunk (default 256).
+
+    Raises:
+        InputTypeError: the first argument has no tokenizer.
+        InputError: ``tokens`` is not a positive int.
+
+    Example:
+        >>> chunker = TokenChunker(LocalProvider(), tokens=128)  # doctest: +SKIP
+        >>> chunks = chunker.chunk(long_text)  # doctest: +SKIP
+    """
+
+    def __init__(self, tokenizer_or_provider: Any, tokens: int = 256) -> None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise InputError(f"tokens must be a positive int, got {tokens!r}")
+        if not _looks_tokenizer_like(tokenizer_or_provider):
+            _resolve_tokenizer(tokenizer_or_provider)  # raises the explanatory error
+        self._source = tokenizer_or_provider
+        self._tokenizer: Any = None
+        self.tokens = tokens
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` used (loaded on first use; never truncates or pads)."""
+        if self._tokenizer is None:
+            tok = _resolve_tokenizer(self._source)
+            if getattr(tok, "truncation", None) is not None or getattr(tok, "padding", None):
+                # A copy, so a shared tokenizer keeps its settings; truncation would lose text.
+                tok = type(tok).from_str(tok.to_str())
+                tok.no_truncation()
+                tok.no_padding()
+            self._tokenizer = tok
+        return self._tokenizer
+
+    def chunk(self, document: str) -> list[Chunk]:
+        """Cut ``document`` into chunks of at most ``tokens`` tokens that tile it."""
+        if not _check_document(document):
+            return []
+        enc = self.tokenizer.encode(document, add_special_tokens=False)
+        offsets: list[tuple[int, int]] = list(enc.offsets)
+        word_ids: list[int | None] = list(enc.word_ids)
+        n = len(offsets)
+
+        def char_start(k: int) -> int:
+            start, end = offsets[k]
+            while start < end and (document[start].isspace() or document[start] in _INVISIBLE):
+                start += 1
+            return start
+
+        def word_start(k: int) -> bool:
+            return word_ids[k] is None or word_ids[k] != word_ids[k - 1]
+
+        cuts: list[int] = []
+        i = 0
+        while n - i > self.tokens:
+            j = i + self.tokens
+            k = j
+            while k > i + 1 and not word_start(k):
+                k -= 1
+            if not word_start(k):
+                k = j
+            cut = char_start(k)
+            if cut > (cuts[-1] if cuts else 0):
+                cuts.append(cut)
+            i = k
+        return _chunks_from_cuts(document, cuts)
+
+    def __repr__(self) -> str:
+        return f"TokenChunker(tokens={self.tokens})"
+
+
+class BoundaryChunker:
+    """Cut a document at caller-given character offsets.
+
+    Args:
+        boundaries: Strictly increasing cut offsets in ``0..len(document)`` (0 and the length
+            are allowed and mean the document's edges). Blank pieces are merged into their
+            neighbour like every chunker does.
+
+    Raises:
+        InputTypeError: a boundary is not an int.
+        InputError: boundaries are not strictly increasing or are negative; at ``chunk`` time,
+            a boundary lies beyond the document.
+
+    Example:
+        >>> [c.text for c in BoundaryChunker([5]).chunk("Hello world")]
+        ['Hello', ' world']
+    """
+
+    def __init__(self, boundaries: Sequence[int]) -> None:
+        if isinstance(boundaries, (str, bytes)) or not isinstance(boundaries, Sequence):
+            raise InputTypeError(
+                f"boundaries must be a list of int offsets, not {type(boundaries).__name__}"
+            )
+        items = list(boundaries)
+        for i, b in enumerate(items):
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)):
+                raise InputTypeError(f"boundaries[{i}] is {type(b).__name__}, not int")
+            if b < 0:
+                raise InputError(f"boundaries[{i}] is {b}; offsets must be >= 0")
+            if i and b <= items[i - 1]:
+                raise InputError(
+                    f"boundaries must be strictly increasing: boundaries[{i}] = {b} comes after "
+                    f"{items[i - 1]}"
+                )
+        self.boundaries: tuple[int, ...] = tuple(int(b) for b in items)
+
+    def chunk(self, document: str) -> list[Chunk]:
+        """Cut ``document`` at the boundaries."""
+        _check_document(document)
+        if self.boundaries and self.boundaries[-1] > len(document):
+            raise InputError(
+                f"boundary {self.boundaries[-1]} is beyond the end of the document "
+                f"({len(document)} characters)"
+            )
+        return _chunks_from_cuts(document, self.boundaries)
+
+    def __repr__(self) -> str:
+        return f"BoundaryChunker({list(self.boundaries)!r})"
+
+
+# -- window planning (pure) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One late-chunking request: chunks ``lo:hi`` are sent, chunks ``start:end`` are kept."""
+
+    lo: int
+    start: int
+    end: int
+    hi: int
+
+
+def _plan_windows(counts: Sequence[int], budget: int, context: int) -> list[_Window]:
+    """Split a document's chunks into consecutive windows of whole chunks.
+
+    Every window's sent chunks total at most ``budget`` tokens. The kept ranges tile
+    ``0..len(counts)`` in order. A window after the first carries up to ``context`` tokens of
+    the chunks before its kept range, one before the last carries up to ``context`` tokens of
+    the chunks after it (at least the adjacent chunk whenever it fits in the budget), so each
+    kept chunk sees context on both sides.
+
+    Args:
+        counts: Token count of each chunk (without special tokens or instruction).
+        budget: Tokens available for chunks in one request.
+        context: Target context tokens on each side of a window.
+
+    Raises:
+        ValueError: a single chunk is larger than ``budget`` (the caller reports which).
+    """
+    n = len(counts)
+    for c in counts:
+        if c > budget:
+            raise ValueError(f"a chunk of {c} tokens does not fit a window of {budget}")
+    if sum(counts) <= budget:
+        return [_Window(0, 0, n, n)] if n else []
+    windows: list[_Window] = []
+    s = 0
+    while s < n:
+        # context before: whole chunks back from s, up to `context` tokens (at least one)
+        lo, before = s, 0
+        while lo > 0 and before + counts[lo - 1] <= context:
+            lo -= 1
+            before += counts[lo]
+        if lo == s and s > 0:
+            lo, before = s - 1, counts[s - 1]
+        while before + counts[s] > budget:  # the first kept chunk must fit: drop far context
+            before -= counts[lo]
+            lo += 1
+        # the rest of the document fits: last window
+        if before + sum(counts[s:]) <= budget:
+            windows.append(_Window(lo, s, n, n))
+            break
+        # kept chunks: leave room for `context` tokens after them, keep at least one
+        end, used = s + 1, before + counts[s]
+        while end < n and used + counts[end] <= budget - context:
+            used += counts[end]
+            end += 1
+        # context after: whole chunks up to `context` tokens (at least one if it fits)
+        hi, after = end, 0
+        while hi < n and after + counts[hi] <= context and used + after + counts[hi] <= budget:
+            after += counts[hi]
+            hi += 1
+        if hi == end and end < n and used + counts[end] <= budget:
+            hi = end + 1
+        windows.append(_Window(lo, s, end, hi))
+        s = end
+    return windows
+
+
+# -- the pipeline ------------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    index: int
+    chunks: list[Chunk]
+    texts: list[str]  # what the model sees
+    vectors: list[npt.NDArray[np.float32] | None]
+
+
+@dataclass(frozen=True)
+class _Job:
+    doc: int
+    window: _Window
+
+
+def _doc_from_chunks(index: int, items: Sequence[object]) -> _Doc:
+    chunks: list[Chunk] = []
+    pos = 0
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InputTypeError(
+                f"documents[{index}][{i}] is {type(t).__name__}; chunks must be strings"
+            )
+        if _is_blank(t):
+            raise InputError(
+                f"documents[{index}][{i}] is empty or blank; in late chunking every chunk needs "
+                "text (merge it into a neighbour, or pass the document as a str and a chunker)"
+            )
+        chunks.append(Chunk(t, pos, pos + len(t)))
+        pos += len(t)
+    return _Doc(index, chunks, [_model_text(c.text) for c in chunks], [None] * len(chunks))
+
+
+def _doc_from_text(index: int, document: str, chunker: Chunker) -> _Doc:
+    chunks = chunker.chunk(document)
+    if not isinstance(chunks, list) or not all(isinstance(c, Chunk) for c in chunks):
+        raise InputTypeError(f"{chunker!r}.chunk() must return a list of Chunk")
+    pos = 0
+    for i, c in enumerate(chunks):
+        if c.start != pos or document[c.start : c.end] != c.text:
+            raise InputError(
+                f"{chunker!r} returned chunks that do not tile documents[{index}] "
+                f"(chunk {i} spans {c.span}, expected to start at {pos})"
+            )
+        pos = c.end
+    if pos != len(document):
+        raise InputError(f"{chunker!r} left documents[{index}] uncovered after offset {pos}")
+    if chunks:  # a custom chunker may return blank chunks: same merge rule as ours
+        chunks = _merge(document, [c.span for c in chunks], [not _is_blank(c.text) for c in chunks])
+    return _Doc(index, chunks, [_model_text(c.text) for c in chunks], [None] * len(chunks))
+
+
+def _prepare_docs(documents: object, chunker: Chunker | None) -> tuple[list[_Doc], list[bool]]:
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+        raise InputTypeError(
+            "documents must be a list of documents (each a str, or a list of its chunks), "
+            f"not {type(documents).__name__}"
+        )
+    if chunker is None:
+        chunker = SentenceChunker()
+    elif not isinstance(chunker, Chunker):
+        raise InputTypeError(
+            f"chunker must have a chunk(document) method, not {type(chunker).__name__}"
+        )
+    docs: list[_Doc] = []
+    from_text: list[bool] = []
+    for i, d in enumerate(documents):
+        if isinstance(d, str):
+            docs.append(_doc_from_text(i, d, chunker))
+            from_text.append(True)
+        elif isinstance(d, Sequence) and not isinstance(d, bytes):
+            docs.append(_doc_from_chunks(i, d))
+            from_text.append(False)
+        else:
+            raise InputTypeError(
+                f"documents[{i}] is {type(d).__name__}; a document is a str or a list of chunks"
+            )
+    return docs, from_text
+
+
+def _token_counter(provider: object) -> Callable[[list[str]], list[int]]:
+    """Per-text token counts without special tokens: exact, estimated, or from characters."""
+    count_tokens = getattr(provider, "count_tokens", None)
+    if callable(count_tokens):
+
+        def exact(texts: list[str]) -> list[int]:
+            # count_tokens includes <s> and </s>; the empty text's count is exactly those.
+            with_specials = count_tokens([*texts, ""])
+            specials = int(with_specials[-1])
+            return [max(0, int(c) - specials) for c in with_specials[:-1]]
+
+        return exact
+    estimate = getattr(provider, "estimate_tokens", None)
+    if callable(estimate):
+        return lambda texts: [int(estimate(t)) for t in texts]
+    # Conservative: an XLM-R token covers at least one character; +1 for the leading "▁".
+    return lambda texts: [len(t) + 1 for t in texts]
+
+
+def _is_native_long(provider: object) -> bool:
+    """True for providers that do long late chunking themselves (the local model)."""
+    from ._local import LocalProvider
+
+    return isinstance(provider, LocalProvider)
+
+
+def _merge_zero_token_chunks(
+    docs: list[_Doc], from_text: list[bool], counts: list[list[int]]
+) -> None:
+    """Chunks the tokenizer turns into nothing: merge (chunked docs) or reject (given chunks)."""
+    for d, doc in enumerate(docs):
+        zero = [i for i, c in enumerate(counts[d]) if c == 0]
+        if not zero:
+            continue
+        if not from_text[d]:
+            raise InputError(
+                f"documents[{doc.index}][{zero[0]}] has no tokens (only characters the "
+                "tokenizer drops); in late chunking every chunk needs at least one token"
+            )
+        old = list(zip(doc.chunks, counts[d], strict=True))
+        document = "".join(c.text for c in doc.chunks)
+        merged = _merge(document, [c.span for c in doc.chunks], [n > 0 for n in counts[d]])
+        logger.debug("merged %d zero-token chunks of document %d", len(zero), doc.index)
+        doc.chunks = merged
+        doc.texts = [_model_text(c.text) for c in merged]
+        doc.vectors = [None] * len(merged)
+        counts[d] = [
+            sum(n for c, n in old if m.start <= c.start and c.end <= m.end) for m in merged
+        ]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    docs: list[_Doc]
+    jobs: list[_Job]
+    task: Task | None
+    dimensions: int | None
+    normalized: bool
+    concurrency: int
+    native: bool
+
+
+def _make_plan(
+    provider: EmbeddingProvider,
+    documents: object,
+    *,
+    chunker: Chunker | None,
+    task: TaskLike,
+    dimensions: int | None,
+    normalized: bool,
+    window_tokens: int | None,
+    context_tokens: int | None,
+    max_concurrency: int | None,
+) -> _Plan:
+    """Everything that can fail on input, before any model or network call."""
+    resolved = resolve_task(task)
+    if dimensions is not None:
+        max_dims = getattr(provider, "max_dimensions", None)
+        validate_dimensions(dimensions, max_dims if isinstance(max_dims, int) else 1 << 30)
+    for name, value in (
+        ("window_tokens", window_tokens),
+        ("context_tokens", context_tokens),
+        ("max_concurrency", max_concurrency),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputTypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise InputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    docs, from_text = _prepare_docs(documents, chunker)
+    native = _is_native_long(provider) and window_tokens is None
+    count = _token_counter(provider)
+    counts = [count(doc.texts) if doc.texts else [] for doc in docs]
+    _merge_zero_token_chunks(docs, from_text, counts)
+
+    jobs: list[_Job] = []
+    if native:
+        jobs = [
+            _Job(d, _Window(0, 0, len(doc.texts), len(doc.texts)))
+            for d, doc in enumerate(docs)
+            if doc.texts
+        ]
+    else:
+        window = JINA_EMBEDDINGS_V3.max_tokens if window_tokens is None else window_tokens
+        budget = window - _REQUEST_OVERHEAD_TOKENS
+        if budget < 1:
+            raise InputError(
+                f"window_tokens must be more than {_REQUEST_OVERHEAD_TOKENS} (room for the "
+                f"special tokens and the task instruction), got {window}"
+            )
+        if context_tokens is None:
+            context = min(_DEFAULT_CONTEXT_TOKENS, budget // 4)
+        elif context_tokens < 0:
+            raise InputError(f"context_tokens must be >= 0, got {context_tokens}")
+        else:
+            context = context_tokens
+        for d, doc in enumerate(docs):
+            for i, c in enumerate(counts[d]):
+                if c > budget:
+                    raise InputError(
+                        f"chunk {i} of documents[{doc.index}] has about {c} tokens, more than "
+                        f"fit in one late-chunking request ({window} tokens including special "
+                        "tokens and the task instruction); use a smaller chunker, e.g. "
+                        "TokenChunker(tokenizer, tokens=512) or SentenceChunker(max_chars=2000)"
+                    )
+            jobs.extend(_Job(d, w) for w in _plan_windows(counts[d], budget, context))
+    conc = max_concurrency
+    if conc is None:
+        conc = getattr(provider, "max_concurrency", None) or getattr(
+            provider, "_max_concurrency", None
+        )
+        if not isinstance(conc, int) or conc < 1:
+            conc = _DEFAULT_CONCURRENCY
+    if native:
+        conc = 1  # the local model uses every core for one pass already
+    if len(jobs) > 1:
+        logger.debug("late chunking %d documents in %d passes", len(docs), len(jobs))
+    return _Plan(docs, jobs, resolved, dimensions, bool(normalized), conc, native)
+
+
+def _job_texts(plan: _Plan, job: _Job) -> list[str]:
+    return plan.docs[job.doc].texts[job.window.lo : job.window.hi]
+
+
+def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
+    w = job.window
+    doc = plan.docs[job.doc]
+    if len(emb) != w.hi - w.lo:
+        raise InputError(  # pragma: no cover - providers check their own counts
+            f"provider returned {len(emb)} vectors for {w.hi - w.lo} chunks"
+        )
+    for i in range(w.start, w.end):
+        doc.vectors[i] = np.array(emb.vectors[i - w.lo], dtype=np.float32)
+
+
+def _results(plan: _Plan) -> list[list[EmbeddedChunk]]:
+    out: list[list[EmbeddedChunk]] = []
+    for doc in plan.docs:
+        row: list[EmbeddedChunk] = []
+        for c, v in zip(doc.chunks, doc.vectors, strict=True):
+            if v is None:  # pragma: no cover - every chunk is kept by exactly one window
+                raise RuntimeError("late chunking left a chunk without a vector")
+            row.append(EmbeddedChunk(c.text, c.span, v))
+        out.append(row)
+    return out
+
+
+def embed_chunks_many(
+    provider: EmbeddingProvider,
+    documents: Sequence[str | Sequence[str]],
+    *,
+    chunker: Chunker | None = None,
+    task: TaskLike = Task.RETRIEVAL_PASSAGE,
+    dimensions: int | None = None,
+    normalized: bool = True,
+    window_tokens: int | None = None,
+    context_tokens: int | None = None,
+    max_concurrency: int | None = None,
+) -> list[list[EmbeddedChunk]]:
+    """Late-chunk many documents; one list of embedded chunks per document, in order.
+
+    Each late-chunking pass or request holds chunks of exactly one document. With the local
+    model each document is one call (the provider does long late chunking past its
+    ``max_length``). With any other provider (the Jina API, a compatible server) a document is
+    one request when it fits the window; a longer one is split into consecutive windows of
+    whole chunks, each also carrying neighbouring context chunks whose vectors are discarded.
+    Requests run concurrently (at most ``max_concurrency`` at once).
+
+    Args:
+        provider: The embedding provider.
+        documents: Each a str (cut with ``chunker``) or a list of its chunks in order (the
+            document is their concatenation).
+        chunker: Cuts str documents (default :class:`SentenceChunker`).
+        task: Task adapter (default ``retrieval.passage``).
+        dimensions: Matryoshka output size (default: the provider's).
+        normalized: L2-normalize each chunk vector.
+        window_tokens: Tokens per late-chunking request, special tokens and instruction
+            included. Default: 8192 for remote providers; the local model windows by itself
+            (setting it makes the local model use request windows too).
+        context_tokens: Context tokens carried on each side of a window (default 512, at most a
+            quarter of the window).
+        max_concurrency: Requests in flight at once (default: the provider's
+            ``max_concurrency``, else 4).
+
+    Returns:
+        For each document, its :class:`EmbeddedChunk` list (chunks tile the document).
+
+    Raises:
+        InputTypeError: documents or chunks of the wrong type.
+        InputError: a blank chunk in a given chunk list, a chunk too large for one request,
+            bad dimensions or task (all before any model or network call).
+
+    Example:
+        >>> out = embed_chunks_many(provider, [doc_a, doc_b])  # doctest: +SKIP
+        >>> out[0][0].span, out[0][0].vector.shape  # doctest: +SKIP
+        ((0, 41), (1024,))
+    """
+    plan = _make_plan(
+        provider,
+        documents,
+        chunker=chunker,
+        task=task,
+        dimensions=dimensions,
+        normalized=normalized,
+        window_tokens=window_tokens,
+        context_tokens=context_tokens,
+        max_concurrency=max_concurrency,
+    )
+
+    def run(job: _Job) -> Embeddings:
+        return provider.embed(
+            _job_texts(plan, job),
+            task=plan.task,
+            dimensions=plan.dimensions,
+            normalized=plan.normalized,
+            late_chunking=True,
+        )
+
+    if plan.concurrency == 1 or len(plan.jobs) < 2:
+        for job in plan.jobs:
+            _store(plan, job, run(job))
+    else:
+        with ThreadPoolExecutor(max_workers=min(plan.concurrency, len(plan.jobs))) as pool:
+            for job, emb in zip(plan.jobs, pool.map(run, plan.jobs), strict=True):
+                _store(plan, job, emb)
+    return _results(plan)
+
+
+def embed_chunks(
+    provider: EmbeddingProvider,
+    document: str | Sequence[str],
+    *,
+    chunker: Chunker | None = None,
+    task: TaskLike = Task.RETRIEVAL_PASSAGE,
+    dimensions: int | None = None,
+    normalized: bool = True,
+    window_tokens: int | None = None,
+    context_tokens: int | None = None,
+    max_concurrency: int | None = None,
+) -> list[EmbeddedChunk]:
+    """Late-chunk one document: every chunk's vector is pooled from the whole document's pass.
+
+    Args:
+        provider: The embedding provider (local model, Jina API or a compatible server).
+        document: A str (cut with ``chunker``) or the list of its chunks in order (document =
+            ``"".join(chunks)``; spans refer to that).
+        chunker: Default :class:`SentenceChunker`. Other arguments: see
+            :func:`embed_chunks_many`.
+
+    Returns:
+        One :class:`EmbeddedChunk` per chunk, in document order.
+
+    Raises:
+        InputTypeError, InputError: see :func:`embed_chunks_many`.
+
+    Example:
+        >>> doc = "Berlin is big. Its population is 3.8 million."
+        >>> chunks = embed_chunks(provider, doc)  # doctest: +SKIP
+        >>> [c.text for c in chunks]  # doctest: +SKIP
+        ['Berlin is big. ', 'Its population is 3.8 million.']
+    """
+    if not isinstance(document, (str, Sequence)) or isinstance(document, bytes):
+        raise InputTypeError(
+            f"document must be a str or a list of its chunks, not {type(document).__name__}"
+        )
+    return embed_chunks_many(
+        provider,
+        [document],
+        chunker=chunker,
+        task=task,
+        dimensions=dimensions,
+        normalized=normalized,
+        window_tokens=window_tokens,
+        context_tokens=context_tokens,
+        max_concurrency=max_concurrency,
+    )[0]
+
+
+async def aembed_chunks_many(
+    provider: EmbeddingProvider,
+    documents: Sequence[str | Sequence[str]],
+    *,
+    chunker: Chunker | None = None,
+    task: TaskLike = Task.RETRIEVAL_PASSAGE,
+    dimensions: int | None = None,
+    normalized: bool = True,
+    window_tokens: int | None = None,
+    context_tokens: int | None = None,
+    max_concurrency: int | None = None,
+) -> list[list[EmbeddedChunk]]:
+    """Async twin of :func:`embed_chunks_many` (requests bounded by ``max_concurrency``)."""
+    plan = _make_plan(
+        provider,
+        documents,
+        chunker=chunker,
+        task=task,
+        dimensions=dimensions,
+        normalized=normalized,
+        window_tokens=window_tokens,
+        context_tokens=context_tokens,
+        max_concurrency=max_concurrency,
+    )
+    gate = asyncio.Semaphore(plan.concurrency)
+
+    async def run(job: _Job) -> None:
+        async with gate:
+            emb = await provider.aembed(
+                _job_texts(plan, job),
+                task=plan.task,
+                dimensions=plan.dimensions,
+                normalized=plan.normalized,
+                late_chunking=True,
+            )
+        _store(plan, job, emb)
+
+    if plan.concurrency == 1:
+        for job in plan.jobs:
+            await run(job)
+    else:
+        await asyncio.gather(*(run(job) for job in plan.jobs))
+    return _results(plan)
+
+
+async def aembed_chunks(
+    provider: EmbeddingProvider,
+    document: str | Sequence[str],
+    *,
+    chunker: Chunker | None = None,
+    task: TaskLike = Task.RETRIEVAL_PASSAGE,
+    dimensions: int | None = None,
+    normalized: bool = True,
+    window_tokens: int | None = None,
+    context_tokens: int | None = None,
+    max_concurrency: int | None = None,
+) -> list[EmbeddedChunk]:
+    """Async twin of :func:`embed_chunks`."""
+    if not isinstance(document, (str, Sequence)) or isinstance(document, bytes):
+        raise InputTypeError(
+            f"document must be a str or a list of its chunks, not {type(document).__name__}"
+        )
+    result = await aembed_chunks_many(
+        provider,
+        [document],
+        chunker=chunker,
+        task=task,
+        dimensions=dimensions,
+        normalized=normalized,
+        window_tokens=window_tokens,
+        context_tokens=context_tokens,
+        max_concurrency=max_concurrency,
+    )
+    return result[0]
