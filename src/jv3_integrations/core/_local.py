@@ -1,12 +1,493 @@
-"""Placeholder: LocalProvider is being built (issue 3)."""
+"""``LocalProvider``: jina-embeddings-v3 in native PyTorch, from the official checkpoint files.
+
+Importing this module imports neither torch nor tokenizers; they load on first use.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from ._errors import ConfigurationError
+import numpy as np
+import numpy.typing as npt
+
+from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
+from ._errors import ConfigurationError, InputError, ModelLoadError, missing_extra
+from ._progress import progress
+from ._provider import BaseProvider, EmbedRequest
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, Usage, resolve_task
+from ._vecmath import truncate
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+    from ._model import JinaEmbeddingsV3
+    from ._tokenize import TextEncoder
+
+__all__ = ["LocalProvider"]
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+DEFAULT_BATCH_TOKENS = 16384
 
 
-class LocalProvider:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ConfigurationError("LocalProvider is not available yet")
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int >= {low}, not {type(value).__name__}")
+    if value < low:
+        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _pack(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Group indices into batches, longest first, each with ``count * longest <= budget``."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) + 1) * longest > budget:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class LocalProvider(BaseProvider):
+    """jina-embeddings-v3 running locally in PyTorch (no transformers, no remote code).
+
+    Loads the official checkpoint files unchanged (``model.safetensors``, bf16 or any float
+    dtype) and reproduces the original model's outputs. Nothing is read or loaded in the
+    constructor: the tokenizer loads on first use, the weights on the first embedding call
+    (or :meth:`load`).
+
+    Args:
+        model: A local directory (``config.json``, ``model.safetensors``, ``tokenizer.json``
+            and the tokenizer configs) or a Hub id fetched with ``huggingface_hub``.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"`` ...; default cuda if available, else mps,
+            else cpu.
+        dtype: Compute dtype (``torch.dtype`` or ``"float32"``/``"bfloat16"``/``"float16"``);
+            default bfloat16 on cuda, float32 elsewhere.
+        max_length: Token limit per text (incl. ``<s>``/``</s>`` and the instruction); longer
+            texts keep their head and ``</s>``. In late chunking, the window size.
+        late_chunking_overlap: Overlap between windows when a late-chunked document is longer
+            than ``max_length`` (must then be smaller than ``max_length``).
+        dimensions: Default Matryoshka output size (default: config ``truncate_dim`` or full).
+        batch_tokens: Token budget per forward batch (padded tokens, texts sorted by length).
+        revision / cache_dir / local_files_only: Hub download options (``HF_HUB_OFFLINE=1``
+            also forbids downloads).
+        progress_bar: Show a progress bar (in tokens) for long calls.
+        compile: Run the layers through ``torch.compile`` (opt-in).
+        quantize: ``"int8"`` for dynamic int8 Linears (CPU, float32 only; opt-in).
+        adapter_mode: ``"merged"`` (dense merged weights of the active task, default) or
+            ``"lowrank"`` (base weights + rank-r side path).
+
+    Example:
+        >>> provider = LocalProvider("jinaai/jina-embeddings-v3", dimensions=256)  # doctest: +SKIP
+        >>> provider.embed_documents(["Berlin is in Germany."]).vectors.shape  # doctest: +SKIP
+        (1, 256)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = JINA_EMBEDDINGS_V3.hub_id,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int = 8192,
+        late_chunking_overlap: int = 512,
+        dimensions: int | None = None,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        progress_bar: bool = False,
+        compile: bool = False,
+        quantize: Literal["int8"] | None = None,
+        adapter_mode: Literal["merged", "lowrank"] = "merged",
+    ) -> None:
+        if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
+            raise ConfigurationError("model must be a model directory or a Hub id (a str)")
+        self._model_arg = str(model)
+        self._max_length = _check_int("max_length", max_length, 2)
+        self._overlap = _check_int("late_chunking_overlap", late_chunking_overlap, 0)
+        if dimensions is not None:
+            _check_int("dimensions", dimensions, 1)
+        self._dimensions = dimensions
+        self._batch_tokens = _check_int("batch_tokens", batch_tokens, 1)
+        if quantize not in (None, "int8"):
+            raise ConfigurationError(f"quantize must be None or 'int8', got {quantize!r}")
+        if adapter_mode not in ("merged", "lowrank"):
+            raise ConfigurationError(
+                f"adapter_mode must be 'merged' or 'lowrank', got {adapter_mode!r}"
+            )
+        if dtype is not None and isinstance(dtype, str) and dtype.lower() not in _DTYPES:
+            raise ConfigurationError(
+                f"dtype must be one of float32, bfloat16, float16 (or a torch.dtype), got {dtype!r}"
+            )
+        self._device_arg = device
+        self._dtype_arg = dtype
+        self._compile = bool(compile)
+        self._quantize = quantize
+        self._adapter_mode: Literal["merged", "lowrank"] = adapter_mode
+        self._progress_bar = bool(progress_bar)
+        self._source = ModelSource(
+            self._model_arg,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+        self._lock = threading.RLock()
+        self._encoder: TextEncoder | None = None
+        self._net: JinaEmbeddingsV3 | None = None
+        self._device: torch.device | None = None
+        self._dtype: torch.dtype | None = None
+
+    # -- facts (no weights needed) ------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        """The model's name: the last component of the directory or Hub id."""
+        return Path(self._model_arg.rstrip("/\\")).name or self._model_arg
+
+    @property
+    def config(self) -> ModelConfig:
+        """The checkpoint's configuration (reads config.json only)."""
+        return self._source.config()
+
+    @property
+    def max_dimensions(self) -> int:
+        """The model's hidden size, from config.json (no weights loaded)."""
+        return self.config.hidden_size
+
+    @property
+    def dimensions(self) -> int:
+        """Default output size: ``dimensions``, else config ``truncate_dim``, else full."""
+        full = self.max_dimensions
+        if self._dimensions is not None:
+            if self._dimensions > full:
+                raise ConfigurationError(
+                    f"dimensions={self._dimensions} exceeds the model's size {full}"
+                )
+            return self._dimensions
+        return self.config.truncate_dim or full
+
+    @property
+    def max_length(self) -> int:
+        """Token limit per text (and the late-chunking window)."""
+        return self._max_length
+
+    @property
+    def late_chunking_overlap(self) -> int:
+        """Overlap between late-chunking windows."""
+        return self._overlap
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device the model runs on (resolved on first access)."""
+        self._resolve_device()
+        assert self._device is not None
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (resolved on first access)."""
+        self._resolve_device()
+        assert self._dtype is not None
+        return self._dtype
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The ``tokenizers.Tokenizer`` (loads the tokenizer files only)."""
+        return self._text_encoder().tokenizer
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalProvider(model={self._model_arg!r}, max_length={self._max_length}, "
+            f"loaded={self._net is not None})"
+        )
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _resolve_device(self) -> None:
+        if self._device is not None:
+            return
+        try:
+            import torch
+        except ImportError as exc:
+            raise missing_extra("local", "torch") from exc
+        if self._device_arg is not None:
+            device = torch.device(self._device_arg)
+        elif torch.cuda.is_available():
+            device = torch.device("cuda")
+        elif torch.backends.mps.is_available():
+            device = torch.device("mps")
+        else:
+            device = torch.device("cpu")
+        if self._dtype_arg is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        elif isinstance(self._dtype_arg, str):
+            dtype = getattr(torch, _DTYPES[self._dtype_arg.lower()])
+        elif isinstance(self._dtype_arg, torch.dtype) and self._dtype_arg.is_floating_point:
+            dtype = self._dtype_arg
+        else:
+            raise ConfigurationError(f"dtype must be a float dtype, got {self._dtype_arg!r}")
+        if self._quantize == "int8" and (device.type != "cpu" or dtype != torch.float32):
+            raise ConfigurationError("quantize='int8' runs on device='cpu' with dtype float32 only")
+        self._device, self._dtype = device, dtype
+
+    def _text_encoder(self) -> TextEncoder:
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    try:
+                        from ._tokenize import TextEncoder
+                    except ImportError as exc:  # pragma: no cover
+                        raise missing_extra("local", "tokenizers") from exc
+                    cfg = self.config
+                    tok_path = self._source.file(TOKENIZER_FILE)
+                    assert tok_path is not None
+                    self._encoder = TextEncoder.from_files(
+                        tok_path,
+                        tokenizer_config=self._source.file("tokenizer_config.json"),
+                        special_tokens_map=self._source.file("special_tokens_map.json"),
+                        instructions=cfg.task_instructions,
+                    )
+        return self._encoder
+
+    def load(self) -> None:
+        """Load tokenizer and weights now (otherwise done on the first call).
+
+        Raises:
+            ModelLoadError: files missing/unreadable, or checkpoint keys that do not match.
+            MissingDependencyError: torch/tokenizers/safetensors are not installed.
+        """
+        self._load()
+
+    def _load(self) -> JinaEmbeddingsV3:
+        if self._net is not None:
+            return self._net
+        with self._lock:
+            if self._net is not None:
+                return self._net
+            self._resolve_device()
+            try:
+                import torch  # noqa: F401
+
+                from ._checkpoint import load_weights
+                from ._model import JinaEmbeddingsV3, lora_dtype
+            except ImportError as exc:
+                raise missing_extra("local", getattr(exc, "name", None) or "torch") from exc
+            cfg = self.config
+            self._text_encoder()
+            weights = self._source.file(WEIGHTS_FILE)
+            assert weights is not None and self._dtype is not None and self._device is not None
+            compute = self._dtype
+
+            def dtype_for(key: str, stored: torch.dtype) -> torch.dtype:
+                return lora_dtype(stored, compute) if ".lora_" in key else compute
+
+            tensors = load_weights(weights, cfg, dtype_for=dtype_for, device=self._device)
+            net = JinaEmbeddingsV3(cfg, tensors, dtype=compute, adapter_mode=self._adapter_mode)
+            if tensors:  # pragma: no cover - load_weights checked the keys
+                raise ModelLoadError(f"unused checkpoint tensors: {sorted(tensors)[:8]}")
+            net.eval()
+            if self._quantize == "int8":
+                net.enable_int8()
+            if self._compile:
+                net.enable_compile()
+            logger.info(
+                "loaded %s (%d layers, hidden %d) on %s as %s",
+                self.model_name,
+                cfg.num_layers,
+                cfg.hidden_size,
+                self._device,
+                compute,
+            )
+            self._net = net
+            return net
+
+    def close(self) -> None:
+        """Free the model weights (they reload on the next call). Safe to call twice."""
+        with self._lock:
+            self._net = None
+
+    # -- tokenization -------------------------------------------------------------------------
+
+    def _task_name(self, task: TaskLike) -> str | None:
+        resolved = resolve_task(task)
+        return None if resolved is None else resolved.value
+
+    def encode_ids(self, texts: Sequence[str], *, task: TaskLike = None) -> list[list[int]]:
+        """The token ids the model sees for each text (instruction added, truncated).
+
+        Args:
+            texts: The texts.
+            task: The task whose instruction is prefixed (None: no instruction).
+
+        Returns:
+            One id list per text: ``<s>`` + tokens(instruction + text) + ``</s>``, cut to
+            ``max_length`` keeping the head and ``</s>``.
+        """
+        enc = self._text_encoder()
+        return [
+            enc.truncate(ids, self._max_length) for ids in enc.encode(texts, self._task_name(task))
+        ]
+
+    def late_chunking_ids(
+        self, chunks: Sequence[str], *, task: TaskLike = None
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """The one id sequence of a late-chunked document and each chunk's token span.
+
+        Returns:
+            ``(ids, spans)``: ids = ``<s>`` + tokens(instruction + chunk 1) + tokens(chunk 2)
+            ... + ``</s>`` (never truncated), spans ``[start, end)`` per chunk.
+        """
+        return self._text_encoder().late_chunk(list(chunks), self._task_name(task))
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> list[int]:
+        """Real token counts, not truncated (``<s>``, ``</s>`` and the instruction included).
+
+        With ``late_chunking=True`` each count is the chunk's span length, so the sum is the
+        length of the whole document sequence.
+        """
+        enc = self._text_encoder()
+        name = self._task_name(task)
+        if late_chunking:
+            if not texts:
+                return []
+            _, spans = enc.late_chunk(list(texts), name)
+            return [end - start for start, end in spans]
+        return [len(ids) for ids in enc.encode(texts, name)]
+
+    # -- embedding ----------------------------------------------------------------------------
+
+    def _task_index(self, task: Task | None) -> int | None:
+        if task is None:
+            return None
+        tasks = self.config.tasks
+        if task.value not in tasks:
+            raise InputError(f"this checkpoint has no adapter for task {task.value!r}")
+        return tasks.index(task.value)
+
+    def _forward(
+        self,
+        seqs: Sequence[Sequence[int]],
+        task: int | None,
+        consume: Callable[[int, torch.Tensor], None],
+    ) -> None:
+        """Run ``seqs`` in length-sorted, token-budgeted batches; ``consume(i, states_fp32)``."""
+        import torch
+
+        net = self._load()
+        enc = self._text_encoder()
+        device = self.device
+        lengths = [len(s) for s in seqs]
+        with (
+            self._lock,
+            torch.inference_mode(),
+            progress(sum(lengths), "Embedding", enabled=self._progress_bar, unit="tok") as bar,
+        ):
+            net.set_task(task)
+            for batch in _pack(lengths, self._batch_tokens):
+                longest = lengths[batch[0]]
+                ids = torch.full((len(batch), longest), enc.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), longest), dtype=torch.bool)
+                for row, i in enumerate(batch):
+                    ids[row, : lengths[i]] = torch.tensor(seqs[i], dtype=torch.long)
+                    mask[row, : lengths[i]] = True
+                padded = not bool(mask.all())
+                ids = ids.to(device)
+                dmask = mask.to(device) if padded else None
+                states = net(ids, dmask)
+                for row, i in enumerate(batch):
+                    consume(i, states[row, : lengths[i]].float())
+                bar.update(sum(lengths[i] for i in batch))
+
+    def _embed(self, request: EmbedRequest) -> Embeddings:
+        if request.late_chunking:
+            pooled, used = self._embed_late(request)
+        else:
+            pooled, used = self._embed_texts(request)
+        vectors = truncate(pooled, request.dimensions, normalize=request.normalized)
+        return Embeddings(
+            vectors,
+            model=self.model_name,
+            task=request.task,
+            dimensions=request.dimensions,
+            usage=Usage(used),
+        )
+
+    def _embed_texts(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
+        enc = self._text_encoder()
+        full = enc.encode(request.texts, None if request.task is None else request.task.value)
+        seqs = [enc.truncate(ids, self._max_length) for ids in full]
+        cut = sum(1 for a, b in zip(full, seqs, strict=True) if len(a) != len(b))
+        if cut:
+            logger.warning(
+                "truncated %d of %d texts to max_length=%d tokens", cut, len(seqs), self._max_length
+            )
+        out = np.empty((len(seqs), self.max_dimensions), dtype=np.float32)
+
+        def pool(i: int, states: torch.Tensor) -> None:
+            out[i] = states.mean(dim=0).cpu().numpy()
+
+        self._forward(seqs, self._task_index(request.task), pool)
+        return out, sum(len(s) for s in seqs)
+
+    def _embed_late(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
+        import torch
+
+        enc = self._text_encoder()
+        ids, spans = enc.late_chunk(
+            request.texts, None if request.task is None else request.task.value
+        )
+        window, overlap = self._max_length, self._overlap
+        if len(ids) > window and overlap >= window:
+            raise ConfigurationError(
+                f"this document has {len(ids)} tokens, more than max_length={window}, so it is "
+                f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
+            )
+        from ._tokenize import window_starts
+
+        starts = window_starts(len(ids), window, overlap)
+        pieces = [ids[s : s + window] for s in starts]
+        parts: list[torch.Tensor | None] = [None] * len(pieces)
+
+        def keep(i: int, states: torch.Tensor) -> None:
+            parts[i] = states if i == 0 else states[overlap:]
+
+        self._forward(pieces, self._task_index(request.task), keep)
+        tokens = torch.cat([p for p in parts if p is not None], dim=0)
+        if tokens.shape[0] != len(ids):  # pragma: no cover - window arithmetic invariant
+            raise RuntimeError(f"late chunking produced {tokens.shape[0]} of {len(ids)} tokens")
+        out = np.stack([tokens[a:b].mean(dim=0).cpu().numpy() for a, b in spans])
+        if len(starts) > 1:
+            logger.info("late chunking: %d tokens in %d windows", len(ids), len(starts))
+        return out.astype(np.float32, copy=False), len(ids)
+
+    # -- memory accounting --------------------------------------------------------------------
+
+    def resident_bytes(self) -> int:
+        """Bytes of model weights currently held (0 before loading)."""
+        return 0 if self._net is None else self._net.resident_bytes()

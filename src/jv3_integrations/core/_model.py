@@ -1,0 +1,320 @@
+"""The jina-embeddings-v3 network in plain PyTorch (imported only when the model loads).
+
+The math follows ``spec/MODEL.md``: XLM-RoBERTa with rotary positions (NeoX rotate-half),
+post-LayerNorm blocks, exact GELU, and one LoRA adapter per task on every Linear/Embedding.
+
+Adapters are never recomputed per forward. In ``"merged"`` mode each Linear keeps its base
+weight plus ONE dense merged copy for the active task (merged in fp32, then cast); switching
+task rebuilds that copy, so at most base + one linear-sized copy + the LoRA factors are
+resident whatever tasks are used. Embedding adapters are applied to the gathered rows only
+(``E[ids] + s * A[t][ids] @ B[t]`` in fp32), so the large vocabulary table is never copied.
+In ``"lowrank"`` mode Linears run the base weight plus the rank-r side path instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._checkpoint import ModelConfig
+from ._errors import ConfigurationError
+
+__all__ = ["AdapterMode", "JinaEmbeddingsV3", "lora_dtype"]
+
+AdapterMode = Literal["merged", "lowrank"]
+_P = "parametrizations.weight"
+
+
+def lora_dtype(stored: torch.dtype, compute: torch.dtype) -> torch.dtype:
+    """Dtype for LoRA factors: the stored one when narrower (lossless), else the compute one."""
+    return stored if stored.itemsize < compute.itemsize else compute
+
+
+class LoRALinear(nn.Module):
+    """A Linear with per-task rank-r adapters; holds at most one merged dense weight."""
+
+    weight: Tensor
+    bias: Tensor
+    lora_a: Tensor
+    lora_b: Tensor
+    merged: Tensor | None
+    packed: Any
+
+    def __init__(
+        self, weight: Tensor, bias: Tensor, lora_a: Tensor, lora_b: Tensor, scaling: float
+    ) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        self.register_buffer("lora_a", lora_a)  # [T, r, in]
+        self.register_buffer("lora_b", lora_b)  # [T, out, r]
+        self.register_buffer("merged", None, persistent=False)
+        self.scaling = scaling
+        self.task: int | None = None
+        self.mode: AdapterMode = "merged"
+        self.quantized = False
+        self.packed = None
+
+    def delta(self, task: int) -> Tensor:
+        """``scaling * B[t] @ A[t]`` in fp32."""
+        return self.scaling * (self.lora_b[task].float() @ self.lora_a[task].float())
+
+    def configure(self, task: int | None, mode: AdapterMode, quantize: bool) -> None:
+        """Make ``task`` active: rebuild the merged (or quantized) weight when it changed."""
+        if task == self.task and mode == self.mode and quantize == self.quantized:
+            return
+        self.merged = None  # free the old copy before building the new one
+        self.packed = None
+        self.task, self.mode, self.quantized = task, mode, quantize
+        if quantize:
+            w = self.weight.float() if task is None else self.weight.float() + self.delta(task)
+            self.packed = _int8_pack(w, self.bias.float())
+        elif mode == "merged" and task is not None:
+            w = self.weight.float() + self.delta(task)
+            self.merged = w.to(self.weight.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.packed is not None:
+            return cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
+        if self.merged is not None:
+            return F.linear(x, self.merged, self.bias)
+        out = F.linear(x, self.weight, self.bias)
+        if self.task is not None:  # low-rank side path
+            a = self.lora_a[self.task].to(x.dtype)
+            b = self.lora_b[self.task].to(x.dtype)
+            out = out + self.scaling * F.linear(F.linear(x, a), b)
+        return out
+
+
+def _int8_pack(weight: Tensor, bias: Tensor) -> Any:
+    """Per-output-channel symmetric int8 weights, prepacked for dynamic quantized matmul."""
+    scale = weight.abs().amax(dim=1).clamp_min(1e-8) / 127.0
+    q = torch.quantize_per_channel(
+        weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
+    )
+    return torch.ops.quantized.linear_prepack(q, bias)
+
+
+class LoRAEmbedding(nn.Module):
+    """An embedding table with per-task adapters, applied to the gathered rows in fp32."""
+
+    weight: Tensor
+    lora_a: Tensor
+    lora_b: Tensor
+
+    def __init__(self, weight: Tensor, lora_a: Tensor, lora_b: Tensor, scaling: float) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("lora_a", lora_a)  # [T, n, r]
+        self.register_buffer("lora_b", lora_b)  # [T, r, dim]
+        self.scaling = scaling
+
+    def forward(self, ids: Tensor, task: int | None) -> Tensor:
+        rows = F.embedding(ids, self.weight).float()
+        if task is not None:
+            a = F.embedding(ids, self.lora_a[task]).float()
+            rows = rows + self.scaling * (a @ self.lora_b[task].float())
+        return rows
+
+
+class Block(nn.Module):
+    """One post-LayerNorm transformer block with rotary self-attention."""
+
+    norm1_w: Tensor
+    norm1_b: Tensor
+    norm2_w: Tensor
+    norm2_b: Tensor
+
+    def __init__(self, cfg: ModelConfig, t: dict[str, Tensor], prefix: str) -> None:
+        super().__init__()
+        s = cfg.lora_scaling
+
+        def linear(name: str) -> LoRALinear:
+            p = f"{prefix}.{name}"
+            return LoRALinear(
+                t.pop(f"{p}.{_P}.original"),
+                t.pop(f"{p}.bias"),
+                t.pop(f"{p}.{_P}.0.lora_A"),
+                t.pop(f"{p}.{_P}.0.lora_B"),
+                s,
+            )
+
+        self.wqkv = linear("mixer.Wqkv")
+        self.out_proj = linear("mixer.out_proj")
+        self.fc1 = linear("mlp.fc1")
+        self.fc2 = linear("mlp.fc2")
+        for norm in ("norm1", "norm2"):
+            self.register_buffer(f"{norm}_w", t.pop(f"{prefix}.{norm}.weight"))
+            self.register_buffer(f"{norm}_b", t.pop(f"{prefix}.{norm}.bias"))
+        self.heads = cfg.num_heads
+        self.eps = cfg.layer_norm_eps
+
+    def linears(self) -> list[LoRALinear]:
+        return [self.wqkv, self.out_proj, self.fc1, self.fc2]
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        b, n, hidden = x.shape
+        d = hidden // self.heads
+        qkv = self.wqkv(x).view(b, n, 3, self.heads, d)
+        q, k, v = qkv.unbind(2)  # each [B, L, h, d]
+        q = _rotate(q, cos, sin).transpose(1, 2)
+        k = _rotate(k, cos, sin).transpose(1, 2)
+        ctx = F.scaled_dot_product_attention(
+            q, k, v.transpose(1, 2), attn_mask=mask, scale=1.0 / math.sqrt(d)
+        )
+        ctx = ctx.transpose(1, 2).reshape(b, n, hidden)
+        h1 = F.layer_norm(x + self.out_proj(ctx), (hidden,), self.norm1_w, self.norm1_b, self.eps)
+        m = self.fc2(F.gelu(self.fc1(h1)))
+        return F.layer_norm(h1 + m, (hidden,), self.norm2_w, self.norm2_b, self.eps)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """NeoX rotate-half rotary on [B, L, h, d] with cos/sin of shape [L, 1, d/2]."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class JinaEmbeddingsV3(nn.Module):
+    """jina-embeddings-v3 encoder: token ids -> last hidden states.
+
+    Args:
+        cfg: The checkpoint's configuration.
+        tensors: Checkpoint tensors by official key (consumed: popped as they are used).
+        dtype: Compute dtype.
+        adapter_mode: ``"merged"`` (one dense merged copy for the active task) or ``"lowrank"``.
+    """
+
+    emb_ln_w: Tensor
+    emb_ln_b: Tensor
+    inv_freq: Tensor
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        tensors: dict[str, Tensor],
+        *,
+        dtype: torch.dtype,
+        adapter_mode: AdapterMode = "merged",
+    ) -> None:
+        super().__init__()
+        if adapter_mode not in ("merged", "lowrank"):
+            raise ConfigurationError(
+                f"adapter_mode must be 'merged' or 'lowrank', got {adapter_mode!r}"
+            )
+        self.cfg = cfg
+        self.dtype = dtype
+        self.adapter_mode: AdapterMode = adapter_mode
+        self.quantized = False
+        s = cfg.lora_scaling
+        e = "roberta.embeddings"
+        self.word = LoRAEmbedding(
+            tensors.pop(f"{e}.word_embeddings.{_P}.original"),
+            tensors.pop(f"{e}.word_embeddings.{_P}.0.lora_A"),
+            tensors.pop(f"{e}.word_embeddings.{_P}.0.lora_B"),
+            s,
+        )
+        self.token_type = LoRAEmbedding(
+            tensors.pop(f"{e}.token_type_embeddings.{_P}.original"),
+            tensors.pop(f"{e}.token_type_embeddings.{_P}.0.lora_A"),
+            tensors.pop(f"{e}.token_type_embeddings.{_P}.0.lora_B"),
+            s,
+        )
+        self.register_buffer("emb_ln_w", tensors.pop("roberta.emb_ln.weight"))
+        self.register_buffer("emb_ln_b", tensors.pop("roberta.emb_ln.bias"))
+        self.blocks = nn.ModuleList(
+            Block(cfg, tensors, f"roberta.encoder.layers.{i}") for i in range(cfg.num_layers)
+        )
+        self.task: int | None = None
+        d = cfg.head_dim
+        inv = 1.0 / (cfg.rotary_base ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        self.register_buffer("inv_freq", inv.to(self.emb_ln_w.device), persistent=False)
+        self._rope: tuple[Tensor, Tensor] | None = None
+        self._layers: Any = self._run_layers
+
+    # -- adapters ---------------------------------------------------------------------------
+
+    def linears(self) -> list[LoRALinear]:
+        return [lin for blk in self.blocks for lin in cast(Block, blk).linears()]
+
+    def set_task(self, task: int | None) -> None:
+        """Activate a task adapter (index into ``cfg.tasks``) or none."""
+        for lin in self.linears():
+            lin.configure(task, self.adapter_mode, self.quantized)
+        self.task = task
+
+    def set_adapter_mode(self, mode: AdapterMode) -> None:
+        if mode not in ("merged", "lowrank"):
+            raise ConfigurationError(f"adapter_mode must be 'merged' or 'lowrank', got {mode!r}")
+        self.adapter_mode = mode
+        self.set_task(self.task)
+
+    def enable_int8(self) -> None:
+        """Dynamic int8 quantization of every Linear (CPU only, compute dtype fp32)."""
+        if self.emb_ln_w.device.type != "cpu" or self.dtype != torch.float32:
+            raise ConfigurationError("quantize='int8' needs device='cpu' and dtype float32")
+        self.quantized = True
+        self.set_task(self.task)
+
+    def enable_compile(self) -> None:
+        """Compile the layer stack with ``torch.compile`` (dynamic shapes)."""
+        self._layers = torch.compile(self._run_layers, dynamic=True)
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def _rotary(self, n: int) -> tuple[Tensor, Tensor]:
+        if self._rope is None or self._rope[0].shape[0] < n:
+            size = max(n, 64)
+            t = torch.arange(size, dtype=torch.float32, device=self.inv_freq.device)
+            freqs = torch.outer(t, self.inv_freq)
+            self._rope = (freqs.cos(), freqs.sin())
+        cos, sin = self._rope
+        return (
+            cos[:n, None, :].to(self.dtype),
+            sin[:n, None, :].to(self.dtype),
+        )
+
+    def _run_layers(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        for blk in self.blocks:
+            x = blk(x, cos, sin, mask)
+        return x
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Hidden states ``[B, L, H]`` in the compute dtype.
+
+        Args:
+            ids: ``[B, L]`` token ids (right-padded).
+            mask: ``[B, L]`` bool, True for real tokens; ``None`` when nothing is padded.
+        """
+        hidden = self.cfg.hidden_size
+        x = self.word(ids, self.task) + self.token_type(
+            torch.zeros(1, dtype=torch.long, device=ids.device), self.task
+        )
+        x = F.layer_norm(
+            x, (hidden,), self.emb_ln_w.float(), self.emb_ln_b.float(), self.cfg.layer_norm_eps
+        ).to(self.dtype)
+        cos, sin = self._rotary(ids.shape[1])
+        attn = None if mask is None else mask[:, None, None, :]
+        return cast(Tensor, self._layers(x, cos, sin, attn))
+
+    # -- accounting -------------------------------------------------------------------------
+
+    def resident_bytes(self) -> int:
+        """Bytes of every weight tensor held (base, LoRA factors, merged/packed copies)."""
+        seen: set[int] = set()
+        total = 0
+        for buf in self.buffers():
+            ptr = buf.untyped_storage().data_ptr()
+            if ptr in seen:
+                continue
+            seen.add(ptr)
+            total += buf.numel() * buf.element_size()
+        for lin in self.linears():
+            if lin.packed is not None:
+                w, _ = torch.ops.quantized.linear_unpack(lin.packed)
+                total += w.numel()  # int8 payload
+        return total
