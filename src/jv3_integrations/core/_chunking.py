@@ -309,8 +309,9 @@ class TokenChunker:
     and its span runs from its first token's first non-space character to the next chunk's
     start (the character offsets come from the tokenizer). Cuts go to the start of a word when
     one lies in the last ``tokens - 1`` tokens of a chunk, so words are not split unless a
-    single word is longer than a chunk. Counts refer to the whole document's tokenization; a
-    chunk tokenized on its own may differ by a token at a cut.
+    single word is longer than a chunk. Counts refer to the whole document's tokenization (a
+    lone ``▁`` token, which is only whitespace, goes with the token after it); a chunk
+    tokenized on its own may differ by a token at a cut.
 
     Args:
         tokenizer_or_provider: A ``tokenizers.Tokenizer``, a transformers fast tokenizer, or a
