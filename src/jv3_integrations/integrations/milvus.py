@@ -1,0 +1,495 @@
+"""Milvus adapter: :class:`MilvusStore` / :class:`AsyncMilvusStore` and an embedding function.
+
+:class:`JinaV3EmbeddingFunction` has the interface pymilvus.model users know
+(``encode_documents``, ``encode_queries``, ``__call__``, ``dim``) without depending on
+pymilvus-model; ``dim`` comes from configuration, never from a network call.
+
+:class:`MilvusStore` works on a ``MilvusClient`` (default: a Milvus Lite file ``./jv3.db``).
+Collection schema: ``id`` (VARCHAR primary key), ``text`` (VARCHAR), ``metadata`` (JSON) and
+``vector`` (FLOAT_VECTOR, COSINE index) or, in funnel mode (``small_dimensions``), ``small`` and
+``full`` vector fields: a query searches ``small`` for ``k * funnel_factor`` candidates, then
+rescores them exactly with their ``full`` vectors. Searches are batched (one call for many
+queries): Milvus Lite's per-call overhead is large.
+
+Async: ``AsyncMilvusClient`` reads and writes Milvus Lite collections fine, but Milvus Lite
+does not implement what its ``create_collection`` waits on (index creation fails with
+UNIMPLEMENTED). Create the collection once with :meth:`MilvusStore.create` (or on a Milvus
+server), then use :class:`AsyncMilvusStore`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..core._errors import ConfigurationError, InputError, missing_extra
+from ..core._load import load_provider
+from ..core._provider import EmbeddingProvider, validate_dimensions
+from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, rescore, simple_filter
+
+try:
+    from pymilvus import AsyncMilvusClient, DataType, MilvusClient
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing_extra("milvus", "pymilvus") from exc
+
+__all__ = ["AsyncMilvusStore", "JinaV3EmbeddingFunction", "MilvusStore"]
+
+VECTOR = "vector"
+FULL = "full"
+SMALL = "small"
+_MAX_TEXT_BYTES = 65535
+_ID_LENGTH = 64
+
+
+class JinaV3EmbeddingFunction:
+    """jina-embeddings-v3 as a pymilvus.model-style embedding function.
+
+    Args:
+        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
+        dimensions: Output size (default: the provider's).
+
+    Example:
+        >>> ef = JinaV3EmbeddingFunction("local:./tiny-v3", dimensions=64)  # doctest: +SKIP
+        >>> ef.dim  # doctest: +SKIP
+        64
+        >>> vectors = ef.encode_documents(["Berlin is the capital of Germany."])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, provider: EmbeddingProvider | str | None = None, *, dimensions: int | None = None
+    ) -> None:
+        self.provider = load_provider(provider)
+        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        self._dim = validate_dimensions(
+            self.provider.dimensions if dimensions is None else dimensions, max_dims
+        )
+
+    @property
+    def dim(self) -> int:
+        """Size of the vectors (from configuration; no network call)."""
+        return self._dim
+
+    def encode_documents(self, documents: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """Embed passages for indexing (``retrieval.passage``): one float32 array per text."""
+        return list(self.provider.embed_documents(documents, dimensions=self._dim).vectors)
+
+    def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """Embed search queries (``retrieval.query``): one float32 array per text."""
+        return list(self.provider.embed_queries(queries, dimensions=self._dim).vectors)
+
+    def __call__(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """Same as :meth:`encode_documents` (pymilvus.model convention)."""
+        return self.encode_documents(texts)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _key(key: str) -> str:
+    return f"metadata[{json.dumps(key, ensure_ascii=False)}]"
+
+
+class _MilvusCommon:
+    """Schema, expressions and result parsing (no I/O)."""
+
+    collection: str
+    dimensions: int
+    small_dimensions: int | None
+    funnel_factor: int
+    index_type: str
+
+    def _init_milvus(self, collection: str, funnel_factor: int, index_type: str) -> None:
+        if not isinstance(collection, str) or not collection:
+            raise ConfigurationError("collection must be a non-empty str")
+        if isinstance(funnel_factor, bool) or funnel_factor < 1:
+            raise ConfigurationError(f"funnel_factor must be >= 1, got {funnel_factor}")
+        self.collection = collection
+        self.funnel_factor = int(funnel_factor)
+        self.index_type = index_type
+        self._ready = False
+
+    def _vector_fields(self) -> dict[str, int]:
+        if self.small_dimensions is None:
+            return {VECTOR: self.dimensions}
+        return {SMALL: self.small_dimensions, FULL: self.dimensions}
+
+    def _schema(self) -> Any:
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_ID_LENGTH)
+        schema.add_field(TEXT_KEY, DataType.VARCHAR, max_length=_MAX_TEXT_BYTES)
+        schema.add_field("metadata", DataType.JSON)
+        for name, dim in self._vector_fields().items():
+            schema.add_field(name, DataType.FLOAT_VECTOR, dim=dim)
+        return schema
+
+    def _index_params(self) -> Any:
+        params = MilvusClient.prepare_index_params()
+        for name in self._vector_fields():
+            params.add_index(name, index_type=self.index_type, metric_type="COSINE")
+        return params
+
+    def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
+        fields = {f["name"]: f for f in description.get("fields", [])}
+        for name in ("id", TEXT_KEY, "metadata"):
+            if name not in fields:
+                raise ConfigurationError(
+                    f"Milvus collection {self.collection!r} has no {name!r} field; it was not "
+                    "made by this store: use another collection"
+                )
+        for name, dim in self._vector_fields().items():
+            field = fields.get(name)
+            if field is None:
+                raise ConfigurationError(
+                    f"Milvus collection {self.collection!r} has no vector field {name!r}; "
+                    "match small_dimensions to how it was created, or use another collection"
+                )
+            found = int(field.get("params", {}).get("dim", -1))
+            if found != dim:
+                raise ConfigurationError(
+                    f"field {name!r} of Milvus collection {self.collection!r} has dimension "
+                    f"{found}, but this store embeds at {dim}; set dimensions={found} or use "
+                    "another collection"
+                )
+            metric = str(indexes.get(name, {}).get("metric_type", "")).upper()
+            if metric != "COSINE":
+                raise ConfigurationError(
+                    f"field {name!r} of Milvus collection {self.collection!r} is indexed with "
+                    f"metric {metric or 'none'}; jina-embeddings-v3 needs COSINE"
+                )
+
+    def _check_records(self, records: list[Record]) -> None:
+        for i, r in enumerate(records):
+            size = len(r.text.encode("utf-8"))
+            if size > _MAX_TEXT_BYTES:
+                raise InputError(
+                    f"text {i} has {size} bytes; Milvus VARCHAR holds at most {_MAX_TEXT_BYTES}: "
+                    "split it (add_documents chunks long documents)"
+                )
+            try:
+                json.dumps(r.metadata)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"metadata of text {i} is not JSON-serializable: {exc}") from None
+
+    def _rows(
+        self, records: list[Record], full: Vectors, small: Vectors | None
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for i, r in enumerate(records):
+            row: dict[str, Any] = {"id": r.id, TEXT_KEY: r.text, "metadata": r.metadata}
+            if small is None:
+                row[VECTOR] = full[i].tolist()
+            else:
+                row[FULL] = full[i].tolist()
+                row[SMALL] = small[i].tolist()
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _filter(filter: Any) -> str:
+        if filter is None:
+            return ""
+        if isinstance(filter, str):
+            return filter
+        simple = simple_filter(filter)
+        if simple is None:
+            raise ConfigurationError(
+                "filter must be a Milvus boolean expression (str) or a dict {key: value}"
+            )
+        parts = []
+        for key, value in simple.items():
+            if isinstance(value, (list, tuple)):
+                parts.append(f"{_key(key)} in [{', '.join(_literal(v) for v in value)}]")
+            else:
+                parts.append(f"{_key(key)} == {_literal(value)}")
+        return " and ".join(parts)
+
+    @staticmethod
+    def _stale_filter(counts: dict[str, int]) -> str:
+        return " or ".join(
+            f"({_key('doc_id')} == {_literal(doc_id)} and {_key('chunk_index')} >= {n})"
+            for doc_id, n in counts.items()
+        )
+
+    def _search_args(self, vectors: Vectors, limit: int, filter: Any, field: str) -> dict[str, Any]:
+        return {
+            "collection_name": self.collection,
+            "data": vectors.tolist(),
+            "anns_field": field,
+            "limit": limit,
+            "filter": self._filter(filter),
+            "output_fields": [TEXT_KEY, "metadata"] if field != SMALL else [],
+            "search_params": {"metric_type": "COSINE"},
+        }
+
+    @staticmethod
+    def _hits(results: Any) -> list[list[Hit]]:
+        out = []
+        for row in results:
+            hits = []
+            for h in row:
+                entity = h.get("entity", {})
+                hits.append(
+                    Hit(
+                        str(h["id"]),
+                        float(h["distance"]),
+                        str(entity.get(TEXT_KEY, "")),
+                        dict(entity.get("metadata") or {}),
+                    )
+                )
+            out.append(hits)
+        return out
+
+    @staticmethod
+    def _candidates(results: Any) -> list[list[str]]:
+        return [[str(h["id"]) for h in row] for row in results]
+
+    @staticmethod
+    def _funnel(
+        candidates: list[list[str]], rows: list[dict[str, Any]], full: Vectors, k: int
+    ) -> list[list[Hit]]:
+        by_id = {str(r["id"]): r for r in rows}
+        vectors = {i: np.asarray(r[FULL], dtype=np.float32) for i, r in by_id.items()}
+        out = []
+        for q, cands in enumerate(candidates):
+            ranked = rescore(cands, vectors, full[q])[:k]
+            out.append(
+                [
+                    Hit(i, s, str(by_id[i].get(TEXT_KEY, "")), dict(by_id[i].get("metadata") or {}))
+                    for i, s in ranked
+                ]
+            )
+        return out
+
+    @staticmethod
+    def _count(result: Any) -> int:
+        return int(result[0]["count(*)"]) if result else 0
+
+
+class MilvusStore(_MilvusCommon, SyncStore):
+    """jina-embeddings-v3 retrieval on a Milvus collection (Milvus Lite by default).
+
+    Args:
+        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
+        client: Your ``MilvusClient`` (default: ``MilvusClient(uri)``).
+        collection: Collection name.
+        dimensions: Vector size (default: the provider's).
+        uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
+            created) or a server URI.
+        small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
+        funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
+        index_type: Milvus index type of the vector fields (metric is always COSINE).
+        batch_size: Passages per embedding call and upsert.
+        progress_bar: Show a progress bar while indexing.
+
+    Example:
+        >>> from jv3_integrations.milvus import MilvusStore
+        >>> store = MilvusStore("local:./tiny-v3", uri="./data/jv3.db")  # doctest: +SKIP
+        >>> store.add_texts(["Berlin is the capital of Germany."])  # doctest: +SKIP
+        >>> store.search("capital of Germany", k=1)  # doctest: +SKIP
+    """
+
+    default_batch_size = 256
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: MilvusClient | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        uri: str = "./jv3.db",
+        small_dimensions: int | None = None,
+        funnel_factor: int = 4,
+        index_type: str = "AUTOINDEX",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_milvus(collection, funnel_factor, index_type)
+        if client is None:
+            if "://" not in uri:
+                Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            client = MilvusClient(uri)
+        elif not isinstance(client, MilvusClient):
+            raise ConfigurationError(
+                f"client must be a MilvusClient, not {type(client).__name__} "
+                "(use AsyncMilvusStore for an AsyncMilvusClient)"
+            )
+        self.client = client
+
+    def create(self) -> None:
+        """Create the collection, or verify fields, dimensions and COSINE metric of an existing one.
+
+        Raises:
+            ConfigurationError: the existing collection does not match this store.
+        """
+        if self._ready:
+            return
+        if self.client.has_collection(self.collection):
+            description = self.client.describe_collection(self.collection)
+            indexes = {
+                name: self.client.describe_index(self.collection, name)
+                for name in self.client.list_indexes(self.collection)
+            }
+            self._verify(description, indexes)
+            self.client.load_collection(self.collection)
+        else:
+            self.client.create_collection(
+                self.collection, schema=self._schema(), index_params=self._index_params()
+            )
+        self._ready = True
+
+    def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        self.client.upsert(self.collection, self._rows(records, full, small))
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        self.client.delete(self.collection, ids=ids)
+
+    def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        self.client.delete(self.collection, filter=self._stale_filter(counts))
+
+    def _search(self, full: Vectors, small: Vectors | None, k: int, filter: Any) -> list[list[Hit]]:
+        if small is None:
+            return self._hits(self.client.search(**self._search_args(full, k, filter, VECTOR)))
+        first = self.client.search(
+            **self._search_args(small, k * self.funnel_factor, filter, SMALL)
+        )
+        candidates = self._candidates(first)
+        union = sorted({i for row in candidates for i in row})
+        rows = (
+            self.client.query(
+                self.collection, ids=union, output_fields=[TEXT_KEY, "metadata", FULL]
+            )
+            if union
+            else []
+        )
+        return self._funnel(candidates, list(rows), full, k)
+
+    def count(self) -> int:
+        """Number of entities in the collection (0 if it does not exist yet)."""
+        if not self.client.has_collection(self.collection):
+            return 0
+        return self._count(
+            self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        )
+
+
+class AsyncMilvusStore(_MilvusCommon, AsyncStore):
+    """:class:`MilvusStore` for asyncio, over an ``AsyncMilvusClient`` (same arguments).
+
+    On Milvus Lite, create the collection first with :meth:`MilvusStore.create` (Lite does not
+    implement what the async ``create_collection`` waits on); verifying, writing and searching
+    then work asynchronously.
+    """
+
+    default_batch_size = 256
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: AsyncMilvusClient,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        small_dimensions: int | None = None,
+        funnel_factor: int = 4,
+        index_type: str = "AUTOINDEX",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_milvus(collection, funnel_factor, index_type)
+        if not isinstance(client, AsyncMilvusClient):
+            raise ConfigurationError(
+                f"client must be an AsyncMilvusClient, not {type(client).__name__}"
+            )
+        self.client = client
+
+    async def create(self) -> None:
+        """Async twin of :meth:`MilvusStore.create` (see the class note on Milvus Lite).
+
+        Raises:
+            ConfigurationError: the existing collection does not match this store, or the
+                server cannot create it asynchronously (Milvus Lite).
+        """
+        if self._ready:
+            return
+        if await self.client.has_collection(self.collection):
+            description = await self.client.describe_collection(self.collection)
+            indexes = {
+                name: await self.client.describe_index(self.collection, name)
+                for name in await self.client.list_indexes(self.collection)
+            }
+            self._verify(description, indexes)
+            await self.client.load_collection(self.collection)
+        else:
+            try:
+                await self.client.create_collection(
+                    self.collection, schema=self._schema(), index_params=self._index_params()
+                )
+            except Exception as exc:
+                if "UNIMPLEMENTED" not in str(exc) and "not implemented" not in str(exc):
+                    raise
+                raise ConfigurationError(
+                    f"this Milvus server (Milvus Lite?) cannot create collection "
+                    f"{self.collection!r} asynchronously; create it once with "
+                    "MilvusStore(...).create() on the same URI, then use AsyncMilvusStore"
+                ) from exc
+        self._ready = True
+
+    async def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        await self.client.upsert(self.collection, self._rows(records, full, small))
+
+    async def _delete_ids(self, ids: list[str]) -> None:
+        await self.client.delete(self.collection, ids=ids)
+
+    async def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        await self.client.delete(self.collection, filter=self._stale_filter(counts))
+
+    async def _search(
+        self, full: Vectors, small: Vectors | None, k: int, filter: Any
+    ) -> list[list[Hit]]:
+        if small is None:
+            return self._hits(
+                await self.client.search(**self._search_args(full, k, filter, VECTOR))
+            )
+        args = self._search_args(small, k * self.funnel_factor, filter, SMALL)
+        candidates = self._candidates(await self.client.search(**args))
+        union = sorted({i for row in candidates for i in row})
+        rows = (
+            await self.client.query(
+                self.collection, ids=union, output_fields=[TEXT_KEY, "metadata", FULL]
+            )
+            if union
+            else []
+        )
+        return self._funnel(candidates, list(rows), full, k)
+
+    async def count(self) -> int:
+        """Async twin of :meth:`MilvusStore.count`."""
+        if not await self.client.has_collection(self.collection):
+            return 0
+        result = await self.client.query(self.collection, filter="", output_fields=["count(*)"])
+        return self._count(result)

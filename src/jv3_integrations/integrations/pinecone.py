@@ -1,0 +1,364 @@
+"""Pinecone adapter: :class:`PineconeStore` / :class:`AsyncPineconeStore` over pinecone SDK 10.
+
+Creates a serverless index with the store's dimension and cosine metric (or verifies an
+existing one), upserts passages in batches with their text in the metadata, queries with a
+filter and namespace, deletes, and reads the vector count from the index stats.
+
+Pinecone's data plane has no multi-vector query: :meth:`PineconeStore.search_many` makes one
+embedding call and then one query per vector (:class:`AsyncPineconeStore` runs them
+concurrently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from ..core._errors import ConfigurationError, InputError, missing_extra
+from ..core._provider import EmbeddingProvider
+from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
+
+try:
+    from pinecone import AsyncIndex, AsyncPinecone, Index, Pinecone, ServerlessSpec
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing_extra("pinecone", "pinecone") from exc
+
+__all__ = ["MAX_METADATA_BYTES", "AsyncPineconeStore", "PineconeStore"]
+
+#: Pinecone's limit on the metadata of one record.
+MAX_METADATA_BYTES = 40 * 1024
+
+
+def _metadata_error(i: int, key: str, value: object) -> InputError:
+    return InputError(
+        f"metadata key {key!r} of text {i} is {type(value).__name__}; Pinecone metadata values "
+        "must be str, number, bool or a list of str"
+    )
+
+
+class _PineconeCommon:
+    """Request building and response parsing (no I/O)."""
+
+    collection: str
+    namespace: str
+    dimensions: int
+    small_dimensions: int | None
+
+    def _init_pinecone(self, collection: str, namespace: str, cloud: str, region: str) -> None:
+        if not isinstance(collection, str) or not collection:
+            raise ConfigurationError("collection (the Pinecone index name) must be a non-empty str")
+        if not isinstance(namespace, str):
+            raise ConfigurationError("namespace must be a str ('' is the default namespace)")
+        if self.small_dimensions is not None:
+            raise ConfigurationError("Pinecone indexes hold one dense vector: no small_dimensions")
+        self.collection = collection
+        self.namespace = namespace
+        self.cloud = cloud
+        self.region = region
+        self._ready = False
+
+    def _spec(self) -> ServerlessSpec:
+        return ServerlessSpec(cloud=self.cloud, region=self.region)
+
+    def _verify(self, dimension: int | None, metric: str | None) -> None:
+        if dimension != self.dimensions:
+            raise ConfigurationError(
+                f"Pinecone index {self.collection!r} has dimension {dimension}, but this store "
+                f"embeds at {self.dimensions}; set dimensions={dimension} or use another index"
+            )
+        if metric is not None and str(metric).lower() != "cosine":
+            raise ConfigurationError(
+                f"Pinecone index {self.collection!r} uses metric {metric}; jina-embeddings-v3 "
+                "needs cosine: use another index"
+            )
+
+    def _check_records(self, records: list[Record]) -> None:
+        for i, r in enumerate(records):
+            for key, value in r.metadata.items():
+                if isinstance(value, list):
+                    if not all(isinstance(v, str) for v in value):
+                        raise _metadata_error(i, key, value)
+                elif value is None or not isinstance(value, (str, int, float, bool)):
+                    raise _metadata_error(i, key, value)
+            size = len(json.dumps({TEXT_KEY: r.text, **r.metadata}).encode("utf-8"))
+            if size > MAX_METADATA_BYTES:
+                raise InputError(
+                    f"text {i} with its metadata is {size} bytes; Pinecone allows "
+                    f"{MAX_METADATA_BYTES} bytes of metadata per record (the text is stored "
+                    "there): split it (add_documents chunks long documents)"
+                )
+
+    def _vectors(self, records: list[Record], full: Vectors) -> list[dict[str, Any]]:
+        return [
+            {"id": r.id, "values": full[i].tolist(), "metadata": {TEXT_KEY: r.text, **r.metadata}}
+            for i, r in enumerate(records)
+        ]
+
+    @staticmethod
+    def _filter(filter: Any) -> dict[str, Any] | None:
+        if filter is None:
+            return None
+        if not isinstance(filter, dict):
+            raise ConfigurationError("filter must be a Pinecone metadata filter (a dict)")
+        simple = simple_filter(filter)
+        if simple is None:
+            return filter
+        return {
+            k: {"$in": list(v)} if isinstance(v, (list, tuple)) else {"$eq": v}
+            for k, v in simple.items()
+        }
+
+    @staticmethod
+    def _stale_filter(counts: dict[str, int]) -> dict[str, Any]:
+        return {
+            "$or": [
+                {"doc_id": {"$eq": doc_id}, "chunk_index": {"$gte": n}}
+                for doc_id, n in counts.items()
+            ]
+        }
+
+    @staticmethod
+    def _hits(response: Any) -> list[Hit]:
+        hits = []
+        for m in response.matches:
+            metadata = dict(m.metadata or {})
+            text = metadata.pop(TEXT_KEY, "")
+            hits.append(Hit(str(m.id), float(m.score), str(text), metadata))
+        return hits
+
+    def _count(self, stats: Any) -> int:
+        summary = (stats.namespaces or {}).get(self.namespace)
+        return int(summary.vector_count) if summary is not None else 0
+
+
+class PineconeStore(_PineconeCommon, SyncStore):
+    """jina-embeddings-v3 retrieval on a Pinecone serverless index.
+
+    Args:
+        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
+        client: Your ``Pinecone(...)`` client (the store creates or verifies the index, then
+            talks to its host), or an ``Index`` handle (verified via its stats). Default:
+            ``Pinecone()`` (key from ``PINECONE_API_KEY``).
+        collection: Index name.
+        namespace: Namespace for every read and write ('' = default).
+        dimensions: Vector size (default: the provider's).
+        cloud, region: Where ``create`` puts a new serverless index.
+        batch_size: Passages per embedding call and upsert.
+        progress_bar: Show a progress bar while indexing.
+
+    Example:
+        >>> from pinecone import Pinecone
+        >>> from jv3_integrations.pinecone import PineconeStore
+        >>> store = PineconeStore("api", client=Pinecone(), collection="docs")  # doctest: +SKIP
+        >>> store.add_texts(["Berlin is the capital of Germany."])  # doctest: +SKIP
+        >>> store.search("capital of Germany", k=1, filter={"lang": "en"})  # doctest: +SKIP
+    """
+
+    default_batch_size = 100
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: Pinecone | Index | None = None,
+        collection: str = "jv3",
+        namespace: str = "",
+        dimensions: int | None = None,
+        cloud: str = "aws",
+        region: str = "us-east-1",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_pinecone(collection, namespace, cloud, region)
+        if client is None:
+            client = Pinecone()
+        if not isinstance(client, (Pinecone, Index)):
+            raise ConfigurationError(
+                f"client must be a pinecone.Pinecone or pinecone.Index, not {type(client).__name__}"
+            )
+        self.client = client
+        self.index: Index | None = client if isinstance(client, Index) else None
+
+    def create(self) -> None:
+        """Create the serverless index (cosine), or verify an existing one's dimension/metric.
+
+        Raises:
+            ConfigurationError: the existing index has another dimension or metric.
+        """
+        if self._ready:
+            return
+        if isinstance(self.client, Pinecone):
+            if self.client.has_index(self.collection):
+                model = self.client.describe_index(self.collection)
+                self._verify(model.dimension, model.metric)
+            else:
+                model = self.client.create_index(
+                    self.collection,
+                    dimension=self.dimensions,
+                    metric="cosine",
+                    spec=self._spec(),
+                )
+            self.index = self.client.Index(host=str(model.host))  # type: ignore[assignment]
+        else:
+            stats = self.client.describe_index_stats()
+            self._verify(stats.dimension, getattr(stats, "metric", None))
+        self._ready = True
+
+    def _idx(self) -> Index:
+        if self.index is None:
+            raise ConfigurationError("call create() first")  # unreachable: create() sets it
+        return self.index
+
+    def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        self._idx().upsert(
+            vectors=self._vectors(records, full), namespace=self.namespace, show_progress=False
+        )
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        self._idx().delete(ids=ids, namespace=self.namespace)
+
+    def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        self._idx().delete(filter=self._stale_filter(counts), namespace=self.namespace)
+
+    def _search(self, full: Vectors, small: Vectors | None, k: int, filter: Any) -> list[list[Hit]]:
+        flt = self._filter(filter)
+        index = self._idx()
+        return [
+            self._hits(
+                index.query(
+                    vector=full[i].tolist(),
+                    top_k=k,
+                    filter=flt,
+                    namespace=self.namespace,
+                    include_metadata=True,
+                )
+            )
+            for i in range(full.shape[0])
+        ]
+
+    def count(self) -> int:
+        """Number of vectors in this store's namespace."""
+        self.create()
+        return self._count(self._idx().describe_index_stats())
+
+    def stats(self) -> dict[str, Any]:
+        """The index stats: ``dimension``, ``metric``, ``total`` and per-namespace counts."""
+        self.create()
+        s = self._idx().describe_index_stats()
+        return {
+            "dimension": s.dimension,
+            "metric": getattr(s, "metric", None),
+            "total": s.total_vector_count,
+            "namespaces": {n: v.vector_count for n, v in (s.namespaces or {}).items()},
+        }
+
+
+class AsyncPineconeStore(_PineconeCommon, AsyncStore):
+    """:class:`PineconeStore` for asyncio, over ``AsyncPinecone`` or an ``AsyncIndex``.
+
+    ``search_many`` runs its per-vector queries concurrently. Close the client yourself
+    (``await client.close()``); the store does not own it.
+    """
+
+    default_batch_size = 100
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: AsyncPinecone | AsyncIndex,
+        collection: str = "jv3",
+        namespace: str = "",
+        dimensions: int | None = None,
+        cloud: str = "aws",
+        region: str = "us-east-1",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_pinecone(collection, namespace, cloud, region)
+        if not isinstance(client, (AsyncPinecone, AsyncIndex)):
+            raise ConfigurationError(
+                "client must be a pinecone.AsyncPinecone or pinecone.AsyncIndex, not "
+                f"{type(client).__name__}"
+            )
+        self.client = client
+        self.index: AsyncIndex | None = client if isinstance(client, AsyncIndex) else None
+
+    async def create(self) -> None:
+        """Async twin of :meth:`PineconeStore.create`."""
+        if self._ready:
+            return
+        if isinstance(self.client, AsyncPinecone):
+            if await self.client.has_index(self.collection):
+                model = await self.client.describe_index(self.collection)
+                self._verify(model.dimension, model.metric)
+            else:
+                model = await self.client.create_index(
+                    self.collection,
+                    dimension=self.dimensions,
+                    metric="cosine",
+                    spec=self._spec(),
+                )
+            self.index = self.client.IndexAsyncio(host=str(model.host))
+        else:
+            stats = await self.client.describe_index_stats()
+            self._verify(stats.dimension, getattr(stats, "metric", None))
+        self._ready = True
+
+    def _idx(self) -> AsyncIndex:
+        if self.index is None:
+            raise ConfigurationError("call create() first")  # unreachable: create() sets it
+        return self.index
+
+    async def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        await self._idx().upsert(
+            vectors=self._vectors(records, full), namespace=self.namespace, show_progress=False
+        )
+
+    async def _delete_ids(self, ids: list[str]) -> None:
+        await self._idx().delete(ids=ids, namespace=self.namespace)
+
+    async def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        await self._idx().delete(filter=self._stale_filter(counts), namespace=self.namespace)
+
+    async def _search(
+        self, full: Vectors, small: Vectors | None, k: int, filter: Any
+    ) -> list[list[Hit]]:
+        flt = self._filter(filter)
+        index = self._idx()
+        responses = await asyncio.gather(
+            *(
+                index.query(
+                    vector=full[i].tolist(),
+                    top_k=k,
+                    filter=flt,
+                    namespace=self.namespace,
+                    include_metadata=True,
+                )
+                for i in range(full.shape[0])
+            )
+        )
+        return [self._hits(r) for r in responses]
+
+    async def count(self) -> int:
+        """Async twin of :meth:`PineconeStore.count`."""
+        await self.create()
+        return self._count(await self._idx().describe_index_stats())
+
+    async def aclose(self) -> None:
+        """Close the index handle this store opened (not a client you passed in)."""
+        if self.index is not None and self.index is not self.client:
+            await self.index.close()

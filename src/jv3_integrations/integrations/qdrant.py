@@ -1,0 +1,394 @@
+"""Qdrant adapter: :class:`QdrantStore` / :class:`AsyncQdrantStore` over qdrant-client.
+
+Passages are embedded with ``retrieval.passage`` and queries with ``retrieval.query`` at the
+store's ``dimensions``; everything else is the user's own ``QdrantClient``. Options:
+
+* ``small_dimensions``: Matryoshka two-stage search. The collection holds a ``small`` named
+  vector (HNSW-indexed) and a ``full`` one (``HnswConfigDiff(m=0)``: used only to rescore);
+  a query prefetches candidates on ``small`` and rescores them on ``full``. One embedding call
+  yields both vectors (the small one is the full one truncated and renormalized).
+* ``binary_quantization``: ``BinaryQuantization`` with rescoring and oversampling at search.
+
+Local mode (``:memory:`` / ``path=``) is exact brute force and ignores HNSW and quantization;
+the same collection on a Qdrant server (``url=``) or in Qdrant Edge runs them for real.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core._errors import ConfigurationError, missing_extra
+from ..core._provider import EmbeddingProvider
+from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
+
+try:
+    from qdrant_client import AsyncQdrantClient, QdrantClient, models
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing_extra("qdrant", "qdrant-client") from exc
+
+__all__ = ["AsyncQdrantStore", "QdrantStore"]
+
+FULL = "full"
+SMALL = "small"
+
+
+class _QdrantCommon:
+    """Collection layout, request building and response parsing (no I/O)."""
+
+    collection: str
+    dimensions: int
+    small_dimensions: int | None
+    binary_quantization: bool
+    oversampling: float
+    prefetch_factor: int
+    exact: bool
+
+    def _init_qdrant(
+        self,
+        collection: str,
+        binary_quantization: bool,
+        oversampling: float,
+        prefetch_factor: int,
+        exact: bool,
+    ) -> None:
+        if not isinstance(collection, str) or not collection:
+            raise ConfigurationError("collection must be a non-empty str")
+        if oversampling < 1.0:
+            raise ConfigurationError(f"oversampling must be >= 1.0, got {oversampling}")
+        if isinstance(prefetch_factor, bool) or prefetch_factor < 1:
+            raise ConfigurationError(f"prefetch_factor must be >= 1, got {prefetch_factor}")
+        self.collection = collection
+        self.binary_quantization = bool(binary_quantization)
+        self.oversampling = float(oversampling)
+        self.prefetch_factor = int(prefetch_factor)
+        self.exact = bool(exact)
+        self._ready = False
+
+    def collection_config(self) -> dict[str, Any]:
+        """Keyword arguments of ``create_collection`` for this store's layout."""
+        cosine = models.Distance.COSINE
+        vectors: models.VectorParams | dict[str, models.VectorParams]
+        if self.small_dimensions is None:
+            vectors = models.VectorParams(size=self.dimensions, distance=cosine)
+        else:
+            vectors = {
+                SMALL: models.VectorParams(size=self.small_dimensions, distance=cosine),
+                FULL: models.VectorParams(
+                    size=self.dimensions,
+                    distance=cosine,
+                    hnsw_config=models.HnswConfigDiff(m=0),
+                ),
+            }
+        config: dict[str, Any] = {"vectors_config": vectors}
+        if self.binary_quantization:
+            config["quantization_config"] = models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=True)
+            )
+        return config
+
+    def _verify(self, info: models.CollectionInfo) -> None:
+        vectors = info.config.params.vectors
+        expected: dict[str, int] = (
+            {"": self.dimensions}
+            if self.small_dimensions is None
+            else {SMALL: self.small_dimensions, FULL: self.dimensions}
+        )
+        if isinstance(vectors, models.VectorParams):
+            found = {"": vectors}
+        elif isinstance(vectors, dict):
+            found = dict(vectors)
+        else:
+            found = {}
+        if set(found) != set(expected):
+            layout = "one unnamed vector" if "" in expected else f"vectors {sorted(expected)}"
+            raise ConfigurationError(
+                f"Qdrant collection {self.collection!r} has vectors {sorted(found)} but this "
+                f"store expects {layout}; use another collection or match small_dimensions"
+            )
+        for name, size in expected.items():
+            params = found[name]
+            label = f"vector {name!r} of " if name else ""
+            if params.size != size:
+                raise ConfigurationError(
+                    f"{label}Qdrant collection {self.collection!r} has dimension {params.size}, "
+                    f"but this store embeds at {size}; set dimensions={params.size} or use "
+                    "another collection"
+                )
+            if params.distance != models.Distance.COSINE:
+                raise ConfigurationError(
+                    f"{label}Qdrant collection {self.collection!r} uses {params.distance.value} "
+                    "distance; jina-embeddings-v3 needs Cosine: use another collection"
+                )
+
+    def _points(
+        self, records: list[Record], full: Vectors, small: Vectors | None
+    ) -> list[models.PointStruct]:
+        points = []
+        for i, r in enumerate(records):
+            vector: Any
+            if small is None:
+                vector = full[i].tolist()
+            else:
+                vector = {FULL: full[i].tolist(), SMALL: small[i].tolist()}
+            points.append(
+                models.PointStruct(id=r.id, vector=vector, payload={TEXT_KEY: r.text, **r.metadata})
+            )
+        return points
+
+    @staticmethod
+    def _filter(filter: Any) -> models.Filter | None:
+        if filter is None or isinstance(filter, models.Filter):
+            return filter
+        simple = simple_filter(filter)
+        if simple is None:
+            raise ConfigurationError(
+                "filter must be a qdrant_client.models.Filter or a dict {key: value}"
+            )
+        must: list[models.Condition] = []
+        for key, value in simple.items():
+            match: models.MatchValue | models.MatchAny
+            if isinstance(value, (list, tuple)):
+                match = models.MatchAny(any=list(value))
+            else:
+                match = models.MatchValue(value=value)
+            must.append(models.FieldCondition(key=key, match=match))
+        return models.Filter(must=must)
+
+    def _requests(
+        self, full: Vectors, small: Vectors | None, k: int, filter: Any
+    ) -> list[models.QueryRequest]:
+        flt = self._filter(filter)
+        params = models.SearchParams(exact=self.exact)
+        if self.binary_quantization:
+            params = models.SearchParams(
+                exact=self.exact,
+                quantization=models.QuantizationSearchParams(
+                    rescore=True, oversampling=self.oversampling
+                ),
+            )
+        requests = []
+        for i in range(full.shape[0]):
+            if small is None:
+                req = models.QueryRequest(
+                    query=full[i].tolist(),
+                    filter=flt,
+                    params=params,
+                    limit=k,
+                    with_payload=True,
+                )
+            else:
+                req = models.QueryRequest(
+                    prefetch=models.Prefetch(
+                        query=small[i].tolist(),
+                        using=SMALL,
+                        filter=flt,
+                        params=params,
+                        limit=k * self.prefetch_factor,
+                    ),
+                    query=full[i].tolist(),
+                    using=FULL,
+                    limit=k,
+                    with_payload=True,
+                )
+            requests.append(req)
+        return requests
+
+    @staticmethod
+    def _hits(responses: list[models.QueryResponse]) -> list[list[Hit]]:
+        out = []
+        for resp in responses:
+            hits = []
+            for p in resp.points:
+                payload = dict(p.payload or {})
+                text = payload.pop(TEXT_KEY, "")
+                hits.append(Hit(str(p.id), float(p.score), str(text), payload))
+            out.append(hits)
+        return out
+
+    def _ids_selector(self, ids: list[str]) -> models.PointIdsList:
+        return models.PointIdsList(points=list(ids))
+
+    @staticmethod
+    def _stale_selector(counts: dict[str, int]) -> models.FilterSelector:
+        should: list[models.Condition] = [
+            models.Filter(
+                must=[
+                    models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id)),
+                    models.FieldCondition(key="chunk_index", range=models.Range(gte=n)),
+                ]
+            )
+            for doc_id, n in counts.items()
+        ]
+        return models.FilterSelector(filter=models.Filter(should=should))
+
+
+class QdrantStore(_QdrantCommon, SyncStore):
+    """jina-embeddings-v3 retrieval on a Qdrant collection.
+
+    Args:
+        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec
+            (default: ``load_provider()``).
+        client: Your ``QdrantClient`` (default: ``QdrantClient(path=path)`` if ``path`` is
+            given, else ``QdrantClient(":memory:")``).
+        collection: Collection name.
+        dimensions: Vector size (default: the provider's ``dimensions``).
+        path: Local-mode folder, used only when ``client`` is omitted.
+        small_dimensions: Enable Matryoshka two-stage search with a ``small`` vector of this
+            size next to ``full`` (e.g. 256).
+        prefetch_factor: Two-stage mode: candidates prefetched per hit (``k * factor``).
+        binary_quantization: Create the collection with binary quantization; searches
+            rescore with the original vectors, oversampling by ``oversampling``.
+        exact: Search exactly (no HNSW); for tests and small collections.
+        batch_size: Passages per embedding call and upsert.
+        progress_bar: Show a progress bar while indexing.
+
+    Example:
+        >>> from jv3_integrations.qdrant import QdrantStore
+        >>> store = QdrantStore(provider="local:./tiny-v3", collection="docs")  # doctest: +SKIP
+        >>> store.add_texts(["Berlin is the capital of Germany."])  # doctest: +SKIP
+        >>> store.search("capital of Germany", k=1)[0].text  # doctest: +SKIP
+        'Berlin is the capital of Germany.'
+    """
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: QdrantClient | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        path: str | None = None,
+        small_dimensions: int | None = None,
+        prefetch_factor: int = 4,
+        binary_quantization: bool = False,
+        oversampling: float = 2.0,
+        exact: bool = False,
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
+        if client is None:
+            client = QdrantClient(path=path) if path else QdrantClient(":memory:")
+        elif not isinstance(client, QdrantClient):
+            raise ConfigurationError(
+                f"client must be a QdrantClient, not {type(client).__name__} "
+                "(use AsyncQdrantStore for an AsyncQdrantClient)"
+            )
+        self.client = client
+
+    def create(self) -> None:
+        """Create the collection, or verify dimension and cosine metric of an existing one.
+
+        Raises:
+            ConfigurationError: the existing collection has another layout, size or metric.
+        """
+        if self._ready:
+            return
+        if self.client.collection_exists(self.collection):
+            self._verify(self.client.get_collection(self.collection))
+        else:
+            self.client.create_collection(self.collection, **self.collection_config())
+        self._ready = True
+
+    def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        self.client.upsert(self.collection, points=self._points(records, full, small), wait=True)
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        self.client.delete(self.collection, points_selector=self._ids_selector(ids), wait=True)
+
+    def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        self.client.delete(self.collection, points_selector=self._stale_selector(counts), wait=True)
+
+    def _search(self, full: Vectors, small: Vectors | None, k: int, filter: Any) -> list[list[Hit]]:
+        requests = self._requests(full, small, k, filter)
+        return self._hits(self.client.query_batch_points(self.collection, requests=requests))
+
+    def count(self) -> int:
+        """Number of points in the collection (0 if it does not exist yet)."""
+        if not self.client.collection_exists(self.collection):
+            return 0
+        return int(self.client.count(self.collection, exact=True).count)
+
+
+class AsyncQdrantStore(_QdrantCommon, AsyncStore):
+    """:class:`QdrantStore` for asyncio, over an ``AsyncQdrantClient`` (same arguments).
+
+    Example:
+        >>> client = AsyncQdrantClient(":memory:")  # doctest: +SKIP
+        >>> store = AsyncQdrantStore(provider, client=client)  # doctest: +SKIP
+        >>> await store.add_texts(["Berlin is the capital of Germany."])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: AsyncQdrantClient | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        path: str | None = None,
+        small_dimensions: int | None = None,
+        prefetch_factor: int = 4,
+        binary_quantization: bool = False,
+        oversampling: float = 2.0,
+        exact: bool = False,
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+        )
+        self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
+        if client is None:
+            client = AsyncQdrantClient(path=path) if path else AsyncQdrantClient(":memory:")
+        elif not isinstance(client, AsyncQdrantClient):
+            raise ConfigurationError(
+                f"client must be an AsyncQdrantClient, not {type(client).__name__} "
+                "(use QdrantStore for a QdrantClient)"
+            )
+        self.client = client
+
+    async def create(self) -> None:
+        """Async twin of :meth:`QdrantStore.create`."""
+        if self._ready:
+            return
+        if await self.client.collection_exists(self.collection):
+            self._verify(await self.client.get_collection(self.collection))
+        else:
+            await self.client.create_collection(self.collection, **self.collection_config())
+        self._ready = True
+
+    async def _upsert(self, records: list[Record], full: Vectors, small: Vectors | None) -> None:
+        points = self._points(records, full, small)
+        await self.client.upsert(self.collection, points=points, wait=True)
+
+    async def _delete_ids(self, ids: list[str]) -> None:
+        selector = self._ids_selector(ids)
+        await self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    async def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        selector = self._stale_selector(counts)
+        await self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    async def _search(
+        self, full: Vectors, small: Vectors | None, k: int, filter: Any
+    ) -> list[list[Hit]]:
+        requests = self._requests(full, small, k, filter)
+        return self._hits(await self.client.query_batch_points(self.collection, requests=requests))
+
+    async def count(self) -> int:
+        """Async twin of :meth:`QdrantStore.count`."""
+        if not await self.client.collection_exists(self.collection):
+            return 0
+        return int((await self.client.count(self.collection, exact=True)).count)

@@ -1,0 +1,386 @@
+"""A loopback Pinecone for tests: the control and data plane of API version 2026-07.
+
+Implements what the pinecone SDK 10 sends for vector indexes (``db_control_2026-07.oas.yaml``,
+``db_data_2026-07.oas.yaml`` in ``../shared/spec/pinecone``): ``GET|POST /indexes``,
+``GET|DELETE /indexes/{name}``; and, on each index's host (``/x/{name}`` on the same port),
+``POST /vectors/upsert``, ``POST /query``, ``GET /vectors/fetch``, ``POST /vectors/delete``,
+``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
+metadata filter operators. With ``validate=True`` every JSON response is checked against its
+OpenAPI schema (a test fails on a mismatch). Test infrastructure only, not part of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+API_VERSION = "2026-07"
+MAX_METADATA_BYTES = 40 * 1024
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
+
+
+class PineconeHTTPError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _bad(message: str) -> PineconeHTTPError:
+    return PineconeHTTPError(400, "INVALID_ARGUMENT", message)
+
+
+# -- metadata filters (https://docs.pinecone.io/guides/search/filter-by-metadata) ----------
+
+_NUMERIC_OPS = {"$gt": np.greater, "$gte": np.greater_equal, "$lt": np.less, "$lte": np.less_equal}
+
+
+def _match_op(op: str, operand: Any, present: bool, value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    if op == "$eq":
+        return present and operand in values
+    if op == "$ne":
+        return not present or operand not in values
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list):
+            raise _bad(f"{op} needs an array")
+        hit = present and any(v in operand for v in values)
+        return hit if op == "$in" else not hit
+    if op in _NUMERIC_OPS:
+        if isinstance(operand, bool) or not isinstance(operand, (int, float)):
+            raise _bad(f"{op} needs a number")
+        ok = present and isinstance(value, (int, float)) and not isinstance(value, bool)
+        return bool(ok and _NUMERIC_OPS[op](value, operand))
+    if op == "$exists":
+        return present == bool(operand)
+    raise _bad(f"unknown filter operator {op}")
+
+
+def matches(flt: dict[str, Any] | None, metadata: dict[str, Any]) -> bool:
+    """Whether ``metadata`` satisfies a Pinecone metadata filter."""
+    if not flt:
+        return True
+    for key, cond in flt.items():
+        if key in ("$and", "$or"):
+            if not isinstance(cond, list):
+                raise _bad(f"{key} needs an array of filters")
+            results = [matches(c, metadata) for c in cond]
+            if not (all(results) if key == "$and" else any(results)):
+                return False
+            continue
+        if key.startswith("$"):
+            raise _bad(f"unknown filter operator {key}")
+        present = key in metadata
+        value = metadata.get(key)
+        ops = cond if isinstance(cond, dict) else {"$eq": cond}
+        for op, operand in ops.items():
+            if not _match_op(op, operand, present, value):
+                return False
+    return True
+
+
+# -- state ------------------------------------------------------------------------------
+
+
+@dataclass
+class Index:
+    name: str
+    dimension: int
+    metric: str
+    deployment: dict[str, Any]
+    namespaces: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = field(
+        default_factory=dict
+    )
+
+    def model(self, base: str) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "host": f"{base}/x/{self.name}",
+            "status": {"ready": True, "state": "Ready"},
+            "deployment": self.deployment,
+            "schema": {
+                "fields": {
+                    "_values": {
+                        "type": "dense_vector",
+                        "dimension": self.dimension,
+                        "metric": self.metric,
+                    }
+                }
+            },
+            "deletion_protection": "disabled",
+            "read_capacity": {"mode": "OnDemand", "status": {"state": "Ready"}},
+        }
+
+    def score(self, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+        if self.metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query)
+            return (vectors @ query) / np.maximum(norms, 1e-12)
+        if self.metric == "dotproduct":
+            return vectors @ query
+        return -(np.linalg.norm(vectors - query, axis=1) ** 2)
+
+
+class PineconeState:
+    """Everything the server holds, plus a log of request headers (for tests)."""
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.indexes: dict[str, Index] = {}
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+
+# -- the handler ------------------------------------------------------------------------
+
+
+def _load_validators() -> dict[str, Any]:
+    import jsonschema
+    import yaml
+
+    spec_dir = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "pinecone"
+    out = {}
+    for fname in ("db_control_2026-07.oas.yaml", "db_data_2026-07.oas.yaml"):
+        doc = yaml.safe_load((spec_dir / fname).read_text())
+        comps = doc["components"]
+        for name in comps["schemas"]:
+            out[name] = jsonschema.Draft202012Validator(
+                {"$ref": f"#/components/schemas/{name}", "components": comps}
+            )
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _send(self, status: int, body: Any = None, schema: str | None = None) -> None:
+        if schema is not None and self.server.validators is not None:
+            errors = list(self.server.validators[schema].iter_errors(body))
+            if errors:
+                self.server.schema_errors.append(f"{schema}: {errors[0].message}")
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length") or 0)
+        if not n:
+            return {}
+        try:
+            return json.loads(self.rfile.read(n))
+        except json.JSONDecodeError:
+            raise _bad("request body is not JSON") from None
+
+    def _handle(self) -> None:
+        state = self.server.state
+        url = urlsplit(self.path)
+        state.requests.append((self.command, url.path, dict(self.headers)))
+        try:
+            if self.headers.get("Api-Key") != state.api_key:
+                self._send(
+                    401,
+                    {
+                        "error": {"code": "UNAUTHENTICATED", "message": "Invalid API Key"},
+                        "status": 401,
+                    },
+                )
+                return
+            if self.headers.get("X-Pinecone-Api-Version") != API_VERSION:
+                raise _bad(f"X-Pinecone-Api-Version must be {API_VERSION}")
+            parts = [p for p in url.path.split("/") if p]
+            with state.lock:
+                if parts and parts[0] == "indexes":
+                    self._control(parts[1:], state)
+                elif len(parts) >= 2 and parts[0] == "x":
+                    index = state.indexes.get(parts[1])
+                    if index is None:
+                        raise PineconeHTTPError(404, "NOT_FOUND", f"index {parts[1]} not found")
+                    self._data("/" + "/".join(parts[2:]), parse_qs(url.query), index)
+                else:
+                    raise PineconeHTTPError(404, "NOT_FOUND", f"no route {url.path}")
+        except PineconeHTTPError as exc:
+            body = {"error": {"code": exc.code, "message": exc.message}, "status": exc.status}
+            self._send(exc.status, body, "ErrorResponse")
+
+    do_GET = do_POST = do_DELETE = _handle
+
+    # control plane
+    def _control(self, rest: list[str], state: PineconeState) -> None:
+        base = self.server.base_url
+        if not rest and self.command == "GET":
+            models = [i.model(base) for i in state.indexes.values()]
+            self._send(200, {"indexes": models}, "IndexList")
+        elif not rest and self.command == "POST":
+            index = self._create(self._body(), state)
+            self._send(201, index.model(base), "IndexModel")
+        elif len(rest) == 1 and rest[0] in state.indexes:
+            if self.command == "GET":
+                self._send(200, state.indexes[rest[0]].model(base), "IndexModel")
+            elif self.command == "DELETE":
+                del state.indexes[rest[0]]
+                self._send(202)
+            else:
+                raise PineconeHTTPError(405, "INVALID_ARGUMENT", "method not allowed")
+        else:
+            raise PineconeHTTPError(404, "NOT_FOUND", f"Resource {'/'.join(rest)} not found")
+
+    def _create(self, body: dict[str, Any], state: PineconeState) -> Index:
+        name = body.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _bad("Index name must contain only lowercase alphanumeric characters or hyphens")
+        if name in state.indexes:
+            raise PineconeHTTPError(409, "ALREADY_EXISTS", f"Resource {name} already exists")
+        fields = (body.get("schema") or {}).get("fields") or {}
+        dense = fields.get("_values")
+        if not isinstance(dense, dict) or dense.get("type") != "dense_vector":
+            raise _bad("schema.fields must declare the reserved dense_vector field _values")
+        dim, metric = dense.get("dimension"), dense.get("metric", "cosine")
+        if not isinstance(dim, int) or not 1 <= dim <= 20000:
+            raise _bad("dimension must be an integer in 1..20000")
+        if metric not in ("cosine", "dotproduct", "euclidean"):
+            raise _bad("metric must be cosine, dotproduct or euclidean")
+        deployment = body.get("deployment") or {
+            "deployment_type": "managed",
+            "cloud": "aws",
+            "region": "us-east-1",
+        }
+        index = Index(name, dim, metric, deployment)
+        state.indexes[name] = index
+        return index
+
+    # data plane
+    def _data(self, path: str, query: dict[str, list[str]], index: Index) -> None:
+        if path == "/vectors/upsert" and self.command == "POST":
+            body = self._body()
+            ns = index.namespaces.setdefault(body.get("namespace", ""), {})
+            vectors = body.get("vectors") or []
+            staged = {}
+            for v in vectors:
+                values = np.asarray(v.get("values") or [], dtype=np.float32)
+                if values.shape != (index.dimension,):
+                    raise _bad(
+                        f"Vector dimension {values.shape[0]} does not match the dimension of "
+                        f"the index {index.dimension}"
+                    )
+                meta = v.get("metadata") or {}
+                if len(json.dumps(meta).encode()) > MAX_METADATA_BYTES:
+                    raise _bad(f"Metadata size exceeds the limit of {MAX_METADATA_BYTES} bytes")
+                staged[str(v["id"])] = (values, meta)
+            ns.update(staged)
+            self._send(200, {"upsertedCount": len(vectors)}, "UpsertResponse")
+        elif path == "/query" and self.command == "POST":
+            self._send(200, self._query(self._body(), index), "QueryResponse")
+        elif path == "/vectors/fetch" and self.command == "GET":
+            name = (query.get("namespace") or [""])[0]
+            ns = index.namespaces.get(name, {})
+            found = {
+                i: {"id": i, "values": ns[i][0].tolist(), "metadata": ns[i][1]}
+                for i in query.get("ids", [])
+                if i in ns
+            }
+            body = {"vectors": found, "namespace": name, "usage": {"readUnits": 1}}
+            self._send(200, body, "FetchResponse")
+        elif path == "/vectors/delete" and self.command == "POST":
+            body = self._body()
+            ns = index.namespaces.get(body.get("namespace", ""), {})
+            if body.get("deleteAll"):
+                ns.clear()
+            elif body.get("ids") is not None:
+                for i in body["ids"]:
+                    ns.pop(i, None)
+            elif body.get("filter"):
+                for i in [i for i, (_, m) in ns.items() if matches(body["filter"], m)]:
+                    del ns[i]
+            else:
+                raise _bad("delete needs ids, filter or deleteAll")
+            self._send(200, {}, "DeleteResponse")
+        elif path == "/describe_index_stats" and self.command == "POST":
+            flt = self._body().get("filter")
+            counts = {
+                name: {"vectorCount": sum(1 for _, m in ns.values() if matches(flt, m))}
+                for name, ns in index.namespaces.items()
+            }
+            body = {
+                "namespaces": counts,
+                "dimension": index.dimension,
+                "indexFullness": 0.0,
+                "totalVectorCount": sum(c["vectorCount"] for c in counts.values()),
+                "metric": index.metric,
+                "vectorType": "dense",
+            }
+            self._send(200, body, "IndexDescription")
+        else:
+            raise PineconeHTTPError(404, "NOT_FOUND", f"no route {path}")
+
+    def _query(self, body: dict[str, Any], index: Index) -> dict[str, Any]:
+        top_k = body.get("topK")
+        if not isinstance(top_k, int) or not 1 <= top_k <= 10000:
+            raise _bad("topK must be an integer in 1..10000")
+        name = body.get("namespace", "")
+        ns = index.namespaces.get(name, {})
+        if body.get("id") is not None:
+            if body["id"] not in ns:
+                return {"matches": [], "namespace": name, "usage": {"readUnits": 1}}
+            vector = ns[body["id"]][0]
+        else:
+            vector = np.asarray(body.get("vector") or [], dtype=np.float32)
+            if vector.shape != (index.dimension,):
+                raise _bad(
+                    f"Vector dimension {vector.shape[0]} does not match the dimension of the "
+                    f"index {index.dimension}"
+                )
+        flt = body.get("filter")
+        ids = [i for i, (_, m) in ns.items() if matches(flt, m)]
+        matches_out = []
+        if ids:
+            scores = index.score(np.stack([ns[i][0] for i in ids]), vector)
+            order = np.argsort(-scores, kind="stable")[:top_k]
+            for j in order:
+                item: dict[str, Any] = {"id": ids[j], "score": float(scores[j]), "values": []}
+                if body.get("includeValues"):
+                    item["values"] = ns[ids[j]][0].tolist()
+                if body.get("includeMetadata"):
+                    item["metadata"] = ns[ids[j]][1]
+                matches_out.append(item)
+        return {"matches": matches_out, "namespace": name, "usage": {"readUnits": 1}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: PineconeState
+    base_url: str
+    validators: dict[str, Any] | None
+    schema_errors: list[str]
+
+
+@contextmanager
+def running_pinecone(api_key: str = "pc-test-key", *, validate: bool = True) -> Iterator[_Server]:
+    """Run the loopback Pinecone on 127.0.0.1; yields the server (``.base_url``, ``.state``,
+    ``.schema_errors`` listing any response that broke its OpenAPI schema)."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.state = PineconeState(api_key)
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    server.validators = _load_validators() if validate else None
+    server.schema_errors = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
