@@ -1,12 +1,677 @@
-"""Placeholder: JinaAPIProvider is being built (issue 4)."""
+"""``JinaAPIProvider``: jina-embeddings-v3 through Jina's HTTP API or any compatible server.
+
+Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``: plan the
+batches, build each body, send it with retries, check and decode the answer. What it does that
+the existing Jina clients do not: retries 429/5xx/timeouts/resets with backoff honouring
+``Retry-After`` and the ``X-RateLimit-Remaining-*`` headers, bounded concurrency in sync and
+async code, batches by items and by an estimated token budget, keeps a late-chunking document
+in one request, checks every answer (count, indexes, sizes) and never leaks the key.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
 
-from ._errors import ConfigurationError
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIResponseError,
+    APITimeoutError,
+    ConfigurationError,
+    InputError,
+)
+from ._provider import BaseProvider, EmbedRequest
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, Usage
+from ._wire import (
+    DEFAULT_BASE_URL,
+    EMBEDDINGS_PATH,
+    MAX_INPUTS,
+    MAX_TOKENS,
+    MODEL_NAME,
+    MODELS_PATH,
+    RETRYABLE_STATUS,
+    build_request,
+    error_from_response,
+    estimate_tokens,
+    parse_embeddings_response,
+    parse_rate_limit_remaining,
+    parse_retry_after,
+)
+
+__all__ = ["JinaAPIProvider"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
+_MIN_SPLIT: Final = 64
+_WIRE_FORMATS: Final = ("float", "base64")
+_USER_AGENT: Final = "jv3-integrations"
 
 
-class JinaAPIProvider:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ConfigurationError("JinaAPIProvider is not available yet")
+def _is_official(base_url: str) -> bool:
+    return httpx.URL(base_url).host == httpx.URL(DEFAULT_BASE_URL).host
+
+
+def _normalize_base_url(base_url: str) -> str:
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"base_url must be an http(s):// URL, e.g. {DEFAULT_BASE_URL!r}, got {base_url!r}"
+        )
+    url = base_url.rstrip("/")
+    for suffix in (EMBEDDINGS_PATH, "/v1"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    return url
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One planned request: a contiguous slice of the call's texts."""
+
+    start: int
+    stop: int
+    tokens: int
+    truncate: bool
+
+
+class _RateGate:
+    """Shared pause for every request of one provider: after a 429 or an exhausted budget."""
+
+    def __init__(self, pause: float) -> None:
+        self._lock = threading.Lock()
+        self._resume_at = 0.0
+        self._tokens_left: int | None = None
+        self._pause = pause
+
+    def wait_time(self, tokens: int) -> float:
+        now = time.monotonic()
+        with self._lock:
+            delay = self._resume_at - now
+            if self._tokens_left is not None and tokens > self._tokens_left:
+                # Our next request would overdraw the reported token budget: give it time.
+                self._tokens_left = None
+                self._resume_at = max(self._resume_at, now + self._pause)
+                delay = max(delay, self._pause)
+            return max(0.0, delay)
+
+    def block(self, seconds: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def observe(self, headers: httpx.Headers) -> None:
+        requests_left, tokens_left = parse_rate_limit_remaining(headers)
+        with self._lock:
+            if tokens_left is not None:
+                self._tokens_left = tokens_left
+        if requests_left == 0 or (tokens_left is not None and tokens_left <= 0):
+            wait = parse_retry_after(headers.get("retry-after"))
+            self.block(self._pause if wait is None else wait)
+
+
+class JinaAPIProvider(BaseProvider):
+    """jina-embeddings-v3 through Jina's API or a compatible server (``jv3 serve``).
+
+    Args:
+        api_key: The Jina key; default ``$JINA_API_KEY``, read at the first call. A self-hosted
+            ``base_url`` may run without a key (no ``Authorization`` header is sent).
+        base_url: ``https://api.jina.ai`` or the root URL of a compatible server.
+        model: The model name sent on the wire.
+        dimensions: Default Matryoshka size (``None``: the model's full size).
+        timeout: Seconds for each HTTP attempt (connect, read, write).
+        max_retries: Retries of a request after a 429, 5xx, timeout or connection error.
+        max_concurrency: Requests in flight at once (sync and async, over all calls).
+        max_batch_items: Texts per request (at most 2048, the API's limit).
+        max_batch_tokens: Estimated tokens per request (see :meth:`estimate_tokens`).
+        wire_format: ``"float"`` or ``"base64"`` (a third of the bytes, same vectors).
+        http_client: An ``httpx.Client`` to use (proxies, tests); never closed by us.
+        async_http_client: An ``httpx.AsyncClient`` to use; never closed by us.
+        truncate: Ask the server to clip texts that may exceed 8192 tokens (as the local model
+            does) instead of failing; late-chunking requests are never truncated.
+        max_dimensions: The model's full size; default 1024 for Jina's API, and for another
+            ``base_url`` read once from its ``GET /v1/models``.
+        backoff_base: First retry delay in seconds (doubled per attempt, with jitter).
+        backoff_max: Largest retry delay in seconds.
+        rate_limit_pause: Seconds to hold all requests when the server reports no budget left.
+
+    Raises:
+        ConfigurationError: a constructor argument that cannot work (no I/O is done here).
+
+    Example:
+        >>> provider = JinaAPIProvider(dimensions=256)  # key from JINA_API_KEY  # doctest: +SKIP
+        >>> provider.embed_documents(["Berlin is the capital of Germany."]).vectors.shape
+        ... # doctest: +SKIP
+        (1, 256)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        model: str = MODEL_NAME,
+        dimensions: int | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        max_concurrency: int = 4,
+        max_batch_items: int = MAX_INPUTS,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        wire_format: str = "float",
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        truncate: bool = True,
+        max_dimensions: int | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        rate_limit_pause: float = 1.0,
+    ) -> None:
+        if api_key is not None and not isinstance(api_key, str):
+            raise ConfigurationError(f"api_key must be a str or None, not {type(api_key).__name__}")
+        self._api_key = api_key.strip() or None if api_key is not None else None
+        self._base_url = _normalize_base_url(base_url)
+        self._official = _is_official(self._base_url)
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
+        self._model = model
+        _check_int("max_retries", max_retries, 0)
+        _check_int("max_concurrency", max_concurrency, 1)
+        _check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
+        _check_int("max_batch_tokens", max_batch_tokens, 1)
+        for name, value in (
+            ("timeout", timeout),
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
+            ("rate_limit_pause", rate_limit_pause),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+        if timeout <= 0:
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if wire_format not in _WIRE_FORMATS:
+            raise ConfigurationError(
+                f"wire_format must be 'float' or 'base64', got {wire_format!r}"
+            )
+        if max_dimensions is not None:
+            _check_int("max_dimensions", max_dimensions, 1)
+        elif self._official:
+            max_dimensions = JINA_EMBEDDINGS_V3.dim
+        self._max_dims: int | None = max_dimensions
+        if dimensions is not None:
+            _check_int("dimensions", dimensions, 1, max_dimensions)
+        self._dimensions = dimensions
+        self._timeout = float(timeout)
+        self._max_retries = max_retries
+        self._max_concurrency = max_concurrency
+        self._max_batch_items = max_batch_items
+        self._max_batch_tokens = max_batch_tokens
+        self._wire_format = wire_format
+        self._truncate = bool(truncate)
+        self._backoff_base = float(backoff_base)
+        self._backoff_max = float(backoff_max)
+        self._gate = _RateGate(float(rate_limit_pause))
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = http_client
+        self._owns_client = http_client is None
+        self._aclient: httpx.AsyncClient | None = async_http_client
+        self._owns_aclient = async_http_client is None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._aslots: asyncio.Semaphore | None = None
+        self._aslots_loop: asyncio.AbstractEventLoop | None = None
+        self._sleep: Callable[[float], None] = time.sleep
+        self._asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    # -- description ----------------------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        """The model name sent on the wire (``jina-embeddings-v3``)."""
+        return self._model
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL (requests go to ``{base_url}/v1/embeddings``)."""
+        return self._base_url
+
+    @property
+    def max_dimensions(self) -> int:
+        """The model's full output size: 1024 for Jina's API; a self-hosted server is asked once."""
+        if self._max_dims is None:
+            found = self._discover(self._get_client())
+            if found is None:
+                return JINA_EMBEDDINGS_V3.dim
+            self._max_dims = found
+        return self._max_dims
+
+    def estimate_tokens(self, text: str, *, task: TaskLike = None) -> int:
+        """A conservative token estimate for ``text`` (no tokenizer, no network)."""
+        from ._types import resolve_task
+
+        return estimate_tokens(text, task=resolve_task(task))
+
+    def __repr__(self) -> str:
+        return (
+            f"JinaAPIProvider(base_url={self._base_url!r}, model={self._model!r}, "
+            f"dimensions={self._dimensions!r}, wire_format={self._wire_format!r}, "
+            f"api_key={'***' if self._resolve_key() else None})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the configuration only: never the key, never a client or a lock."""
+        return {
+            "base_url": self._base_url,
+            "model": self._model,
+            "dimensions": self._dimensions,
+            "timeout": self._timeout,
+            "max_retries": self._max_retries,
+            "max_concurrency": self._max_concurrency,
+            "max_batch_items": self._max_batch_items,
+            "max_batch_tokens": self._max_batch_tokens,
+            "wire_format": self._wire_format,
+            "truncate": self._truncate,
+            "max_dimensions": self._max_dims,
+            "backoff_base": self._backoff_base,
+            "backoff_max": self._backoff_max,
+            "rate_limit_pause": self._gate._pause,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(None, **state)  # type: ignore[misc]
+
+    # -- key and clients --------------------------------------------------------------------
+
+    def _resolve_key(self) -> str | None:
+        if self._api_key:
+            return self._api_key
+        env = os.environ.get("JINA_API_KEY", "").strip()
+        return env or None
+
+    def _headers(self) -> dict[str, str]:
+        key = self._resolve_key()
+        if key is None and self._official:
+            raise ConfigurationError(
+                "no Jina API key: pass JinaAPIProvider(api_key=...) or set the JINA_API_KEY "
+                "environment variable (get a key at https://jina.ai/api-dashboard/key-manager)"
+            )
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _redact(self) -> tuple[str, ...]:
+        key = self._resolve_key()
+        return (key,) if key else ()
+
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self._max_concurrency + 2,
+            max_keepalive_connections=self._max_concurrency + 2,
+        )
+
+    def _get_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self._timeout), limits=self._limits()
+                )
+            return self._client
+
+    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
+            # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
+            self._aclient = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), limits=self._limits()
+            )
+            self._aclient_loop = loop
+        client = self._aclient
+        if client is None:  # closed while in use: start afresh on this loop
+            client = self._aclient = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout), limits=self._limits()
+            )
+            self._aclient_loop = loop
+        if self._aslots is None or self._aslots_loop is not loop:
+            self._aslots = asyncio.Semaphore(self._max_concurrency)
+            self._aslots_loop = loop
+        return client, self._aslots
+
+    def close(self) -> None:
+        """Close the HTTP clients this provider created (injected clients stay open)."""
+        client: httpx.Client | None = None
+        with self._lock:
+            if self._owns_client:
+                client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        if self._owns_aclient and self._aclient is not None:
+            aclient, self._aclient = self._aclient, None
+            loop = self._aclient_loop
+            self._aclient_loop = None
+            if loop is not None and not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(aclient.aclose())
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if self._owns_aclient and self._aclient is not None:
+            aclient, self._aclient = self._aclient, None
+            same_loop = self._aclient_loop is asyncio.get_running_loop()
+            self._aclient_loop = None
+            if same_loop:
+                await aclient.aclose()
+        self.close()
+
+    # -- model size discovery (self-hosted servers only) ---------------------------------------
+
+    def _parse_models(self, response: httpx.Response) -> int | None:
+        if response.status_code != 200:
+            return None
+        try:
+            data = response.json().get("data", [])
+        except (ValueError, AttributeError):
+            return None
+        for entry in data if isinstance(data, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            name = str(entry.get("id", ""))
+            if name == self._model or name.endswith("/" + self._model):
+                size = entry.get("max_output_length")
+                if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                    return size
+        return None
+
+    def _discover(self, client: httpx.Client) -> int | None:
+        try:
+            response = client.get(
+                self._base_url + MODELS_PATH,
+                headers=self._headers(),
+                timeout=min(self._timeout, 10.0),
+            )
+        except httpx.HTTPError as exc:
+            logger.debug("could not read the model size from %s: %s", self._base_url, exc)
+            return None
+        return self._parse_models(response)
+
+    async def _adiscover(self) -> None:
+        client, _ = self._get_aclient()
+        try:
+            response = await client.get(
+                self._base_url + MODELS_PATH,
+                headers=self._headers(),
+                timeout=min(self._timeout, 10.0),
+            )
+        except httpx.HTTPError as exc:
+            logger.debug("could not read the model size from %s: %s", self._base_url, exc)
+            return
+        found = self._parse_models(response)
+        if found is not None:
+            self._max_dims = found
+
+    async def aembed(
+        self,
+        texts: Any,
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
+        """Async twin of :meth:`embed` (same arguments, same result)."""
+        if self._max_dims is None:
+            await self._adiscover()
+        return await super().aembed(
+            texts,
+            task=task,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
+
+    # -- planning (pure) ----------------------------------------------------------------------
+
+    def _plan(self, request: EmbedRequest) -> list[_Batch]:
+        texts = request.texts
+        estimates = [estimate_tokens(t) - 2 for t in texts]
+        if request.task is not None:
+            estimates[0] = estimate_tokens(texts[0], task=request.task) - 2
+        if request.late_chunking:
+            total = sum(estimates) + 2
+            if len(texts) > MAX_INPUTS:
+                raise InputError(
+                    f"late_chunking sends one document in one request, but it has {len(texts)} "
+                    f"chunks and the API takes at most {MAX_INPUTS}; use fewer, larger chunks, "
+                    "or LocalProvider for long late chunking"
+                )
+            if total > MAX_TOKENS:
+                raise InputError(
+                    f"late_chunking sends all {len(texts)} texts as one document in ONE request, "
+                    f"but they come to about {total} tokens (conservative estimate) and the API "
+                    f"takes at most {MAX_TOKENS} per late-chunking request; split the document "
+                    "into smaller documents, or use LocalProvider, whose long late chunking "
+                    "handles documents of any length"
+                )
+            return [_Batch(0, len(texts), total, False)]
+        n = len(texts)
+        per_round = self._max_concurrency * self._max_batch_items
+        rounds = math.ceil(n / per_round)
+        target = math.ceil(n / (self._max_concurrency * rounds))
+        target = min(self._max_batch_items, max(_MIN_SPLIT, target))
+        target = math.ceil(n / math.ceil(n / target))
+        batches: list[_Batch] = []
+        start = tokens = 0
+        long_text = False
+        for i, est in enumerate(estimates):
+            full = est + 2
+            if i > start and (i - start >= target or tokens + full > self._max_batch_tokens):
+                batches.append(_Batch(start, i, tokens, long_text))
+                start, tokens, long_text = i, 0, False
+            tokens += full
+            long_text = long_text or (self._truncate and full > MAX_TOKENS)
+        batches.append(_Batch(start, n, tokens, long_text))
+        return batches
+
+    def _body(self, request: EmbedRequest, batch: _Batch) -> bytes:
+        full = self.max_dimensions
+        body = build_request(
+            request.texts[batch.start : batch.stop],
+            model=self._model,
+            task=request.task,
+            dimensions=None if request.dimensions == full else request.dimensions,
+            normalized=request.normalized,
+            late_chunking=request.late_chunking,
+            embedding_type=self._wire_format,
+            truncate=batch.truncate,
+        )
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    def _result(
+        self, response: httpx.Response, request: EmbedRequest, batch: _Batch
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        self._gate.observe(response.headers)
+        if response.status_code >= 300:
+            raise error_from_response(
+                response.status_code, response.headers, response.content, redact=self._redact()
+            )
+        try:
+            payload = json.loads(response.content)
+        except ValueError:
+            raise APIResponseError(
+                f"the server answered {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            ) from None
+        try:
+            return parse_embeddings_response(
+                payload,
+                n_items=batch.stop - batch.start,
+                dimensions=request.dimensions,
+                embedding_type=self._wire_format,
+            )
+        except APIResponseError as exc:
+            exc.status = response.status_code
+            exc.request_id = response.headers.get("x-request-id")
+            raise
+
+    def _retry_delay(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
+        if response is not None:
+            after = parse_retry_after(response.headers.get("retry-after"))
+            if after is not None:
+                return min(after, max(self._backoff_max, 1.0) * 4)
+        ceiling = min(self._backoff_max, self._backoff_base * (2.0**attempt))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    def _give_up(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
+        """Raise ``error`` if it is final; else return the delay before the next attempt."""
+        retryable = error.status is None or error.status in RETRYABLE_STATUS
+        if isinstance(error, APIResponseError) or not retryable or attempt >= self._max_retries:
+            raise error
+        delay = self._retry_delay(attempt, error, response)
+        if error.status == 429:
+            # Every request of this provider waits (the gate), not just this one.
+            self._gate.block(delay)
+            delay = 0.0
+        logger.info(
+            "embeddings request failed (%s); retry %d/%d in %.2f s",
+            error.status or type(error).__name__,
+            attempt + 1,
+            self._max_retries,
+            delay,
+        )
+        return delay
+
+    def _network_error(self, exc: httpx.HTTPError) -> APIError:
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"the embeddings request to {self._base_url} timed out after {self._timeout} s "
+                f"({type(exc).__name__}); raise timeout= or lower max_batch_items"
+            )
+        return APIConnectionError(
+            f"could not reach {self._base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
+        )
+
+    # -- sync I/O -----------------------------------------------------------------------------
+
+    def _send(self, request: EmbedRequest, batch: _Batch) -> tuple[npt.NDArray[np.float32], int]:
+        client = self._get_client()
+        url = self._base_url + EMBEDDINGS_PATH
+        content = self._body(request, batch)
+        headers = self._headers()
+        attempt = 0
+        while True:
+            wait = self._gate.wait_time(batch.tokens)
+            if wait > 0:
+                self._sleep(wait)
+            response: httpx.Response | None = None
+            with self._slots:
+                try:
+                    response = client.post(url, content=content, headers=headers)
+                    return self._result(response, request, batch)
+                except httpx.HTTPError as exc:
+                    error: APIError = self._network_error(exc)
+                    error.__cause__ = exc
+                except APIError as exc:
+                    error = exc
+            delay = self._give_up(attempt, error, response)
+            if delay > 0:
+                self._sleep(delay)
+            attempt += 1
+
+    def _embed(self, request: EmbedRequest) -> Embeddings:
+        batches = self._plan(request)
+        self._headers()  # a missing key fails here, before any request
+        out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
+        total = 0
+        if len(batches) == 1:
+            vectors, total = self._send(request, batches[0])
+            out[:] = vectors
+        else:
+            workers = min(self._max_concurrency, len(batches))
+            with ThreadPoolExecutor(workers, thread_name_prefix="jv3-api") as pool:
+                futures: list[Future[tuple[npt.NDArray[np.float32], int]]] = [
+                    pool.submit(self._send, request, b) for b in batches
+                ]
+                try:
+                    for batch, future in zip(batches, futures, strict=True):
+                        vectors, tokens = future.result()
+                        out[batch.start : batch.stop] = vectors
+                        total += tokens
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+        return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
+
+    # -- async I/O ----------------------------------------------------------------------------
+
+    async def _asend(
+        self, request: EmbedRequest, batch: _Batch
+    ) -> tuple[npt.NDArray[np.float32], int]:
+        client, slots = self._get_aclient()
+        url = self._base_url + EMBEDDINGS_PATH
+        content = self._body(request, batch)
+        headers = self._headers()
+        attempt = 0
+        while True:
+            wait = self._gate.wait_time(batch.tokens)
+            if wait > 0:
+                await self._asleep(wait)
+            response: httpx.Response | None = None
+            async with slots:
+                try:
+                    response = await client.post(url, content=content, headers=headers)
+                    return self._result(response, request, batch)
+                except httpx.HTTPError as exc:
+                    error: APIError = self._network_error(exc)
+                    error.__cause__ = exc
+                except APIError as exc:
+                    error = exc
+            delay = self._give_up(attempt, error, response)
+            if delay > 0:
+                await self._asleep(delay)
+            attempt += 1
+
+    async def _aembed(self, request: EmbedRequest) -> Embeddings:
+        batches = self._plan(request)
+        self._headers()
+        tasks = [asyncio.ensure_future(self._asend(request, b)) for b in batches]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
+        total = 0
+        for batch, (vectors, tokens) in zip(batches, results, strict=True):
+            out[batch.start : batch.stop] = vectors
+            total += tokens
+        return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
+        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigurationError(f"{name} must be an int {bound}, got {value!r}")

@@ -1,0 +1,145 @@
+"""Our Jina-compatible embeddings server (``jv3 serve``): the local model behind Jina's API.
+
+Any Jina client (ours, Haystack's, LlamaIndex's, pymilvus-model's) works against it unchanged:
+``POST /v1/embeddings`` with the official validation, error bodies and encodings, plus
+``GET /v1/models`` and ``GET /health``. Needs the ``server`` extra (starlette, uvicorn).
+
+Example:
+    >>> from jv3_integrations.core.server import serve
+    >>> serve("jinaai/jina-embeddings-v3", port=8080, api_key="secret")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from .._deps import require
+from .._errors import ConfigurationError
+from .._provider import BaseProvider
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["create_app", "serve"]
+
+logger = logging.getLogger(__name__)
+
+_APP_OPTIONS = frozenset(
+    {
+        "model_names",
+        "batch_tokens",
+        "max_wait",
+        "max_queue_requests",
+        "max_queue_tokens",
+        "max_body_bytes",
+    }
+)
+
+
+def create_app(
+    provider_or_model: BaseProvider | str,
+    *,
+    api_key: str | None = None,
+    **options: Any,
+) -> Starlette:
+    """Build the ASGI app (Starlette) serving a provider over Jina's embeddings API.
+
+    Args:
+        provider_or_model: A provider instance (served as is, not closed by the app), or a
+            model directory / Hub id loaded with :class:`LocalProvider` (closed on shutdown).
+        api_key: The Bearer key clients must send; ``None`` = no authentication.
+        **options: Server limits — ``batch_tokens`` (tokens per forward pass, 16384),
+            ``max_wait`` (seconds to gather a batch, 0.002), ``max_queue_requests`` (256) and
+            ``max_queue_tokens`` (1,048,576) before 429, ``max_body_bytes`` (64 MiB, 413
+            past it), ``model_names`` (names accepted in ``model``); any other keyword goes
+            to :class:`LocalProvider` when a model is given.
+
+    Returns:
+        The Starlette app (run it with uvicorn, or use :func:`serve`).
+
+    Raises:
+        MissingDependencyError: the ``server`` extra is not installed.
+    """
+    require("starlette", "server")
+    from ._app import build_app
+
+    app_options = {k: v for k, v in options.items() if k in _APP_OPTIONS}
+    provider_kwargs = {k: v for k, v in options.items() if k not in _APP_OPTIONS}
+    if isinstance(provider_or_model, str):
+        from .._local import LocalProvider
+
+        provider: BaseProvider = LocalProvider(provider_or_model, **provider_kwargs)
+        owns = True
+    elif isinstance(provider_or_model, BaseProvider):
+        if provider_kwargs:
+            raise ConfigurationError(
+                f"unknown server options {sorted(provider_kwargs)}; provider options only "
+                "apply when a model path is given"
+            )
+        provider, owns = provider_or_model, False
+    else:
+        raise ConfigurationError(
+            "create_app needs a provider instance or a model directory / Hub id, not "
+            f"{type(provider_or_model).__name__}"
+        )
+    if api_key is not None and not api_key.strip():
+        raise ConfigurationError("api_key is empty; pass a real key or None")
+    return build_app(
+        provider,
+        api_key=api_key.strip() if api_key else None,
+        owns_provider=owns,
+        **app_options,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    model: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    api_key: str | None = None,
+    insecure_no_auth: bool = False,
+    log_level: str = "info",
+    **provider_kwargs: Any,
+) -> None:
+    """Serve ``model`` over Jina's embeddings API until Ctrl-C (which drains in-flight requests).
+
+    Args:
+        model: Model directory or Hub id (loaded with :class:`LocalProvider`).
+        host: Address to bind; without a key only loopback addresses are allowed.
+        port: TCP port.
+        api_key: Bearer key clients must send; default ``$JV3_SERVER_API_KEY``.
+        insecure_no_auth: Allow a non-loopback ``host`` without any key.
+        log_level: uvicorn's log level.
+        **provider_kwargs: Passed to :class:`LocalProvider` (``device=``, ``dtype=``...) or
+            server limits (see :func:`create_app`).
+
+    Raises:
+        ConfigurationError: no key for a non-loopback host without ``insecure_no_auth``.
+        MissingDependencyError: the ``server`` extra is not installed.
+    """
+    key = (api_key or os.environ.get("JV3_SERVER_API_KEY") or "").strip() or None
+    if key is None and not is_loopback(host) and not insecure_no_auth:
+        raise ConfigurationError(
+            f"refusing to serve on {host!r} without an API key: anyone who can reach it could "
+            "use the model. Set one with --api-key / JV3_SERVER_API_KEY, bind 127.0.0.1, or "
+            "pass --insecure-no-auth if the network is trusted."
+        )
+    uvicorn = require("uvicorn", "server")
+    app = create_app(model, api_key=key, **provider_kwargs)
+    if key is None:
+        logger.warning("serving on %s:%d WITHOUT authentication", host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)

@@ -1,0 +1,390 @@
+"""The ASGI app: Jina's ``/v1/embeddings`` API in front of a local provider.
+
+Same path, same strict validation and error bodies, same encodings as the official API
+(``spec/API.md``), so any Jina client works against it unchanged. Requests are authenticated
+before the body is read, validated by the pure wire code (``core/_wire.py``), counted with the
+model's tokenizer, admitted to a bounded queue (429 past it) and embedded by the dynamic batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .._provider import BaseProvider
+from .._types import JINA_EMBEDDINGS_V3, Task
+from .._vecmath import truncate as matryoshka
+from .._wire import (
+    MAX_TOKENS,
+    MODEL_NAME,
+    EmbeddingsRequest,
+    WireError,
+    encode_embedding,
+    error_body,
+    estimate_tokens,
+    parse_embeddings_request,
+)
+from ._batcher import DynamicBatcher, QueueFull
+
+__all__ = ["build_app"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+TokenCounter = Callable[[list[str], Task | None, bool], list[int]]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(content, status_code=status, headers=headers, media_type="application/json")
+
+
+def _counter(provider: BaseProvider) -> TokenCounter:
+    count = getattr(provider, "count_tokens", None)
+    if callable(count):
+
+        def counted(texts: list[str], task: Task | None, late: bool) -> list[int]:
+            return [int(c) for c in count(texts, task=task, late_chunking=late)]
+
+        return counted
+
+    def estimated(texts: list[str], task: Task | None, late: bool) -> list[int]:
+        if not late:
+            return [estimate_tokens(t, task=task) for t in texts]
+        out = [estimate_tokens(t) - 2 for t in texts]
+        out[0] = estimate_tokens(texts[0], task=task) - 1
+        out[-1] += 1
+        return out
+
+    return estimated
+
+
+class _Server:
+    """State of one app: the provider, its batcher, the key and the limits."""
+
+    def __init__(
+        self,
+        provider: BaseProvider,
+        *,
+        api_key: str | None,
+        model_names: Sequence[str],
+        batcher: DynamicBatcher,
+        max_body_bytes: int,
+        owns_provider: bool,
+    ) -> None:
+        self.provider = provider
+        self.api_key = api_key.encode("utf-8") if api_key else None
+        self.model_names = tuple(model_names)
+        self.batcher = batcher
+        self.max_body_bytes = max_body_bytes
+        self.owns_provider = owns_provider
+        self.count = _counter(provider)
+        self.max_dimensions = provider.max_dimensions
+        limit = getattr(provider, "max_length", MAX_TOKENS)
+        self.max_tokens = int(limit) if isinstance(limit, int) else MAX_TOKENS
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def rate_headers(self, rid: str) -> dict[str, str]:
+        return {
+            "X-Request-Id": rid,
+            "X-RateLimit-Remaining-Requests": str(self.batcher.remaining_requests),
+            "X-RateLimit-Remaining-Tokens": str(self.batcher.remaining_tokens),
+        }
+
+    def check_auth(self, request: Request, rid: str) -> Response | None:
+        if self.api_key is None:
+            return None
+        header = request.headers.get("authorization")
+        if not header:
+            return _json(
+                error_body(
+                    "No API key provided. Send 'Authorization: Bearer <key>'.",
+                    "AUTH_MISSING_API_KEY",
+                    rid,
+                ),
+                401,
+                {"X-Request-Id": rid, "WWW-Authenticate": "Bearer"},
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return _json(
+                error_body(
+                    "Invalid Authorization header format. Use 'Bearer <key>'.",
+                    "AUTH_INVALID_FORMAT",
+                    rid,
+                ),
+                401,
+                {"X-Request-Id": rid, "WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(token.encode("utf-8"), self.api_key):
+            return _json(
+                error_body("Invalid API key.", "AUTH_INVALID_API_KEY", rid),
+                401,
+                {"X-Request-Id": rid, "WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+    async def read_body(self, request: Request, rid: str) -> bytes | Response:
+        too_large = _json(
+            error_body(
+                f"Request body is larger than the limit of {self.max_body_bytes} bytes.",
+                "INPUT_PAYLOAD_TOO_LARGE",
+                rid,
+            ),
+            413,
+            {"X-Request-Id": rid},
+        )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                return too_large
+        return bytes(body)
+
+    def check_lengths(self, req: EmbeddingsRequest, counts: list[int], rid: str) -> list[int]:
+        """Token counts as billed; raises WireError 400 for inputs over the limit."""
+        limit = self.max_tokens
+        if req.late_chunking:
+            total = sum(counts)
+            if total > limit:
+                raise WireError(
+                    400,
+                    error_body(
+                        f"late_chunking input has {total} tokens in total, more than the "
+                        f"maximum of {limit} for one late-chunking request. Send fewer or "
+                        "shorter inputs.",
+                        "INPUT_TOO_LONG",
+                        rid,
+                    ),
+                )
+            return counts
+        if not req.truncate:
+            for i, c in enumerate(counts):
+                if c > limit:
+                    raise WireError(
+                        400,
+                        error_body(
+                            f"input[{i}] has {c} tokens, more than the model's maximum of "
+                            f'{limit}. Shorten it or send "truncate": true.',
+                            "INPUT_TOO_LONG",
+                            rid,
+                        ),
+                    )
+        return [min(c, limit) for c in counts]
+
+    def render(self, req: EmbeddingsRequest, raw: npt.NDArray[np.float32], tokens: int) -> bytes:
+        dims = req.dimensions or raw.shape[1]
+        vectors = matryoshka(raw, dims, normalize=req.normalized)
+        data = []
+        for i, vec in enumerate(vectors):
+            if req.multi_type:
+                value: Any = {t: encode_embedding(vec, t) for t in req.embedding_types}
+            else:
+                value = encode_embedding(vec, req.embedding_types[0])
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        body = {
+            "model": req.model,
+            "object": "list",
+            "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
+            "data": data,
+        }
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    # -- endpoints ----------------------------------------------------------------------------
+
+    async def embeddings(self, request: Request) -> Response:
+        rid = uuid.uuid4().hex[:16]
+        denied = self.check_auth(request, rid)
+        if denied is not None:
+            return denied
+        raw_body = await self.read_body(request, rid)
+        if isinstance(raw_body, Response):
+            return raw_body
+        try:
+            try:
+                payload = json.loads(raw_body)
+            except ValueError as exc:
+                raise WireError(
+                    422,
+                    {
+                        "detail": f"[RID: {rid}] Validation errors in 1 field",
+                        "errors": [
+                            {
+                                "field": "body",
+                                "message": f"JSON decode error: {exc}",
+                                "type": "json_invalid",
+                                "input": None,
+                            }
+                        ],
+                        "request_id": rid,
+                    },
+                ) from None
+            req = parse_embeddings_request(
+                payload,
+                max_dimensions=self.max_dimensions,
+                model_names=self.model_names,
+                request_id=rid,
+            )
+            counts = await asyncio.to_thread(self.count, req.texts, req.task, req.late_chunking)
+            billed = self.check_lengths(req, counts, rid)
+            total = sum(billed)
+            self.batcher.admit(total)
+        except WireError as exc:
+            return _json(exc.body, exc.status, {"X-Request-Id": rid})
+        except QueueFull as exc:
+            headers = self.rate_headers(rid)
+            headers["Retry-After"] = str(exc.retry_after)
+            return _json(error_body(exc.detail, exc.code, rid), 429, headers)
+        try:
+            raw = await self.batcher.submit(
+                req.texts, billed, task=req.task, late_chunking=req.late_chunking
+            )
+            content = await asyncio.to_thread(self.render, req, raw, total)
+        except Exception:
+            logger.exception("request %s failed while embedding %d inputs", rid, len(req.texts))
+            return _json(
+                error_body("Internal error while computing embeddings.", "INTERNAL_ERROR", rid),
+                500,
+                {"X-Request-Id": rid},
+            )
+        return Response(
+            content,
+            status_code=200,
+            headers=self.rate_headers(rid),
+            media_type="application/json",
+        )
+
+    async def models(self, request: Request) -> Response:
+        info = JINA_EMBEDDINGS_V3
+        entry = {
+            "id": f"jina-ai/{MODEL_NAME}",
+            "name": "Jina AI: Jina Embeddings v3 (self-hosted, jv3-integrations)",
+            "description": f"{self.provider.model_name} served by jv3-integrations",
+            "created": 1725840000,
+            "context_length": self.max_tokens,
+            "max_output_length": self.max_dimensions,
+            "hugging_face_id": info.hub_id,
+            "input_modalities": ["text"],
+            "output_modalities": ["embeddings"],
+            "datacenters": [],
+            "quantization": "",
+            "supported_features": [],
+            "supported_sampling_parameters": [],
+            "pricing": {
+                "prompt": "0",
+                "completion": "0",
+                "image": "0",
+                "request": "0",
+                "input_cache_read": "0",
+                "input_cache_write": "0",
+            },
+        }
+        return _json({"object": "list", "data": [entry]})
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok", "model": MODEL_NAME})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    rid = uuid.uuid4().hex[:16]
+    if status == 404:
+        detail, code = f"Not found: {request.url.path}", "NOT_FOUND"
+    elif status == 405:
+        detail, code = (
+            f"Method {request.method} not allowed on {request.url.path}",
+            ("METHOD_NOT_ALLOWED"),
+        )
+    elif status >= 500:
+        detail, code = "Internal server error.", "INTERNAL_ERROR"
+    else:
+        detail = exc.detail if isinstance(exc, HTTPException) else "Bad request."
+        code = "INVALID_REQUEST"
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    headers["X-Request-Id"] = rid
+    return _json(error_body(detail, code, rid), status, headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
+    rid = uuid.uuid4().hex[:16]
+    return _json(
+        error_body("Internal server error.", "INTERNAL_ERROR", rid), 500, {"X-Request-Id": rid}
+    )
+
+
+def build_app(
+    provider: BaseProvider,
+    *,
+    api_key: str | None = None,
+    model_names: Sequence[str] | None = None,
+    batch_tokens: int = 16_384,
+    max_wait: float = 0.002,
+    max_queue_requests: int = 256,
+    max_queue_tokens: int = 1_048_576,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    owns_provider: bool = False,
+) -> Starlette:
+    """The Starlette app serving ``provider`` (see :func:`.create_app`)."""
+    names = list(model_names or [MODEL_NAME])
+    if provider.model_name not in names:
+        names.append(provider.model_name)
+    batcher = DynamicBatcher(
+        provider,
+        batch_tokens=batch_tokens,
+        max_wait=max_wait,
+        max_queue_requests=max_queue_requests,
+        max_queue_tokens=max_queue_tokens,
+    )
+    state = _Server(
+        provider,
+        api_key=api_key,
+        model_names=names,
+        batcher=batcher,
+        max_body_bytes=max_body_bytes,
+        owns_provider=owns_provider,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        load = getattr(provider, "load", None)
+        if callable(load):
+            await asyncio.to_thread(load)
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            if owns_provider:
+                provider.close()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/embeddings", state.embeddings, methods=["POST"]),
+            Route("/v1/models", state.models, methods=["GET"]),
+            Route("/health", state.health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.jv3 = state
+    return app

@@ -1,0 +1,292 @@
+"""Dynamic batching: concurrent requests share forward passes, the model runs off the loop.
+
+Requests are queued as jobs. One asyncio worker takes, per tick, the oldest job's task and packs
+the queued texts of that task (from any number of requests, in arrival order) into one forward
+pass under a token budget; the pass runs on a single worker thread, so the event loop keeps
+accepting, validating and answering requests meanwhile. A late-chunking job is one document and
+always gets a pass of its own. Passes compute full-size, unnormalized vectors; each request
+applies its own ``dimensions`` and ``normalized`` afterwards (Matryoshka truncation then
+normalization, exactly what the model does), so requests with different settings still share
+passes. The queue is bounded in requests and tokens: :meth:`DynamicBatcher.admit` refuses work
+past either bound instead of letting the queue grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .._provider import BaseProvider
+from .._types import Task
+
+__all__ = ["DynamicBatcher", "QueueFull"]
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The queue is at its bound: answer 429 with ``code`` and ``retry_after`` seconds."""
+
+    def __init__(self, code: str, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class _Job:
+    texts: list[str]
+    tokens: list[int]
+    task: Task | None
+    late: bool
+    future: asyncio.Future[npt.NDArray[np.float32]]
+    out: npt.NDArray[np.float32] | None = None
+    next: int = 0
+    done: int = 0
+    remaining_tokens: int = field(default=0)
+
+
+class DynamicBatcher:
+    """Packs queued embedding work into shared forward passes of ``provider``.
+
+    Args:
+        provider: Any provider; called as ``embed(texts, task=..., dimensions=max,
+            normalized=False, late_chunking=...)`` from one worker thread.
+        batch_tokens: Token budget of one forward pass (one text may exceed it alone).
+        max_wait: Seconds to wait for more requests before a pass that is not yet full.
+        max_queue_requests: Requests queued or running at once before 429.
+        max_queue_tokens: Tokens queued or running at once before 429.
+    """
+
+    def __init__(
+        self,
+        provider: BaseProvider,
+        *,
+        batch_tokens: int = 16_384,
+        max_wait: float = 0.002,
+        max_queue_requests: int = 256,
+        max_queue_tokens: int = 1_048_576,
+    ) -> None:
+        self._provider = provider
+        self._batch_tokens = batch_tokens
+        self._max_wait = max_wait
+        self._max_requests = max_queue_requests
+        self._max_tokens = max_queue_tokens
+        self._pending: deque[_Job] = deque()
+        self._queued_requests = 0
+        self._queued_tokens = 0
+        self._tokens_per_s = 0.0
+        self._event: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+        self._idle: asyncio.Event | None = None
+        self.passes = 0  # forward passes run (for tests and metrics)
+
+    # -- admission ------------------------------------------------------------------------
+
+    @property
+    def remaining_requests(self) -> int:
+        """Requests the queue still takes before answering 429."""
+        return max(0, self._max_requests - self._queued_requests)
+
+    @property
+    def remaining_tokens(self) -> int:
+        """Tokens the queue still takes before answering 429."""
+        return max(0, self._max_tokens - self._queued_tokens)
+
+    def _retry_after(self) -> int:
+        rate = self._tokens_per_s
+        if rate <= 0:
+            return 1
+        return max(1, math.ceil(self._queued_tokens / rate))
+
+    def admit(self, tokens: int) -> None:
+        """Check that a request of ``tokens`` fits the queue now.
+
+        Raises:
+            QueueFull: the queue holds its maximum of requests or tokens.
+        """
+        if self._closing:
+            raise QueueFull(
+                "SERVICE_UNAVAILABLE", "The server is shutting down; retry elsewhere.", 1
+            )
+        if self._queued_requests >= self._max_requests:
+            raise QueueFull(
+                "RATE_CONCURRENCY_LIMIT_EXCEEDED",
+                f"Concurrency limit exceeded: {self._queued_requests}/{self._max_requests} "
+                "concurrent requests. Wait for pending requests to complete before sending "
+                "new ones.",
+                self._retry_after(),
+            )
+        # An empty queue takes any single request, however large, so nothing starves.
+        if self._queued_tokens and self._queued_tokens + tokens > self._max_tokens:
+            raise QueueFull(
+                "RATE_TOKEN_LIMIT_EXCEEDED",
+                f"Token rate limit exceeded: {self._queued_tokens + tokens:,}/"
+                f"{self._max_tokens:,} tokens queued. Reduce batch sizes or retry later.",
+                self._retry_after(),
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _ensure_started(self) -> asyncio.Event:
+        if self._event is None or self._worker is None or self._worker.done():
+            self._event = asyncio.Event()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="jv3-model")
+            self._worker = asyncio.get_running_loop().create_task(
+                self._run(self._event, self._executor)
+            )
+        return self._event
+
+    async def stop(self) -> None:
+        """Finish every queued request, then stop the worker and its thread."""
+        self._closing = True
+        if self._queued_requests and self._worker is not None and not self._worker.done():
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        if self._worker is not None:
+            if self._event is not None:
+                self._event.set()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # -- work -----------------------------------------------------------------------------------
+
+    async def submit(
+        self, texts: list[str], tokens: list[int], *, task: Task | None, late_chunking: bool
+    ) -> npt.NDArray[np.float32]:
+        """Queue ``texts`` and wait for their full-size, unnormalized vectors (input order).
+
+        Call :meth:`admit` first; ``tokens`` are the texts' token counts (for the budget).
+        """
+        event = self._ensure_started()
+        future: asyncio.Future[npt.NDArray[np.float32]] = asyncio.get_running_loop().create_future()
+        job = _Job(list(texts), list(tokens), task, late_chunking, future)
+        job.remaining_tokens = sum(tokens)
+        self._queued_requests += 1
+        self._queued_tokens += job.remaining_tokens
+        self._pending.append(job)
+        event.set()
+        try:
+            return await future
+        finally:
+            if not future.done():
+                future.cancel()
+            self._release(job)
+
+    def _release(self, job: _Job) -> None:
+        if job.remaining_tokens >= 0:
+            self._queued_tokens -= job.remaining_tokens
+            self._queued_requests -= 1
+            job.remaining_tokens = -1
+            if self._queued_requests == 0 and self._idle is not None:
+                self._idle.set()
+
+    def _pending_tokens(self) -> int:
+        return sum(sum(j.tokens[j.next :]) for j in self._pending)
+
+    def _take(self) -> tuple[Task | None, bool, list[tuple[_Job, int, int]]]:
+        while self._pending and self._pending[0].future.done():
+            self._pending.popleft()
+        if not self._pending:
+            return None, False, []
+        head = self._pending[0]
+        if head.late:
+            self._pending.popleft()
+            head.next = len(head.texts)
+            return head.task, True, [(head, 0, len(head.texts))]
+        work: list[tuple[_Job, int, int]] = []
+        budget = self._batch_tokens
+        used = 0
+        for job in list(self._pending):
+            if job.late or job.task != head.task or job.future.done():
+                continue
+            start = stop = job.next
+            while stop < len(job.texts) and (used == 0 or used + job.tokens[stop] <= budget):
+                used += job.tokens[stop]
+                stop += 1
+            if stop > start:
+                work.append((job, start, stop))
+                job.next = stop
+            if job.next >= len(job.texts):
+                self._pending.remove(job)
+            if used >= budget:
+                break
+        return head.task, False, work
+
+    def _forward(self, texts: list[str], task: Task | None, late: bool) -> npt.NDArray[np.float32]:
+        provider = self._provider
+        emb = provider.embed(
+            texts,
+            task=task,
+            dimensions=provider.max_dimensions,
+            normalized=False,
+            late_chunking=late,
+        )
+        return emb.vectors
+
+    async def _run(self, event: asyncio.Event, executor: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await event.wait()
+            if (
+                self._max_wait > 0
+                and not self._closing
+                and self._pending_tokens() < self._batch_tokens
+            ):
+                await asyncio.sleep(self._max_wait)
+            task, late, work = self._take()
+            if not work:
+                event.clear()
+                if self._closing and not self._pending:
+                    return
+                continue
+            texts = [t for job, a, b in work for t in job.texts[a:b]]
+            n_tokens = sum(sum(job.tokens[a:b]) for job, a, b in work)
+            started = time.perf_counter()
+            try:
+                vectors = await loop.run_in_executor(executor, self._forward, texts, task, late)
+            except Exception as exc:  # the pass failed: every request in it gets the error
+                logger.exception("forward pass of %d texts failed", len(texts))
+                for job, _, _ in work:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                    if job in self._pending:
+                        self._pending.remove(job)
+                continue
+            self.passes += 1
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            rate = n_tokens / elapsed
+            self._tokens_per_s = (
+                rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
+            )
+            row = 0
+            for job, a, b in work:
+                count = b - a
+                if job.future.done():
+                    row += count
+                    continue
+                if job.out is None:
+                    job.out = np.empty((len(job.texts), vectors.shape[1]), dtype=np.float32)
+                job.out[a:b] = vectors[row : row + count]
+                row += count
+                job.done += count
+                done_tokens = sum(job.tokens[a:b])
+                if job.remaining_tokens >= 0:
+                    job.remaining_tokens -= done_tokens
+                    self._queued_tokens -= done_tokens
+                if job.done == len(job.texts):
+                    job.future.set_result(job.out)

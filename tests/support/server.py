@@ -1,0 +1,56 @@
+"""Run our Jina-compatible server in-process (uvicorn in a background thread) for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from jv3_integrations.core import BaseProvider
+from jv3_integrations.core.server import create_app
+
+
+@contextmanager
+def running_server(
+    model: str | Path | BaseProvider,
+    *,
+    api_key: str | None = None,
+    startup_timeout: float = 60.0,
+    **options: Any,
+) -> Iterator[str]:
+    """Serve ``model`` (a checkpoint dir/Hub id or a provider) on 127.0.0.1, yield its URL.
+
+    The port is a free one picked by the OS; the server is shut down gracefully on exit.
+    """
+    target = model if isinstance(model, BaseProvider) else str(model)
+    app = create_app(target, api_key=api_key, **options)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="jv3-test-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the test server failed to start (see the log above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the test server did not start within {startup_timeout} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
