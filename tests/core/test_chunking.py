@@ -152,8 +152,10 @@ def test_chunkers_satisfy_the_protocol(tokenizer) -> None:  # type: ignore[no-un
         ("नमस्ते। आप कैसे हैं?", ["नमस्ते। ", "आप कैसे हैं?"]),
         ("هل أنت بخير؟ نعم.", ["هل أنت بخير؟ ", "نعم."]),
         ("Title\n\nFirst line\nsame paragraph", ["Title\n\n", "First line\nsame paragraph"]),
-        ("Use e.g. this one. Wait... then go.", ["Use e.g. this one. ", "Wait... then go."]),
+        ("Use e.g. this one. Wait... then go.", ["Use e.g. this one. ", "Wait... ", "then go."]),
         ("See jina.ai for v3.1 details.", ["See jina.ai for v3.1 details."]),
+        ("The U.S. law. J. Smith wrote it.", ["The U.S. law. ", "J. Smith wrote it."]),
+        ("all lower case. still two sentences .", ["all lower case. ", "still two sentences ."]),
         ("  Leading space. Trailing space.   ", ["  Leading space. ", "Trailing space.   "]),
         ("One.\u200b Two.", ["One.\u200b Two."]),
         ("   ", ["   "]),
@@ -165,11 +167,11 @@ def test_sentence_boundaries(document: str, expected: list[str]) -> None:
 
 
 def test_sentence_grouping_packs_up_to_max_chars() -> None:
-    doc = "A b. C d. E f g h i j k l m n o p. Q."
-    assert texts(SentenceChunker(max_chars=10).chunk(doc)) == [
-        "A b. C d. ",
-        "E f g h i j k l m n o p. ",  # longer than max_chars: one sentence stays whole
-        "Q.",
+    doc = "Ab cd. Ef gh. Ij kl mn op qr st uv. Wx."
+    assert texts(SentenceChunker(max_chars=14).chunk(doc)) == [
+        "Ab cd. Ef gh. ",
+        "Ij kl mn op qr st uv. ",  # longer than max_chars: one sentence stays whole
+        "Wx.",
     ]
     assert texts(SentenceChunker(max_chars=1000).chunk(doc)) == [doc]
 
@@ -319,24 +321,34 @@ def test_boundary_beyond_the_document_is_an_input_error() -> None:
     counts=st.lists(st.integers(1, 40), min_size=1, max_size=40),
     budget=st.integers(40, 120),
     context=st.integers(0, 30),
+    max_items=st.one_of(st.none(), st.integers(3, 12)),
 )
 def test_windows_keep_every_chunk_once_in_order_within_budget(
-    counts: list[int], budget: int, context: int
+    counts: list[int], budget: int, context: int, max_items: int | None
 ) -> None:
-    windows = _plan_windows(counts, budget, context)
+    windows = _plan_windows(counts, budget, context, max_items)
     assert windows[0].start == 0 and windows[-1].end == len(counts)
     for a, b in itertools.pairwise(windows):
         assert a.end == b.start
     for i, w in enumerate(windows):
         assert w.lo <= w.start < w.end <= w.hi <= len(counts)
         assert sum(counts[w.lo : w.hi]) <= budget
+        if max_items is not None:
+            assert w.hi - w.lo <= max_items
         # context on both sides whenever the neighbour fits next to the kept edge chunk
         if i > 0 and counts[w.start - 1] + counts[w.start] <= budget:
             assert w.lo < w.start, f"window {i} has no context before it"
-        if i < len(windows) - 1 and sum(counts[w.lo : w.end + 1]) <= budget:
+        room = max_items is None or w.end + 1 - w.lo <= max_items
+        if i < len(windows) - 1 and sum(counts[w.lo : w.end + 1]) <= budget and room:
             assert w.hi > w.end, f"window {i} has no context after it"
-    if sum(counts) <= budget:
+    if sum(counts) <= budget and (max_items is None or len(counts) <= max_items):
         assert len(windows) == 1 and (windows[0].lo, windows[0].hi) == (0, len(counts))
+
+
+def test_windows_respect_the_item_limit_even_when_tokens_fit() -> None:
+    windows = _plan_windows([1] * 5000, 10_000, 512, 2048)
+    assert len(windows) >= 3
+    assert all(w.hi - w.lo <= 2048 for w in windows)
 
 
 def test_windows_carry_about_context_tokens_each_side() -> None:

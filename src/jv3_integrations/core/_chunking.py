@@ -57,9 +57,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Tokens reserved in every late-chunking request for ``<s>``, ``</s>`` and the task
-#: instruction (the longest, retrieval.query's, is about 10 XLM-R tokens).
-_REQUEST_OVERHEAD_TOKENS = 2 + 16
+#: Tokens allowed for a task instruction when the provider cannot count it (the longest,
+#: retrieval.query's, has 56 characters).
+_INSTRUCTION_ALLOWANCE = 60
+#: Most chunks one late-chunking request may hold (the Jina API's input limit).
+_MAX_ITEMS = 2048
 #: Context carried on each side of a window when the caller does not say (tokens).
 _DEFAULT_CONTEXT_TOKENS = 512
 _DEFAULT_CONCURRENCY = 4
@@ -209,7 +211,9 @@ _SENTENCE_END = re.compile(
     rf"|[{_W}]+[{_C}]*(?:\s+|\Z)"  # weak ender: needs whitespace (or the end) after it
     r"|\n[^\S\n]*\n\s*"  # a blank line ends a paragraph (headings, list blocks)
 )
-_DOTS = frozenset(".…‥")
+
+
+_WORD_BEFORE = re.compile(r"\S+\Z")
 
 
 def _sentence_cuts(document: str) -> list[int]:
@@ -218,10 +222,12 @@ def _sentence_cuts(document: str) -> list[int]:
         end = m.end()
         if end >= len(document):
             break
-        ender = m.group().rstrip().rstrip(_CLOSERS)
-        # "e.g. this", "Wait... then": a dot (or ellipsis) before a lower-case word is not an end.
-        if ender and set(ender) <= _DOTS and document[end].islower():
-            continue
+        if m.group().rstrip().rstrip(_CLOSERS) == ".":
+            # "e.g. this", "U.S. law", "J. Smith": a dot after an abbreviation is not an end.
+            before = _WORD_BEFORE.search(document, 0, m.start())
+            word = before.group() if before else ""
+            if "." in word or (len(word) == 1 and word.isalpha()):
+                continue
         cuts.append(end)
     return cuts
 
@@ -233,7 +239,8 @@ class SentenceChunker:
     brackets) followed by whitespace; after CJK and other enders (``。``, full-width ! and ?)
     even with no space after them (Devanagari ``।``, Ethiopic ``።``, Arabic ``؟`` ...); and
     at a blank line.
-    A dot or ellipsis followed by a lower-case word ("e.g. this") is not an end. Whitespace
+    A dot after an abbreviation with dots or a single letter ("e.g.", "U.S.", "J.") is not an
+    end. Whitespace
     after a sentence stays with it, so the chunks tile the text.
 
     Args:
@@ -450,35 +457,39 @@ class _Window:
     hi: int
 
 
-def _plan_windows(counts: Sequence[int], budget: int, context: int) -> list[_Window]:
+def _plan_windows(
+    counts: Sequence[int], budget: int, context: int, max_items: int | None = None
+) -> list[_Window]:
     """Split a document's chunks into consecutive windows of whole chunks.
 
-    Every window's sent chunks total at most ``budget`` tokens. The kept ranges tile
-    ``0..len(counts)`` in order. A window after the first carries up to ``context`` tokens of
-    the chunks before its kept range, one before the last carries up to ``context`` tokens of
-    the chunks after it (at least the adjacent chunk whenever it fits in the budget), so each
-    kept chunk sees context on both sides.
+    Every window's sent chunks total at most ``budget`` tokens (and ``max_items`` chunks). The
+    kept ranges tile ``0..len(counts)`` in order. A window after the first carries up to
+    ``context`` tokens of the chunks before its kept range, one before the last carries up to
+    ``context`` tokens of the chunks after it (at least the adjacent chunk whenever it fits),
+    so each kept chunk sees context on both sides.
 
     Args:
         counts: Token count of each chunk (without special tokens or instruction).
         budget: Tokens available for chunks in one request.
         context: Target context tokens on each side of a window.
+        max_items: Most chunks in one request (None: no limit; at least 3 when set).
 
     Raises:
         ValueError: a single chunk is larger than ``budget`` (the caller reports which).
     """
     n = len(counts)
+    cap = n if max_items is None else max(3, max_items)
     for c in counts:
         if c > budget:
             raise ValueError(f"a chunk of {c} tokens does not fit a window of {budget}")
-    if sum(counts) <= budget:
+    if sum(counts) <= budget and n <= cap:
         return [_Window(0, 0, n, n)] if n else []
     windows: list[_Window] = []
     s = 0
     while s < n:
         # context before: whole chunks back from s, up to `context` tokens (at least one)
         lo, before = s, 0
-        while lo > 0 and before + counts[lo - 1] <= context:
+        while lo > 0 and before + counts[lo - 1] <= context and s - lo < cap // 3:
             lo -= 1
             before += counts[lo]
         if lo == s and s > 0:
@@ -487,20 +498,25 @@ def _plan_windows(counts: Sequence[int], budget: int, context: int) -> list[_Win
             before -= counts[lo]
             lo += 1
         # the rest of the document fits: last window
-        if before + sum(counts[s:]) <= budget:
+        if before + sum(counts[s:]) <= budget and n - lo <= cap:
             windows.append(_Window(lo, s, n, n))
             break
         # kept chunks: leave room for `context` tokens after them, keep at least one
         end, used = s + 1, before + counts[s]
-        while end < n and used + counts[end] <= budget - context:
+        while end < n and used + counts[end] <= budget - context and end - lo < cap - cap // 3:
             used += counts[end]
             end += 1
         # context after: whole chunks up to `context` tokens (at least one if it fits)
         hi, after = end, 0
-        while hi < n and after + counts[hi] <= context and used + after + counts[hi] <= budget:
+        while (
+            hi < n
+            and after + counts[hi] <= context
+            and used + after + counts[hi] <= budget
+            and hi - lo < cap
+        ):
             after += counts[hi]
             hi += 1
-        if hi == end and end < n and used + counts[end] <= budget:
+        if hi == end and end < n and used + counts[end] <= budget and hi - lo < cap:
             hi = end + 1
         windows.append(_Window(lo, s, end, hi))
         s = end
@@ -589,23 +605,35 @@ def _prepare_docs(documents: object, chunker: Chunker | None) -> tuple[list[_Doc
     return docs, from_text
 
 
-def _token_counter(provider: object) -> Callable[[list[str]], list[int]]:
-    """Per-text token counts without special tokens: exact, estimated, or from characters."""
+def _token_counter(
+    provider: object, task: Task | None
+) -> tuple[Callable[[list[str]], list[int]], int]:
+    """Per-chunk token counts (no special tokens) and the per-request overhead.
+
+    The overhead is ``<s>``, ``</s>`` and the task instruction. Counts are exact with a
+    provider that has ``count_tokens`` (the local model), conservative estimates with one that
+    has ``estimate_tokens`` (the API provider), else a conservative count from characters.
+    """
     count_tokens = getattr(provider, "count_tokens", None)
     if callable(count_tokens):
+        # count_tokens includes <s> and </s>: the empty text's count is exactly those.
+        base = int(count_tokens([""])[0])
+        overhead = int(count_tokens([""], task=task)[0])
 
         def exact(texts: list[str]) -> list[int]:
-            # count_tokens includes <s> and </s>; the empty text's count is exactly those.
-            with_specials = count_tokens([*texts, ""])
-            specials = int(with_specials[-1])
-            return [max(0, int(c) - specials) for c in with_specials[:-1]]
+            return [max(0, int(c) - base) for c in count_tokens(texts)]
 
-        return exact
+        return exact, overhead
     estimate = getattr(provider, "estimate_tokens", None)
     if callable(estimate):
-        return lambda texts: [int(estimate(t)) for t in texts]
-    # Conservative: an XLM-R token covers at least one character; +1 for the leading "▁".
-    return lambda texts: [len(t) + 1 for t in texts]
+        base = int(estimate(""))
+        try:
+            overhead = int(estimate("", task=task))
+        except TypeError:
+            overhead = base + _INSTRUCTION_ALLOWANCE
+        return (lambda texts: [max(1, int(estimate(t)) - base) for t in texts]), overhead
+    # An XLM-R token covers at least one character; +1 for the leading "\u2581".
+    return (lambda texts: [len(t) + 1 for t in texts]), 2 + _INSTRUCTION_ALLOWANCE
 
 
 def _is_native_long(provider: object) -> bool:
@@ -679,7 +707,7 @@ def _make_plan(
         raise InputError(f"max_concurrency must be >= 1, got {max_concurrency}")
     docs, from_text = _prepare_docs(documents, chunker)
     native = _is_native_long(provider) and window_tokens is None
-    count = _token_counter(provider)
+    count, overhead = _token_counter(provider, resolved)
     counts = [count(doc.texts) if doc.texts else [] for doc in docs]
     _merge_zero_token_chunks(docs, from_text, counts)
 
@@ -692,11 +720,11 @@ def _make_plan(
         ]
     else:
         window = JINA_EMBEDDINGS_V3.max_tokens if window_tokens is None else window_tokens
-        budget = window - _REQUEST_OVERHEAD_TOKENS
+        budget = window - overhead
         if budget < 1:
             raise InputError(
-                f"window_tokens must be more than {_REQUEST_OVERHEAD_TOKENS} (room for the "
-                f"special tokens and the task instruction), got {window}"
+                f"window_tokens must be more than {overhead} (room for the special tokens and "
+                f"the task instruction), got {window}"
             )
         if context_tokens is None:
             context = min(_DEFAULT_CONTEXT_TOKENS, budget // 4)
@@ -713,7 +741,8 @@ def _make_plan(
                         "tokens and the task instruction); use a smaller chunker, e.g. "
                         "TokenChunker(tokenizer, tokens=512) or SentenceChunker(max_chars=2000)"
                     )
-            jobs.extend(_Job(d, w) for w in _plan_windows(counts[d], budget, context))
+            windows = _plan_windows(counts[d], budget, context, _MAX_ITEMS)
+            jobs.extend(_Job(d, w) for w in windows)
     conc = max_concurrency
     if conc is None:
         conc = getattr(provider, "max_concurrency", None) or getattr(
