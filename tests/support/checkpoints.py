@@ -133,6 +133,7 @@ def build_checkpoint(
     extra_keys: Iterable[str] = (),
     skip_files: Iterable[str] = (),
     tokenizer_dir: Path = CONFORMANCE_DIR,
+    bf16_values: bool = False,
     **sizes: int,
 ) -> Path:
     """Write a random checkpoint directory in the official layout and return its path.
@@ -144,6 +145,8 @@ def build_checkpoint(
         pooler: Include the unused ``roberta.pooler.dense`` tensors.
         drop_keys / extra_keys: Keys to remove / add (to provoke load errors).
         skip_files: Files not to write (e.g. ``"tokenizer.json"``).
+        bf16_values: Round every value through bfloat16 first (so a float32 checkpoint holds
+            exactly the values of the bfloat16 one with the same seed).
         sizes: ``hidden``, ``layers``, ``heads``, ``intermediate``, ``vocab_size``, ``rank``.
     """
     path.mkdir(parents=True, exist_ok=True)
@@ -154,6 +157,8 @@ def build_checkpoint(
     for key in extra_keys:
         tensors[key] = torch.zeros(2)
     store = getattr(torch, dtype)
+    if bf16_values:
+        tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
     tensors = {k: v.to(store).contiguous() for k, v in tensors.items()}
     skip = set(skip_files)
     if "config.json" not in skip:

@@ -293,7 +293,7 @@ class LocalProvider(BaseProvider):
                 import torch  # noqa: F401
 
                 from ._checkpoint import load_weights
-                from ._model import JinaEmbeddingsV3, lora_dtype
+                from ._model import JinaEmbeddingsV3, storage_dtype
             except ImportError as exc:
                 raise missing_extra("local", getattr(exc, "name", None) or "torch") from exc
             cfg = self.config
@@ -303,7 +303,9 @@ class LocalProvider(BaseProvider):
             compute = self._dtype
 
             def dtype_for(key: str, stored: torch.dtype) -> torch.dtype:
-                return lora_dtype(stored, compute) if ".lora_" in key else compute
+                if key.endswith(".bias") or "norm" in key or "emb_ln" in key:
+                    return compute
+                return storage_dtype(stored, compute)
 
             tensors = load_weights(weights, cfg, dtype_for=dtype_for, device=self._device)
             net = JinaEmbeddingsV3(cfg, tensors, dtype=compute, adapter_mode=self._adapter_mode)
@@ -485,6 +487,11 @@ class LocalProvider(BaseProvider):
         if len(starts) > 1:
             logger.info("late chunking: %d tokens in %d windows", len(ids), len(starts))
         return out.astype(np.float32, copy=False), len(ids)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The loaded ``torch.nn.Module`` (loads the weights on first access)."""
+        return self._load()
 
     # -- memory accounting --------------------------------------------------------------------
 

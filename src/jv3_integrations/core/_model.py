@@ -3,17 +3,20 @@
 The math follows ``spec/MODEL.md``: XLM-RoBERTa with rotary positions (NeoX rotate-half),
 post-LayerNorm blocks, exact GELU, and one LoRA adapter per task on every Linear/Embedding.
 
-Adapters are never recomputed per forward. In ``"merged"`` mode each Linear keeps its base
-weight plus ONE dense merged copy for the active task (merged in fp32, then cast); switching
-task rebuilds that copy, so at most base + one linear-sized copy + the LoRA factors are
-resident whatever tasks are used. Embedding adapters are applied to the gathered rows only
-(``E[ids] + s * A[t][ids] @ B[t]`` in fp32), so the large vocabulary table is never copied.
-In ``"lowrank"`` mode Linears run the base weight plus the rank-r side path instead.
+Adapters are never recomputed per forward. Weights are held in the checkpoint's dtype when it
+is narrower than the compute dtype (bf16 checkpoint, fp32 compute: lossless), else in the
+compute dtype. In ``"merged"`` mode each Linear keeps its base weight plus ONE dense copy for
+the active task (merged in fp32, then cast); switching task rebuilds that copy, so at most
+base + one linear-sized copy + the LoRA factors are resident whatever tasks are used.
+Embedding adapters are applied to the gathered rows only (``E[ids] + s * A[t][ids] @ B[t]``
+in fp32), so the large vocabulary table is never copied. In ``"lowrank"`` mode Linears run
+the base weight plus the rank-r side path instead.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal, cast
 
 import torch
@@ -23,14 +26,14 @@ from torch import Tensor, nn
 from ._checkpoint import ModelConfig
 from ._errors import ConfigurationError
 
-__all__ = ["AdapterMode", "JinaEmbeddingsV3", "lora_dtype"]
+__all__ = ["AdapterMode", "JinaEmbeddingsV3", "storage_dtype"]
 
 AdapterMode = Literal["merged", "lowrank"]
 _P = "parametrizations.weight"
 
 
-def lora_dtype(stored: torch.dtype, compute: torch.dtype) -> torch.dtype:
-    """Dtype for LoRA factors: the stored one when narrower (lossless), else the compute one."""
+def storage_dtype(stored: torch.dtype, compute: torch.dtype) -> torch.dtype:
+    """Dtype to hold a weight in: the stored one when narrower (lossless), else compute."""
     return stored if stored.itemsize < compute.itemsize else compute
 
 
@@ -45,9 +48,16 @@ class LoRALinear(nn.Module):
     packed: Any
 
     def __init__(
-        self, weight: Tensor, bias: Tensor, lora_a: Tensor, lora_b: Tensor, scaling: float
+        self,
+        weight: Tensor,
+        bias: Tensor,
+        lora_a: Tensor,
+        lora_b: Tensor,
+        scaling: float,
+        compute_dtype: torch.dtype,
     ) -> None:
         super().__init__()
+        self.compute_dtype = compute_dtype
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
         self.register_buffer("lora_a", lora_a)  # [T, r, in]
@@ -74,16 +84,16 @@ class LoRALinear(nn.Module):
             w = self.weight.float() if task is None else self.weight.float() + self.delta(task)
             self.packed = _int8_pack(w, self.bias.float())
         elif mode == "merged" and task is not None:
-            w = self.weight.float() + self.delta(task)
-            self.merged = w.to(self.weight.dtype)
+            self.merged = (self.weight.float() + self.delta(task)).to(self.compute_dtype)
+        elif self.weight.dtype != self.compute_dtype:  # narrower storage: one cast copy
+            self.merged = self.weight.to(self.compute_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is not None:
             return cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
-        if self.merged is not None:
-            return F.linear(x, self.merged, self.bias)
-        out = F.linear(x, self.weight, self.bias)
-        if self.task is not None:  # low-rank side path
+        weight = self.merged if self.merged is not None else self.weight
+        out = F.linear(x, weight, self.bias)
+        if self.mode == "lowrank" and self.task is not None:  # rank-r side path
             a = self.lora_a[self.task].to(x.dtype)
             b = self.lora_b[self.task].to(x.dtype)
             out = out + self.scaling * F.linear(F.linear(x, a), b)
@@ -93,10 +103,12 @@ class LoRALinear(nn.Module):
 def _int8_pack(weight: Tensor, bias: Tensor) -> Any:
     """Per-output-channel symmetric int8 weights, prepacked for dynamic quantized matmul."""
     scale = weight.abs().amax(dim=1).clamp_min(1e-8) / 127.0
-    q = torch.quantize_per_channel(
-        weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
-    )
-    return torch.ops.quantized.linear_prepack(q, bias)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # quantized tensors are deprecated upstream
+        q = torch.quantize_per_channel(
+            weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
+        )
+        return torch.ops.quantized.linear_prepack(q, bias)
 
 
 class LoRAEmbedding(nn.Module):
@@ -129,7 +141,9 @@ class Block(nn.Module):
     norm2_w: Tensor
     norm2_b: Tensor
 
-    def __init__(self, cfg: ModelConfig, t: dict[str, Tensor], prefix: str) -> None:
+    def __init__(
+        self, cfg: ModelConfig, t: dict[str, Tensor], prefix: str, dtype: torch.dtype
+    ) -> None:
         super().__init__()
         s = cfg.lora_scaling
 
@@ -141,6 +155,7 @@ class Block(nn.Module):
                 t.pop(f"{p}.{_P}.0.lora_A"),
                 t.pop(f"{p}.{_P}.0.lora_B"),
                 s,
+                dtype,
             )
 
         self.wqkv = linear("mixer.Wqkv")
@@ -227,7 +242,7 @@ class JinaEmbeddingsV3(nn.Module):
         self.register_buffer("emb_ln_w", tensors.pop("roberta.emb_ln.weight"))
         self.register_buffer("emb_ln_b", tensors.pop("roberta.emb_ln.bias"))
         self.blocks = nn.ModuleList(
-            Block(cfg, tensors, f"roberta.encoder.layers.{i}") for i in range(cfg.num_layers)
+            Block(cfg, tensors, f"roberta.encoder.layers.{i}", dtype) for i in range(cfg.num_layers)
         )
         self.task: int | None = None
         d = cfg.head_dim
