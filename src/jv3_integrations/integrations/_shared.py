@@ -1,0 +1,137 @@
+"""What the framework adapters share: checking and resolving ``provider=`` arguments.
+
+Every adapter takes ``provider=`` as either a :func:`~jv3_integrations.core.load_provider` spec
+string (``"api"``, ``"local:DIR_OR_ID"``, ``"http(s)://host:port"``; the serializable form) or an
+:class:`~jv3_integrations.core.EmbeddingProvider` instance. Specs are checked when the adapter is
+built (no I/O) and turned into providers on first use. Local specs go through a process-wide
+cache, so every adapter configured with the same local model shares one loaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+
+from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._load import load_provider
+from ..core._provider import EmbeddingProvider
+from ..core._types import Task, TaskLike, resolve_task
+
+__all__ = [
+    "ProviderArg",
+    "check_batch_size",
+    "check_dimensions",
+    "check_provider",
+    "check_task",
+    "is_local_spec",
+    "resolve_provider",
+]
+
+logger = logging.getLogger(__name__)
+
+ProviderArg = str | EmbeddingProvider
+
+_LOCAL_CACHE: dict[str, EmbeddingProvider] = {}
+_LOCAL_LOCK = threading.Lock()
+
+
+def check_provider(provider: object) -> ProviderArg:
+    """Check a ``provider=`` argument without building anything (no I/O, no model load).
+
+    Returns:
+        The spec string (stripped) or the provider instance, unchanged.
+
+    Raises:
+        ConfigurationError: for a string that is not a valid spec, or an object that is neither
+            a string nor an :class:`EmbeddingProvider`.
+    """
+    if isinstance(provider, str):
+        text = provider.strip()
+        if text == "api" or text.startswith(("http://", "https://")):
+            return text
+        if text.startswith("local:") and text[len("local:") :].strip():
+            return text
+        raise ConfigurationError(
+            f"unknown provider spec {provider!r}; use 'api', 'local:<dir-or-hub-id>', an "
+            "http(s):// URL of a Jina-compatible server, or an EmbeddingProvider instance"
+        )
+    if isinstance(provider, EmbeddingProvider):
+        return provider
+    raise ConfigurationError(
+        f"provider must be a spec string or an EmbeddingProvider, not {type(provider).__name__}"
+    )
+
+
+def is_local_spec(provider: ProviderArg) -> bool:
+    """Whether ``provider`` is a ``local:`` spec string."""
+    return isinstance(provider, str) and provider.startswith("local:")
+
+
+def _cache_key(spec: str) -> str:
+    model = spec[len("local:") :].strip()
+    # "local:./m" and "local:/abs/m" name the same directory: key on the absolute path.
+    if os.path.isdir(model):
+        model = os.path.abspath(model)
+    return model
+
+
+def resolve_provider(
+    provider: ProviderArg, *, api_key: str | None = None
+) -> tuple[EmbeddingProvider, bool]:
+    """Turn a checked ``provider=`` argument into a provider.
+
+    Args:
+        provider: A spec string or a provider instance (see :func:`check_provider`).
+        api_key: Key for API-backed specs (``"api"`` or a URL); ignored for local specs.
+
+    Returns:
+        ``(provider, owned)``: ``owned`` is True when the caller built the provider and must
+        close it; instances passed in and cached local models are never owned.
+    """
+    if not isinstance(provider, str):
+        return provider, False
+    if is_local_spec(provider):
+        key = _cache_key(provider)
+        with _LOCAL_LOCK:
+            cached = _LOCAL_CACHE.get(key)
+            if cached is None:
+                logger.debug("creating shared local provider for %s", key)
+                cached = load_provider(f"local:{key}")
+                _LOCAL_CACHE[key] = cached
+        return cached, False
+    return load_provider(provider, api_key=api_key), True
+
+
+def check_task(task: TaskLike) -> Task | None:
+    """Resolve a task argument at construction time (InputError for an unknown one)."""
+    return resolve_task(task)
+
+
+def check_dimensions(dimensions: object) -> int | None:
+    """Check a ``dimensions`` argument: ``None`` or a positive int.
+
+    The upper bound is the model's size, which the provider checks on the first call.
+    """
+    if dimensions is None:
+        return None
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+        raise InputTypeError(f"dimensions must be a positive int, not {type(dimensions).__name__}")
+    if dimensions < 1:
+        raise InputError(f"dimensions must be in 1..model size, got {dimensions}")
+    return dimensions
+
+
+def check_batch_size(batch_size: object) -> int:
+    """Check a ``batch_size`` argument: a positive int."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InputTypeError(f"batch_size must be a positive int, not {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    return batch_size
+
+
+def batched(items: Sequence[int], size: int) -> list[list[int]]:
+    """Split ``items`` into consecutive lists of at most ``size`` items."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]

@@ -1,0 +1,114 @@
+"""LangChain ``Embeddings`` for jina-embeddings-v3, backed by any embedding provider."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..core._deps import require
+from ..core._errors import InputTypeError
+from ..core._provider import EmbeddingProvider
+from ._shared import check_dimensions, check_provider, resolve_provider
+
+require("langchain_core", "langchain", "langchain-core")
+
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.utils import secret_from_env  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr  # noqa: E402
+
+__all__ = ["JinaV3Embeddings"]
+
+logger = logging.getLogger(__name__)
+
+
+class JinaV3Embeddings(BaseModel, Embeddings):
+    """jina-embeddings-v3 as LangChain ``Embeddings``.
+
+    ``embed_documents`` uses task ``retrieval.passage``, ``embed_query`` ``retrieval.query``,
+    at the configured Matryoshka ``dimensions``; the async methods are natively async.
+    Batching, retries and concurrency limits are the provider's.
+
+    Args:
+        provider: A ``load_provider`` spec (``"api"``, ``"local:DIR_OR_ID"``, a server URL) or
+            an :class:`EmbeddingProvider` instance (then the ``provider`` field is ``None``).
+        api_key: Key for API-backed specs; default: env ``JINA_API_KEY``. A ``SecretStr``,
+            never shown in reprs or serialized.
+        dimensions: Matryoshka output size; default: the provider's.
+
+    Raises:
+        ConfigurationError: bad ``provider``.
+        InputError: bad ``dimensions``.
+
+    Example:
+        >>> from jv3_integrations.langchain import JinaV3Embeddings
+        >>> emb = JinaV3Embeddings(provider="local:./jina-embeddings-v3", dimensions=256)
+        >>> emb.embed_query("Who wrote Faust?")[:3]  # doctest: +SKIP
+        [0.031, -0.012, 0.077]
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    provider: str | None = Field(default="api")
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("JINA_API_KEY", default=None), repr=False
+    )
+    dimensions: int | None = None
+
+    _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
+    _owned: bool = PrivateAttr(default=False)
+
+    def __init__(self, provider: str | EmbeddingProvider | None = "api", **kwargs: Any) -> None:
+        checked = check_provider(provider)
+        if "dimensions" in kwargs:
+            kwargs["dimensions"] = check_dimensions(kwargs["dimensions"])
+        super().__init__(provider=checked if isinstance(checked, str) else None, **kwargs)
+        if not isinstance(checked, str):
+            self._provider_obj = checked
+
+    def _get_provider(self) -> EmbeddingProvider:
+        if self._provider_obj is None:
+            assert self.provider is not None
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self._provider_obj, self._owned = resolve_provider(self.provider, api_key=key)
+        return self._provider_obj
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts for indexing (task ``retrieval.passage``); one vector per text, in order."""
+        emb = self._get_provider().embed_documents(texts, dimensions=self.dimensions)
+        return emb.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query (task ``retrieval.query``)."""
+        _check_query(text)
+        emb = self._get_provider().embed_queries([text], dimensions=self.dimensions)
+        return emb.tolist()[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async twin of :meth:`embed_documents`."""
+        emb = await self._get_provider().aembed_documents(texts, dimensions=self.dimensions)
+        return emb.tolist()
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async twin of :meth:`embed_query`."""
+        _check_query(text)
+        emb = await self._get_provider().aembed_queries([text], dimensions=self.dimensions)
+        return emb.tolist()[0]
+
+    def close(self) -> None:
+        """Close a provider this object built (shared local models stay loaded)."""
+        if self._provider_obj is not None and self._owned:
+            self._provider_obj.close()
+            self._provider_obj = None
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if self._provider_obj is not None and self._owned:
+            await self._provider_obj.aclose()
+            self._provider_obj = None
+
+
+def _check_query(text: object) -> None:
+    if not isinstance(text, str):
+        raise InputTypeError(
+            f"query must be a str, not {type(text).__name__}; use embed_documents for a list"
+        )
