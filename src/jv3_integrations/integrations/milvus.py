@@ -208,7 +208,9 @@ class _MilvusCommon:
         parts = []
         for key, value in simple.items():
             if isinstance(value, (list, tuple)):
-                parts.append(f"{_key(key)} in [{', '.join(_literal(v) for v in value)}]")
+                # Milvus Lite rejects `json_path in [...]`: spell it out.
+                options = " or ".join(f"{_key(key)} == {_literal(v)}" for v in value)
+                parts.append(f"({options})" if options else "false")
             else:
                 parts.append(f"{_key(key)} == {_literal(value)}")
         return " and ".join(parts)
