@@ -87,6 +87,8 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         api_key: Key for API-backed specs; default: env ``JINA_API_KEY`` (read by the provider).
             Never serialized.
         dimensions: Matryoshka output size; default: the provider's.
+        query_task: Task adapter for queries (default ``retrieval.query``).
+        text_task: Task adapter for texts/nodes (default ``retrieval.passage``).
         **kwargs: ``BaseEmbedding`` fields (``embed_batch_size``, ``callback_manager`` ...).
 
     Raises:
@@ -105,6 +107,12 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
     dimensions: int | None = Field(
         default=None, description="Matryoshka output size; None = the provider's default."
     )
+    query_task: str | None = Field(
+        default=Task.RETRIEVAL_QUERY.value, description="Task adapter for queries."
+    )
+    text_task: str | None = Field(
+        default=Task.RETRIEVAL_PASSAGE.value, description="Task adapter for texts (nodes)."
+    )
     _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
     _api_key: str | None = PrivateAttr(default=None)
     _owned: bool = PrivateAttr(default=False)
@@ -115,14 +123,19 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         *,
         api_key: str | None = None,
         dimensions: int | None = None,
+        query_task: str | None = Task.RETRIEVAL_QUERY.value,
+        text_task: str | None = Task.RETRIEVAL_PASSAGE.value,
         model_name: str = "jina-embeddings-v3",
         embed_batch_size: int = 64,
         **kwargs: Any,
     ) -> None:
         checked = check_provider(provider)
+        q_task, t_task = check_task(query_task), check_task(text_task)
         super().__init__(  # type: ignore[call-arg]
             provider=checked if isinstance(checked, str) else None,
             dimensions=check_dimensions(dimensions),
+            query_task=q_task.value if q_task is not None else None,
+            text_task=t_task.value if t_task is not None else None,
             model_name=model_name,
             embed_batch_size=embed_batch_size,
             **kwargs,
@@ -140,7 +153,9 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         return self._queries([query])[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        emb = await self._get_provider().aembed_queries([query], dimensions=self.dimensions)
+        emb = await self._get_provider().aembed(
+            [query], task=self.query_task, dimensions=self.dimensions
+        )
         result: list[list[float]] = emb.vectors.tolist()
         return result[0]
 
@@ -151,17 +166,19 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        emb = self._get_provider().embed_documents(texts, dimensions=self.dimensions)
+        emb = self._get_provider().embed(texts, task=self.text_task, dimensions=self.dimensions)
         result: list[list[float]] = emb.vectors.tolist()
         return result
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        emb = await self._get_provider().aembed_documents(texts, dimensions=self.dimensions)
+        emb = await self._get_provider().aembed(
+            texts, task=self.text_task, dimensions=self.dimensions
+        )
         result: list[list[float]] = emb.vectors.tolist()
         return result
 
     def _queries(self, queries: list[str]) -> list[Embedding]:
-        emb = self._get_provider().embed_queries(queries, dimensions=self.dimensions)
+        emb = self._get_provider().embed(queries, task=self.query_task, dimensions=self.dimensions)
         result: list[list[float]] = emb.vectors.tolist()
         return result
 
