@@ -465,8 +465,8 @@ def _plan_windows(
     Every window's sent chunks total at most ``budget`` tokens (and ``max_items`` chunks). The
     kept ranges tile ``0..len(counts)`` in order. A window after the first carries up to
     ``context`` tokens of the chunks before its kept range, one before the last carries up to
-    ``context`` tokens of the chunks after it (at least the adjacent chunk whenever it fits),
-    so each kept chunk sees context on both sides.
+    ``context`` tokens of the chunks after it, and at least the adjacent chunk on each side:
+    every chunk whose two neighbours fit in one window with it sees both of them.
 
     Args:
         counts: Token count of each chunk (without special tokens or instruction).
@@ -494,16 +494,21 @@ def _plan_windows(
             before += counts[lo]
         if lo == s and s > 0:
             lo, before = s - 1, counts[s - 1]
-        while before + counts[s] > budget:  # the first kept chunk must fit: drop far context
+        # the first kept chunk and its right neighbour must fit: drop far context first
+        nxt = counts[s + 1] if s + 1 < n else 0
+        while lo < s and before + counts[s] + nxt > budget:
             before -= counts[lo]
             lo += 1
         # the rest of the document fits: last window
         if before + sum(counts[s:]) <= budget and n - lo <= cap:
             windows.append(_Window(lo, s, n, n))
             break
-        # kept chunks: leave room for `context` tokens after them, keep at least one
+        # kept chunks: leave room after them for `context` tokens and at least the next chunk
         end, used = s + 1, before + counts[s]
-        while end < n and used + counts[end] <= budget - context and end - lo < cap - cap // 3:
+        while end < n and end - lo < cap - cap // 3:
+            reserve = max(context, counts[end + 1]) if end + 1 < n else 0
+            if used + counts[end] + reserve > budget:
+                break
             used += counts[end]
             end += 1
         # context after: whole chunks up to `context` tokens (at least one if it fits)
