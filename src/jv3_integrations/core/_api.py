@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
 _MIN_SPLIT: Final = 64
+_MAX_RETRY_AFTER: Final = 120.0  # seconds; a longer Retry-After is clipped to this
 _WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
 
@@ -533,7 +534,7 @@ class JinaAPIProvider(BaseProvider):
         if response is not None:
             after = parse_retry_after(response.headers.get("retry-after"))
             if after is not None:
-                return min(after, max(self._backoff_max, 1.0) * 4)
+                return min(after, _MAX_RETRY_AFTER)
         ceiling = min(self._backoff_max, self._backoff_base * (2.0**attempt))
         return ceiling * random.uniform(0.5, 1.0)
 
