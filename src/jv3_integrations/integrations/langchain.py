@@ -8,7 +8,8 @@ from typing import Any
 from ..core._deps import require
 from ..core._errors import InputTypeError
 from ..core._provider import EmbeddingProvider
-from ._shared import check_dimensions, check_provider, resolve_provider
+from ..core._types import Task
+from ._shared import check_dimensions, check_provider, check_task, resolve_provider
 
 require("langchain_core", "langchain", "langchain-core")
 
@@ -34,6 +35,8 @@ class JinaV3Embeddings(BaseModel, Embeddings):
         api_key: Key for API-backed specs; default: env ``JINA_API_KEY``. A ``SecretStr``,
             never shown in reprs or serialized.
         dimensions: Matryoshka output size; default: the provider's.
+        query_task: Task adapter for queries (default ``retrieval.query``).
+        document_task: Task adapter for documents (default ``retrieval.passage``).
 
     Raises:
         ConfigurationError: bad ``provider``.
@@ -53,6 +56,8 @@ class JinaV3Embeddings(BaseModel, Embeddings):
         default_factory=secret_from_env("JINA_API_KEY", default=None), repr=False
     )
     dimensions: int | None = None
+    query_task: str | None = Task.RETRIEVAL_QUERY.value
+    document_task: str | None = Task.RETRIEVAL_PASSAGE.value
 
     _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
     _owned: bool = PrivateAttr(default=False)
@@ -61,6 +66,10 @@ class JinaV3Embeddings(BaseModel, Embeddings):
         checked = check_provider(provider)
         if "dimensions" in kwargs:
             kwargs["dimensions"] = check_dimensions(kwargs["dimensions"])
+        for name in ("query_task", "document_task"):
+            if name in kwargs:
+                task = check_task(kwargs[name])
+                kwargs[name] = task.value if task is not None else None
         super().__init__(provider=checked if isinstance(checked, str) else None, **kwargs)
         if not isinstance(checked, str):
             self._provider_obj = checked
@@ -74,24 +83,28 @@ class JinaV3Embeddings(BaseModel, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts for indexing (task ``retrieval.passage``); one vector per text, in order."""
-        emb = self._get_provider().embed_documents(texts, dimensions=self.dimensions)
+        emb = self._get_provider().embed(texts, task=self.document_task, dimensions=self.dimensions)
         return emb.tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query (task ``retrieval.query``)."""
         _check_query(text)
-        emb = self._get_provider().embed_queries([text], dimensions=self.dimensions)
+        emb = self._get_provider().embed([text], task=self.query_task, dimensions=self.dimensions)
         return emb.tolist()[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async twin of :meth:`embed_documents`."""
-        emb = await self._get_provider().aembed_documents(texts, dimensions=self.dimensions)
+        emb = await self._get_provider().aembed(
+            texts, task=self.document_task, dimensions=self.dimensions
+        )
         return emb.tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async twin of :meth:`embed_query`."""
         _check_query(text)
-        emb = await self._get_provider().aembed_queries([text], dimensions=self.dimensions)
+        emb = await self._get_provider().aembed(
+            [text], task=self.query_task, dimensions=self.dimensions
+        )
         return emb.tolist()[0]
 
     def close(self) -> None:
