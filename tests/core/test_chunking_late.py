@@ -427,3 +427,51 @@ def test_api_chunk_too_large_is_refused_before_any_request(logged_api: Any) -> N
     with pytest.raises(InputError, match="smaller chunker"):
         embed_chunks(provider, [SENTENCES[0], huge])
     assert log.bodies == []
+
+
+# -- chunks the tokenizer turns into nothing ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dropping_provider(tmp_path_factory: pytest.TempPathFactory, conformance_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny checkpoint with a tokenizer whose normalizer deletes soft hyphens (U+00AD), as
+    real normalizers delete some characters: a chunk of only those has zero tokens."""
+    root = tmp_path_factory.mktemp("dropping")
+    for f in conformance_dir.iterdir():
+        if f.name != "tokenizer.json":
+            (root / f.name).symlink_to(f)
+    spec = json.loads((conformance_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            spec["normalizer"],
+            {"type": "Replace", "pattern": {"String": "\u00ad"}, "content": ""},
+        ],
+    }
+    (root / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    provider = LocalProvider(str(root))
+    assert provider.count_tokens(["\u00ad\u00ad"]) == provider.count_tokens([""])
+    yield provider
+    provider.close()
+
+
+def test_zero_token_chunks_are_merged_into_their_neighbour(dropping_provider: Any) -> None:
+    # "." still has a token; a chunk of only soft hyphens has none:
+    doc = "berlin is big. \u00ad\u00ad"
+    out = embed_chunks(dropping_provider, doc)
+    assert [c.text for c in out] == [doc] and out[0].span == (0, len(doc))
+    normal = dropping_provider.embed(["berlin is big. \u00ad\u00ad"], task="retrieval.passage")
+    np.testing.assert_allclose(out[0].vector, normal.vectors[0], atol=1e-5)
+    assert np.isfinite(out[0].vector).all()
+    leading = "\u00ad\u00adberlin is big. the spree flows."
+    for windowed in (None, 64):  # the native pass and the request-window path
+        out = embed_chunks(
+            dropping_provider, leading, chunker=BoundaryChunker([2, 17]), window_tokens=windowed
+        )
+        assert [c.text for c in out] == ["\u00ad\u00adberlin is big. ", "the spree flows."]
+        assert np.isfinite(vectors(out)).all()
+
+
+def test_given_zero_token_chunks_are_refused(dropping_provider: Any) -> None:
+    with pytest.raises(InputError, match=r"documents\[0\]\[1\] has no tokens"):
+        embed_chunks(dropping_provider, [SENTENCES[0], "\u00ad"])
