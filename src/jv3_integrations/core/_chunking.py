@@ -769,10 +769,8 @@ def _job_texts(plan: _Plan, job: _Job) -> list[str]:
 def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
     w = job.window
     doc = plan.docs[job.doc]
-    if len(emb) != w.hi - w.lo:
-        raise InputError(  # pragma: no cover - providers check their own counts
-            f"provider returned {len(emb)} vectors for {w.hi - w.lo} chunks"
-        )
+    if len(emb) != w.hi - w.lo:  # pragma: no cover - providers check their own counts
+        raise RuntimeError(f"provider returned {len(emb)} vectors for {w.hi - w.lo} chunks")
     for i in range(w.start, w.end):
         doc.vectors[i] = np.array(emb.vectors[i - w.lo], dtype=np.float32)
 
@@ -957,11 +955,18 @@ async def aembed_chunks_many(
             )
         _store(plan, job, emb)
 
-    if plan.concurrency == 1:
+    if plan.concurrency == 1 or len(plan.jobs) < 2:
         for job in plan.jobs:
             await run(job)
     else:
-        await asyncio.gather(*(run(job) for job in plan.jobs))
+        tasks = [asyncio.ensure_future(run(job)) for job in plan.jobs]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:  # one request failed: do not leave the others running
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
     return _results(plan)
 
 
