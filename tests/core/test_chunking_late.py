@@ -267,6 +267,25 @@ def test_local_window_path_keeps_context_and_order(local_provider: LocalProvider
     assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
 
 
+def test_a_provider_without_token_counts_is_budgeted_by_characters(
+    local_provider: LocalProvider,
+) -> None:
+    class NoCounts(Recorder):
+        count_tokens = None  # type: ignore[assignment]
+
+    recorder = NoCounts(local_provider)
+    out = embed_chunks(recorder, DOC, window_tokens=300, context_tokens=40)
+    calls = [texts for texts, _ in recorder.calls]
+
+    def fits(texts: list[str]) -> bool:  # a token never covers less than a character
+        return sum(len(t) + 1 for t in texts) <= 300
+
+    assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
+    one = NoCounts(local_provider)
+    embed_chunks(one, DOC)  # fits the default 8192-token window even counted by characters
+    assert len(one.calls) == 1
+
+
 # -- errors before any call --------------------------------------------------------------
 
 
