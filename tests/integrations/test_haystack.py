@@ -445,3 +445,26 @@ def test_async_pipeline(spec: str) -> None:
     asyncio.run(indexing.run_async({"embedder": {"documents": docs}}))
     assert store.count_documents() == len(DOCS)
     assert all(d.embedding is not None for d in store.filter_documents())
+
+
+# -- the example --------------------------------------------------------------------------------
+
+
+def test_example_runs_offline(conformance_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "haystack_rag.py"
+    args = ["--provider", f"local:{conformance_dir}", "--no-progress", "--top-k", "2"]
+    env = {**os.environ, "HAYSTACK_TELEMETRY_ENABLED": "False"}
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("query: ") and len(lines) == 3, out.stdout

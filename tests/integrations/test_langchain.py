@@ -182,3 +182,26 @@ async def test_in_memory_vector_store_async(local_provider: LocalProvider) -> No
     q = local_provider.embed_queries([DOCS[2]]).vectors[0]
     scores = local_provider.embed_documents(DOCS).vectors @ q
     assert [d.page_content for d in hits] == [DOCS[i] for i in np.argsort(-scores)[:3]]
+
+
+# -- the example --------------------------------------------------------------------------------
+
+
+def test_example_runs_offline_from_env() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "langchain_rag.py"
+    env = {**os.environ, "JV3_PROVIDER": SPEC}
+    out = subprocess.run(
+        [sys.executable, str(script), "--dimensions", "32", "--top-k", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("query: ") and len(lines) == 3, out.stdout

@@ -312,3 +312,26 @@ async def test_qdrant_vector_store_async(spec: str, local_provider: LocalProvide
     order = [corpus[i] for i in np.argsort(-(vecs @ q))][:6]
     assert [h.node.get_content() for h in hits] == order
     await aclient.close()
+
+
+# -- the example --------------------------------------------------------------------------------
+
+
+def test_example_runs_offline(conformance_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "llama_index_rag.py"
+    args = ["--provider", f"local:{conformance_dir}", "--no-progress", "--top-k", "2"]
+    env = {**os.environ}
+    out = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("query: ") and len(lines) == 3, out.stdout
