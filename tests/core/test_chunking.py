@@ -155,6 +155,7 @@ def test_chunkers_satisfy_the_protocol(tokenizer) -> None:  # type: ignore[no-un
         ("Use e.g. this one. Wait... then go.", ["Use e.g. this one. ", "Wait... ", "then go."]),
         ("See jina.ai for v3.1 details.", ["See jina.ai for v3.1 details."]),
         ("The U.S. law. J. Smith wrote it.", ["The U.S. law. ", "J. Smith wrote it."]),
+        ("See Fig. 3 for details. Then go.", ["See Fig. 3 for details. ", "Then go."]),
         ("all lower case. still two sentences .", ["all lower case. ", "still two sentences ."]),
         ("  Leading space. Trailing space.   ", ["  Leading space. ", "Trailing space.   "]),
         ("One.\u200b Two.", ["One.\u200b Two."]),

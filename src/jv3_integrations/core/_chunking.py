@@ -223,10 +223,10 @@ def _sentence_cuts(document: str) -> list[int]:
         if end >= len(document):
             break
         if m.group().rstrip().rstrip(_CLOSERS) == ".":
-            # "e.g. this", "U.S. law", "J. Smith": a dot after an abbreviation is not an end.
+            # "e.g. this", "U.S. law", "J. Smith", "Fig. 3": not the end of a sentence.
             before = _WORD_BEFORE.search(document, 0, m.start())
             word = before.group() if before else ""
-            if "." in word or (len(word) == 1 and word.isalpha()):
+            if "." in word or (len(word) == 1 and word.isalpha()) or document[end].isdigit():
                 continue
         cuts.append(end)
     return cuts
@@ -239,8 +239,8 @@ class SentenceChunker:
     brackets) followed by whitespace; after CJK and other enders (``。``, full-width ! and ?)
     even with no space after them (Devanagari ``।``, Ethiopic ``።``, Arabic ``؟`` ...); and
     at a blank line.
-    A dot after an abbreviation with dots or a single letter ("e.g.", "U.S.", "J.") is not an
-    end. Whitespace
+    A dot after an abbreviation with dots or a single letter ("e.g.", "U.S.", "J.") or before
+    a number ("Fig. 3") is not an end. Whitespace
     after a sentence stays with it, so the chunks tile the text.
 
     Args:
