@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -233,6 +234,7 @@ class JinaAPIProvider(BaseProvider):
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._aslots: asyncio.Semaphore | None = None
         self._aslots_loop: asyncio.AbstractEventLoop | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         self._sleep: Callable[[float], None] = time.sleep
         self._asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -327,27 +329,32 @@ class JinaAPIProvider(BaseProvider):
             max_keepalive_connections=self._max_concurrency + 2,
         )
 
+    def _new_client_options(self) -> dict[str, Any]:
+        # One TLS context per provider: building one costs ~0.2 s, and async code run with
+        # asyncio.run() needs a fresh AsyncClient per event loop.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return {
+            "timeout": httpx.Timeout(self._timeout),
+            "limits": self._limits(),
+            "verify": self._ssl_context,
+        }
+
     def _get_client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(
-                    timeout=httpx.Timeout(self._timeout), limits=self._limits()
-                )
+                self._client = httpx.Client(**self._new_client_options())
             return self._client
 
     def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
             # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
-            self._aclient = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout), limits=self._limits()
-            )
+            self._aclient = httpx.AsyncClient(**self._new_client_options())
             self._aclient_loop = loop
         client = self._aclient
         if client is None:  # closed while in use: start afresh on this loop
-            client = self._aclient = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout), limits=self._limits()
-            )
+            client = self._aclient = httpx.AsyncClient(**self._new_client_options())
             self._aclient_loop = loop
         if self._aslots is None or self._aslots_loop is not loop:
             self._aslots = asyncio.Semaphore(self._max_concurrency)
