@@ -7,6 +7,7 @@ Expected rankings are computed here with numpy from the same provider's vectors.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,11 @@ def name() -> str:
     return f"c{next(_names)}-{np.random.default_rng().integers(1 << 30)}"
 
 
+@functools.cache
+def doc_vectors(provider: EmbeddingProvider, texts: tuple[str, ...]) -> np.ndarray:
+    return provider.embed_documents(list(texts), dimensions=DIMS).vectors
+
+
 def exact_ranking(
     provider: EmbeddingProvider,
     texts: list[str],
@@ -62,7 +68,7 @@ def exact_ranking(
     keep: Callable[[int], bool] = lambda i: True,
 ) -> list[tuple[set[str], float]]:
     """The exact top ``k``: per rank, the texts scoring the same (ties) and the score."""
-    docs = provider.embed_documents(texts, dimensions=DIMS).vectors
+    docs = doc_vectors(provider, tuple(texts))
     q = provider.embed_queries([query], dimensions=DIMS).vectors[0]
     scores = docs @ q / (np.linalg.norm(docs, axis=1) * np.linalg.norm(q))
     kept = [i for i in np.argsort(-scores, kind="stable") if keep(int(i))]
@@ -405,7 +411,7 @@ def test_two_stage_search_rescores_prefetched_candidates(
     option = "prefetch_factor" if kit.kind == "qdrant" else "funnel_factor"
     store = kit.sync(local_provider, name(), small_dimensions=SMALL, **{option: factor})
     store.add_texts(texts, metas)
-    docs = local_provider.embed_documents(texts, dimensions=DIMS).vectors
+    docs = doc_vectors(local_provider, tuple(texts))
     for query in QUERIES:
         q = local_provider.embed_queries([query], dimensions=DIMS).vectors[0]
         small_docs = docs[:, :SMALL] / np.linalg.norm(docs[:, :SMALL], axis=1, keepdims=True)
