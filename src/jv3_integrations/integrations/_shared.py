@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 
 from ..core._errors import ConfigurationError, InputError, InputTypeError
 from ..core._load import load_provider
@@ -130,8 +129,3 @@ def check_batch_size(batch_size: object) -> int:
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     return batch_size
-
-
-def batched(items: Sequence[int], size: int) -> list[list[int]]:
-    """Split ``items`` into consecutive lists of at most ``size`` items."""
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
