@@ -335,3 +335,16 @@ def test_example_runs_offline(conformance_dir: Path) -> None:
     )
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("query: ") and len(lines) == 3, out.stdout
+
+
+def test_pickle_round_trip(spec: str) -> None:
+    """IngestionPipeline(num_workers=...) pickles transformations: they must survive it."""
+    import pickle
+
+    model = JinaV3Embedding(provider=spec, dimensions=16)
+    before = model.get_query_embedding("x")
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.to_dict() == model.to_dict()
+    assert _close(restored.get_query_embedding("x"), before)
+    late = pickle.loads(pickle.dumps(JinaV3LateChunkingEmbedder(provider=spec, dimensions=8)))
+    assert len(late(_nodes())[0].embedding or []) == 8

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from ..core._deps import require
-from ..core._errors import InputTypeError
+from ..core._errors import ConfigurationError, InputTypeError
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
 from ._shared import check_dimensions, check_provider, check_task, resolve_provider
@@ -76,7 +76,11 @@ class JinaV3Embeddings(BaseModel, Embeddings):
 
     def _get_provider(self) -> EmbeddingProvider:
         if self._provider_obj is None:
-            assert self.provider is not None
+            if self.provider is None:
+                raise ConfigurationError(
+                    "this object was built from a provider instance that is no longer attached "
+                    "(e.g. after pickling); build it with a provider spec string instead"
+                )
             key = self.api_key.get_secret_value() if self.api_key is not None else None
             self._provider_obj, self._owned = resolve_provider(self.provider, api_key=key)
         return self._provider_obj

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core._chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._deps import require
-from ..core._errors import InputError
+from ..core._errors import ConfigurationError, InputError
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
 from ._shared import ProviderArg, check_dimensions, check_provider, check_task, resolve_provider
@@ -57,7 +57,11 @@ class _ProviderMixin:
 
     def _get_provider(self) -> EmbeddingProvider:
         if self._provider_obj is None:
-            assert self.provider is not None
+            if self.provider is None:
+                raise ConfigurationError(
+                    "this object was built from a provider instance that is no longer attached "
+                    "(e.g. after pickling); build it with a provider spec string instead"
+                )
             self._provider_obj, self._owned = resolve_provider(self.provider, api_key=self._api_key)
         return self._provider_obj
 
