@@ -50,8 +50,6 @@ class _PineconeCommon:
             raise ConfigurationError("collection (the Pinecone index name) must be a non-empty str")
         if not isinstance(namespace, str):
             raise ConfigurationError("namespace must be a str ('' is the default namespace)")
-        if self.small_dimensions is not None:
-            raise ConfigurationError("Pinecone indexes hold one dense vector: no small_dimensions")
         self.collection = collection
         self.namespace = namespace
         self.cloud = cloud
