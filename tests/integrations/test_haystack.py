@@ -320,6 +320,27 @@ async def test_late_chunking_async_matches_sync(local_provider: LocalProvider) -
         assert len(x.embedding) == 32 and _close(x.embedding, y.embedding, 1e-5)
 
 
+@pytest.mark.network
+async def test_late_chunking_through_our_server_matches_local(
+    jina_server_url: str, local_provider: LocalProvider
+) -> None:
+    chunks = _split(LONG_A, LONG_B)
+    remote = JinaV3DocumentEmbedder(
+        provider=jina_server_url,
+        api_key=Secret.from_token(SERVER_API_KEY),
+        late_chunking=True,
+        progress_bar=False,
+    )
+    local = JinaV3DocumentEmbedder(provider=local_provider, late_chunking=True, progress_bar=False)
+    expected = local.run(chunks)["documents"]
+    for out in (remote.run(chunks), await remote.run_async(chunks)):
+        # embed_chunks_many returns no usage and a remote provider cannot count: none reported
+        assert out["meta"]["usage"] == {}
+        for got, want in zip(out["documents"], expected, strict=True):
+            assert _close(got.embedding, want.embedding, 1e-4)
+    await remote.close_async()
+
+
 def test_late_chunking_rejects_overlap_duplicates_and_empty(local_provider: LocalProvider) -> None:
     embedder = JinaV3DocumentEmbedder(
         provider=local_provider, late_chunking=True, progress_bar=False
