@@ -444,3 +444,20 @@ async def test_async_twin_agrees_with_sync(
         await store.add_documents([_doc(2)], ids=["adoc"])
         await store.delete(ids[:10])
         assert await store.count() == 192
+
+
+def test_api_provider_smoke(
+    kit: Kit, api_provider: EmbeddingProvider, local_provider: EmbeddingProvider
+) -> None:
+    """The same store over JinaAPIProvider (our server, same checkpoint): same hits as local."""
+    texts, metas = corpus(30)
+    collection = name()
+    remote = kit.sync(api_provider, collection)
+    ids = remote.add_texts(texts, metas)
+    assert remote.count() == 30
+    hits = remote.search(QUERIES[0], k=5, filter={"lang": "fr"})
+    keep = [m["lang"] == "fr" for m in metas]
+    assert_same_ranking(hits, exact_ranking(local_provider, texts, QUERIES[0], 5, keep.__getitem__))
+    assert {h.id for h in hits} <= set(ids)
+    chunk_ids = remote.add_documents([_doc(3)], ids=["api-doc"])
+    assert len(chunk_ids) == 3 and remote.count() == 33
