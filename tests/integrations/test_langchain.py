@@ -16,6 +16,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from pydantic import SecretStr
 
 from jv3_integrations import (
+    AuthenticationError,
     BaseProvider,
     ConfigurationError,
     Embeddings,
@@ -124,6 +125,20 @@ def test_key_is_secret_and_never_serialized(monkeypatch: pytest.MonkeyPatch) -> 
     shown = repr(emb) + str(emb) + emb.model_dump_json()
     assert "sk-very-secret" not in shown
     assert JinaV3Embeddings(provider="api").api_key is None
+
+
+@pytest.mark.network
+def test_api_key_from_env_against_our_server(
+    jina_server_url: str, local_provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JINA_API_KEY", SERVER_API_KEY)
+    emb = JinaV3Embeddings(provider=jina_server_url, dimensions=32)
+    vec = emb.embed_query(DOCS[0])
+    assert _close(vec, local_provider.embed_queries([DOCS[0]], dimensions=32).vectors[0], 1e-4)
+    emb.close()
+    monkeypatch.setenv("JINA_API_KEY", "wrong-key")
+    with pytest.raises(AuthenticationError):
+        JinaV3Embeddings(provider=jina_server_url).embed_documents(["x"])
 
 
 class _CountingProvider(BaseProvider):

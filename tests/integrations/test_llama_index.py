@@ -163,6 +163,19 @@ async def test_api_backed_key_and_server(
     await model.aclose()
 
 
+@pytest.mark.network
+async def test_api_key_from_env_is_sent(
+    jina_server_url: str, local_provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The existing integration sends 'Bearer None' when the key is only in the environment."""
+    monkeypatch.setenv("JINA_API_KEY", SERVER_API_KEY)
+    model = JinaV3Embedding(provider=jina_server_url)
+    assert SERVER_API_KEY not in json.dumps(model.to_dict())
+    vecs = await model.aget_text_embedding_batch(DOCS[:3])
+    assert _close(vecs, local_provider.embed_documents(DOCS[:3]).vectors, 1e-4)
+    await model.aclose()
+
+
 # -- late chunking --------------------------------------------------------------------------
 
 
