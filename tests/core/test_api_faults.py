@@ -514,3 +514,21 @@ def test_load_provider_specs() -> None:
     assert isinstance(local, JinaAPIProvider) and local.base_url == "http://127.0.0.1:8080"
     pasted = JinaAPIProvider(base_url="http://h:1/v1/embeddings", max_dimensions=DIMS)
     assert pasted.base_url == "http://h:1"
+
+
+def test_server_without_models_endpoint_is_asked_once() -> None:
+    gets: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            gets.append(request)
+            return httpx.Response(404, json={"detail": "Not found"})
+        return ok(request)
+
+    provider = JinaAPIProvider(
+        KEY, base_url=URL, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    assert provider.dimensions == 1024
+    provider.embed(["x"], dimensions=DIMS)
+    provider.embed(["y"], dimensions=DIMS)
+    assert len(gets) == 1 and gets[0].url.path == "/v1/models"

@@ -94,7 +94,8 @@ def test_encode_is_the_inverse_of_decode() -> None:
     [
         ([0.1, 0.2], "float", 3),
         ([0.1, "x", 0.3], "float", 3),
-        ([True, 0.2, 0.3], "float", 3),
+        ([[0.1], [0.2], [0.3]], "float", 3),
+        ([None, 0.2, 0.3], "float", 3),
         ([300], "ubinary", 8),
         ([1, 2], "ubinary", 8),
         ([-129], "binary", 8),

@@ -255,7 +255,7 @@ class JinaAPIProvider(BaseProvider):
         """The model's full output size: 1024 for Jina's API; a self-hosted server is asked once."""
         if self._max_dims is None:
             found = self._discover(self._get_client())
-            if found is None:
+            if found is None:  # unreachable now: ask again next time
                 return JINA_EMBEDDINGS_V3.dim
             self._max_dims = found
         return self._max_dims
@@ -388,13 +388,15 @@ class JinaAPIProvider(BaseProvider):
 
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
-    def _parse_models(self, response: httpx.Response) -> int | None:
+    def _parse_models(self, response: httpx.Response) -> int:
+        """The model size from a ``/v1/models`` answer; 1024 when it does not say."""
+        default = JINA_EMBEDDINGS_V3.dim
         if response.status_code != 200:
-            return None
+            return default
         try:
             data = response.json().get("data", [])
         except (ValueError, AttributeError):
-            return None
+            return default
         for entry in data if isinstance(data, list) else []:
             if not isinstance(entry, dict):
                 continue
@@ -403,7 +405,7 @@ class JinaAPIProvider(BaseProvider):
                 size = entry.get("max_output_length")
                 if isinstance(size, int) and not isinstance(size, bool) and size > 0:
                     return size
-        return None
+        return default
 
     def _discover(self, client: httpx.Client) -> int | None:
         try:
@@ -428,9 +430,7 @@ class JinaAPIProvider(BaseProvider):
         except httpx.HTTPError as exc:
             logger.debug("could not read the model size from %s: %s", self._base_url, exc)
             return
-        found = self._parse_models(response)
-        if found is not None:
-            self._max_dims = found
+        self._max_dims = self._parse_models(response)
 
     async def aembed(
         self,

@@ -231,10 +231,13 @@ def decode_embedding(value: Any, embedding_type: str, dimensions: int) -> npt.ND
             else:
                 packed = binary_to_ubinary(_int_list(value, -128, 127, "binary"))
             return unpack_bits(packed, dimensions)
-        for x in value:
-            if isinstance(x, bool) or not isinstance(x, (int, float)):
-                raise ValueError(f"embedding holds {x!r}, not a number")
-        vec = np.asarray(value, dtype=np.float32)
+        try:
+            raw = np.array(value)
+        except (TypeError, ValueError):
+            raw = np.array([], dtype=object)
+        if raw.dtype.kind not in "fiu" or raw.ndim != 1:
+            raise ValueError("embedding is not a flat list of numbers")
+        vec = raw.astype(np.float32)
     else:
         raise ValueError(f"embedding is a {type(value).__name__}, not a list or base64 string")
     if vec.ndim != 1 or vec.shape[0] != dimensions:
