@@ -230,8 +230,9 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
         >>> from jv3_integrations.haystack import JinaV3DocumentEmbedder
         >>> embedder = JinaV3DocumentEmbedder(provider="local:./jina-embeddings-v3")
         >>> embedder.warm_up()  # doctest: +SKIP
-        >>> docs = embedder.run([Document(content="Goethe wrote Faust.")])["documents"]
-        ...  # doctest: +SKIP
+        >>> out = embedder.run([Document(content="Goethe wrote Faust.")])  # doctest: +SKIP
+        >>> len(out["documents"][0].embedding)  # doctest: +SKIP
+        1024
     """
 
     def __init__(
