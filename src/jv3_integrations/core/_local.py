@@ -55,16 +55,23 @@ def _check_int(name: str, value: object, low: int) -> int:
     return value
 
 
-def _pack(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Group indices into batches, longest first, each with ``count * longest <= budget``."""
+def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
+    """Group indices into batches, longest first.
+
+    A batch holds at most ``budget`` padded tokens (``count * longest``), and its shortest
+    text is at least ``longest / spread`` long, so attention (the only padded part) wastes
+    little. A text longer than ``budget`` gets a batch of its own.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     batches: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and (len(current) + 1) * longest > budget:
-            batches.append(current)
-            current = []
+        if current:
+            longest = lengths[current[0]]
+            full = (len(current) + 1) * longest > budget
+            if full or lengths[i] * spread < longest:
+                batches.append(current)
+                current = []
         current.append(i)
     if current:
         batches.append(current)
@@ -421,9 +428,11 @@ class LocalProvider(BaseProvider):
                 padded = not bool(mask.all())
                 ids = ids.to(device)
                 dmask = mask.to(device) if padded else None
-                states = net(ids, dmask)
-                for row, i in enumerate(batch):
-                    consume(i, states[row, : lengths[i]].float())
+                states = net(ids, dmask)  # [real tokens, H], rows in order
+                offset = 0
+                for i in batch:
+                    consume(i, states[offset : offset + lengths[i]].float())
+                    offset += lengths[i]
                 bar.update(sum(lengths[i] for i in batch))
 
     def _embed(self, request: EmbedRequest) -> Embeddings:

@@ -171,17 +171,40 @@ class Block(nn.Module):
     def linears(self) -> list[LoRALinear]:
         return [self.wqkv, self.out_proj, self.fc1, self.fc2]
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        b, n, hidden = x.shape
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        index: Tensor | None,
+        batch: int,
+    ) -> Tensor:
+        """``x``: ``[N, H]`` real tokens only; attention runs on the padded ``[B, L]`` layout.
+
+        Args:
+            x: Hidden states of the real tokens (row-major over the batch).
+            cos / sin: Rotary tables ``[L, 1, d/2]``.
+            mask: ``[B, 1, 1, L]`` key mask, or ``None`` when nothing is padded.
+            index: Positions of the real tokens in the flattened ``[B * L]`` layout (``None``
+                when nothing is padded).
+            batch: B.
+        """
+        hidden = x.shape[-1]
+        n = cos.shape[0]
         d = hidden // self.heads
-        qkv = self.wqkv(x).view(b, n, 3, self.heads, d)
-        q, k, v = qkv.unbind(2)  # each [B, L, h, d]
+        qkv = self.wqkv(x)
+        if index is not None:  # scatter into the padded layout for attention only
+            qkv = qkv.new_zeros(batch * n, 3 * hidden).index_copy_(0, index, qkv)
+        q, k, v = qkv.view(batch, n, 3, self.heads, d).unbind(2)  # each [B, L, h, d]
         q = _rotate(q, cos, sin).transpose(1, 2)
         k = _rotate(k, cos, sin).transpose(1, 2)
         ctx = F.scaled_dot_product_attention(
             q, k, v.transpose(1, 2), attn_mask=mask, scale=1.0 / math.sqrt(d)
         )
-        ctx = ctx.transpose(1, 2).reshape(b, n, hidden)
+        ctx = ctx.transpose(1, 2).reshape(batch * n, hidden)
+        if index is not None:
+            ctx = ctx.index_select(0, index)
         h1 = F.layer_norm(x + self.out_proj(ctx), (hidden,), self.norm1_w, self.norm1_b, self.eps)
         m = self.fc2(F.gelu(self.fc1(h1)))
         return F.layer_norm(h1 + m, (hidden,), self.norm2_w, self.norm2_b, self.eps)
@@ -293,28 +316,48 @@ class JinaEmbeddingsV3(nn.Module):
             sin[:n, None, :].to(self.dtype),
         )
 
-    def _run_layers(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+    def _run_layers(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None,
+        index: Tensor | None,
+        batch: int,
+    ) -> Tensor:
         for blk in self.blocks:
-            x = blk(x, cos, sin, mask)
+            x = blk(x, cos, sin, mask, index, batch)
         return x
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Hidden states ``[B, L, H]`` in the compute dtype.
+        """Hidden states of the real tokens, ``[N, H]`` in the compute dtype.
+
+        Linear layers, LayerNorms and the MLP run on the real tokens only (no padding waste);
+        only attention uses the padded layout.
 
         Args:
             ids: ``[B, L]`` token ids (right-padded).
             mask: ``[B, L]`` bool, True for real tokens; ``None`` when nothing is padded.
+
+        Returns:
+            ``[N, H]``: row r's tokens are contiguous, rows in order (N = real tokens).
         """
+        batch, n = ids.shape
         hidden = self.cfg.hidden_size
-        x = self.word(ids, self.task) + self.token_type(
+        flat = ids.reshape(-1)
+        index = None
+        if mask is not None:
+            index = mask.reshape(-1).nonzero().squeeze(1)
+            flat = flat.index_select(0, index)
+        x = self.word(flat, self.task) + self.token_type(
             torch.zeros(1, dtype=torch.long, device=ids.device), self.task
         )
         x = F.layer_norm(
             x, (hidden,), self.emb_ln_w.float(), self.emb_ln_b.float(), self.cfg.layer_norm_eps
         ).to(self.dtype)
-        cos, sin = self._rotary(ids.shape[1])
+        cos, sin = self._rotary(n)
         attn = None if mask is None else mask[:, None, None, :]
-        return cast(Tensor, self._layers(x, cos, sin, attn))
+        return cast(Tensor, self._layers(x, cos, sin, attn, index, batch))
 
     # -- accounting -------------------------------------------------------------------------
 
