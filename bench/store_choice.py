@@ -1,0 +1,334 @@
+"""Which embedded store should ``jv3`` default to: Milvus Lite or Qdrant local mode?
+
+Measures, for the job ``jv3`` does (index a folder once, search it many times, each command a
+fresh process), on random unit vectors with a ~400-character text payload per point:
+
+- ``import_s``: importing the client library in a fresh interpreter (every ``jv3`` run pays it);
+- ``cold_process_s``: a fresh process that imports the client, opens the existing store, loads
+  the collection and answers two queries (what ``jv3 search`` pays besides the model), median
+  of ``--repeats``, split into ``cold_import_s``, ``cold_open_s``, ``cold_first_query_s`` and
+  ``cold_second_query_s``;
+- ``write_points_per_s``: upserting ``--n`` points in batches of ``--batch`` (what ``jv3 index``
+  pays besides embedding);
+- ``search_ms_p50`` / ``search_ms_p95``: single-query top-5 latency in an open client;
+- ``delete_ms``: deleting one file's worth (``--batch``) of points by id (re-indexing);
+- ``disk_mb``: size of the store on disk.
+
+Prints one JSON object: ``{"config": ..., "qdrant_local": {...}, "milvus_lite": {...}}``.
+
+Usage: ``python bench/store_choice.py [--n 2000] [--dim 1024] [--queries 50] [--no-progress]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLLECTION = "bench"
+
+
+def _vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def _text(i: int) -> str:
+    return (f"Chunk {i}: " + "lorem ipsum dolor sit amet consectetur " * 10)[:400]
+
+
+def _ids(n: int) -> list[str]:
+    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{i}")) for i in range(n)]
+
+
+def _disk_mb(path: Path) -> float:
+    if path.is_file():
+        return round(path.stat().st_size / 1e6, 2)
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return round(total / 1e6, 2)
+
+
+@contextmanager
+def _bar(total: int, desc: str, enabled: bool) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+# -- the two stores ----------------------------------------------------------------------------
+
+
+class QdrantLocal:
+    name = "qdrant_local"
+    import_code = "import qdrant_client"
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+
+    def open(self) -> None:
+        from qdrant_client import QdrantClient
+
+        self.client = QdrantClient(path=str(self.path))
+
+    def create(self) -> None:
+        from qdrant_client import models
+
+        self.client.create_collection(
+            COLLECTION,
+            vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
+        )
+
+    def upsert(self, ids: list[str], vecs: np.ndarray, start: int) -> None:
+        from qdrant_client import models
+
+        points = [
+            models.PointStruct(
+                id=pid, vector=v.tolist(), payload={"text": _text(start + j), "file": "f.md"}
+            )
+            for j, (pid, v) in enumerate(zip(ids, vecs, strict=True))
+        ]
+        self.client.upsert(COLLECTION, points=points, wait=True)
+
+    def search(self, q: np.ndarray) -> list[Any]:
+        return list(
+            self.client.query_points(
+                COLLECTION, query=q.tolist(), limit=5, with_payload=True
+            ).points
+        )
+
+    def delete(self, ids: list[str]) -> None:
+        from qdrant_client import models
+
+        self.client.delete(COLLECTION, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def cold_code(self, q: str) -> str:
+        return (
+            "import json, time\nt0 = time.perf_counter()\n"
+            "from qdrant_client import QdrantClient\nt1 = time.perf_counter()\n"
+            f"c = QdrantClient(path={str(self.path)!r})\n"
+            f"q = json.load(open({q!r}))\nt2 = time.perf_counter()\n"
+            f"r = c.query_points({COLLECTION!r}, query=q, limit=5, with_payload=True)\n"
+            "t3 = time.perf_counter()\nassert len(r.points) == 5\n"
+            f"c.query_points({COLLECTION!r}, query=q, limit=5, with_payload=True)\n"
+            "t4 = time.perf_counter()\n"
+            "print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3]))\n"
+            "c.close()\n"
+        )
+
+
+class MilvusLite:
+    name = "milvus_lite"
+    import_code = "import pymilvus"
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = path
+        self.dim = dim
+
+    def open(self) -> None:
+        from pymilvus import MilvusClient
+
+        self.client = MilvusClient(str(self.path))
+
+    def create(self) -> None:
+        self.client.create_collection(
+            COLLECTION,
+            dimension=self.dim,
+            id_type="string",
+            max_length=64,
+            metric_type="COSINE",
+            enable_dynamic_field=True,
+        )
+
+    def upsert(self, ids: list[str], vecs: np.ndarray, start: int) -> None:
+        rows = [
+            {"id": pid, "vector": v.tolist(), "text": _text(start + j), "file": "f.md"}
+            for j, (pid, v) in enumerate(zip(ids, vecs, strict=True))
+        ]
+        self.client.upsert(COLLECTION, rows)
+
+    def search(self, q: np.ndarray) -> list[Any]:
+        res = self.client.search(COLLECTION, [q.tolist()], limit=5, output_fields=["text", "file"])
+        return list(res[0])
+
+    def delete(self, ids: list[str]) -> None:
+        self.client.delete(COLLECTION, ids=ids)
+
+    def close(self) -> None:
+        self.client.close()
+        # Milvus Lite keeps its in-process server (and the file lock) until exit otherwise.
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(str(self.path))
+
+    def cold_code(self, q: str) -> str:
+        return (
+            "import json, time\nt0 = time.perf_counter()\n"
+            "from pymilvus import MilvusClient\nt1 = time.perf_counter()\n"
+            f"c = MilvusClient({str(self.path)!r})\n"
+            f"c.load_collection({COLLECTION!r})\n"
+            f"q = json.load(open({q!r}))\nt2 = time.perf_counter()\n"
+            f"r = c.search({COLLECTION!r}, [q], limit=5, output_fields=['text', 'file'])\n"
+            "t3 = time.perf_counter()\nassert len(r[0]) == 5\n"
+            f"c.search({COLLECTION!r}, [q], limit=5, output_fields=['text', 'file'])\n"
+            "t4 = time.perf_counter()\n"
+            "print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3]))\n"
+            "c.close()\n"
+        )
+
+
+def _fresh_process(code: str, repeats: int) -> tuple[float, list[float] | None]:
+    """Median wall time of a fresh interpreter running ``code``, and its printed phase times."""
+    times = []
+    phases: list[list[float]] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fresh-process run failed: {proc.stderr.strip()[-500:]}")
+        times.append(time.perf_counter() - t0)
+        if proc.stdout.strip():
+            phases.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    median_phases = (
+        [round(statistics.median(p[i] for p in phases), 3) for i in range(len(phases[0]))]
+        if phases
+        else None
+    )
+    return round(statistics.median(times), 3), median_phases
+
+
+def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    vecs = _vectors(args.n, args.dim, seed=1)
+    queries = _vectors(args.queries, args.dim, seed=2)
+    ids = _ids(args.n)
+    result: dict[str, Any] = {}
+
+    result["import_s"] = _fresh_process(store.import_code, args.repeats)[0]
+
+    t0 = time.perf_counter()
+    store.open()
+    store.create()
+    result["open_and_create_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
+    with _bar(args.n, f"{store.name}: upsert", args.progress) as update:
+        for s in range(0, args.n, args.batch):
+            store.upsert(ids[s : s + args.batch], vecs[s : s + args.batch], s)
+            update(min(args.batch, args.n - s))
+    write_s = time.perf_counter() - t0
+    result["write_points_per_s"] = round(args.n / write_s, 1)
+    result["write_s"] = round(write_s, 3)
+
+    store.search(queries[0])  # warm-up
+    lat = []
+    correct = 0
+    with _bar(args.queries, f"{store.name}: search", args.progress) as update:
+        for q in queries:
+            t0 = time.perf_counter()
+            hits = store.search(q)
+            lat.append((time.perf_counter() - t0) * 1000)
+            correct += int(len(hits) == 5)
+            update(1)
+    lat.sort()
+    result["search_ms_p50"] = round(statistics.median(lat), 2)
+    result["search_ms_p95"] = round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2)
+    result["searches_with_5_hits"] = correct
+
+    # exactness check: the nearest neighbour of a stored vector is itself
+    self_hit = store.search(vecs[7])
+    result["self_hit_top1"] = bool(self_hit) and str(_hit_id(self_hit[0])) == ids[7]
+
+    t0 = time.perf_counter()
+    store.delete(ids[: args.batch])
+    result["delete_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    store.close()
+    result["disk_mb"] = _disk_mb(store.path)
+
+    qfile = store.path.parent / f"{store.name}-query.json"
+    qfile.write_text(json.dumps(queries[0].tolist()))
+    total, phases = _fresh_process(store.cold_code(str(qfile)), args.repeats)
+    result["cold_process_s"] = total
+    if phases:
+        result["cold_import_s"], result["cold_open_s"] = phases[0], phases[1]
+        result["cold_first_query_s"], result["cold_second_query_s"] = phases[2], phases[3]
+    return result
+
+
+def _hit_id(hit: Any) -> Any:
+    if isinstance(hit, dict):
+        return hit.get("id")
+    return getattr(hit, "id", None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="points to write (default 2000)")
+    parser.add_argument("--dim", type=int, default=1024, help="vector size (default 1024)")
+    parser.add_argument("--batch", type=int, default=64, help="points per upsert (default 64)")
+    parser.add_argument("--queries", type=int, default=50, help="single queries (default 50)")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process repeats")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--only", choices=["qdrant_local", "milvus_lite"], default=None, help="measure one store"
+    )
+    args = parser.parse_args(argv)
+
+    out: dict[str, Any] = {
+        "config": {
+            "n": args.n,
+            "dim": args.dim,
+            "batch": args.batch,
+            "queries": args.queries,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+        }
+    }
+    versions = {}
+    for mod in ("qdrant_client", "pymilvus", "milvus_lite"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod.replace("_", "-"))
+        except Exception:
+            versions[mod] = None
+    out["config"]["versions"] = versions
+
+    tmp = Path(tempfile.mkdtemp(prefix="jv3-store-bench-"))
+    try:
+        for cls, sub in ((QdrantLocal, "qdrant"), (MilvusLite, "milvus.db")):
+            if args.only and cls.name != args.only:
+                continue
+            out[cls.name] = measure(cls(tmp / sub, args.dim), args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""Finding and reading the documents ``jv3 index`` embeds (.txt, .md, .html, .pdf)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Discovery",
+    "UnreadableFileError",
+    "content_hash",
+    "discover",
+    "extract_html_text",
+    "read_document",
+]
+
+logger = logging.getLogger(__name__)
+
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst"})
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
+PDF_SUFFIXES = frozenset({".pdf"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+
+# Bumped when extraction changes, so re-indexing re-reads every file once.
+EXTRACTOR_VERSION = "1"
+
+
+class UnreadableFileError(Exception):
+    """A file that cannot be turned into text; the message says why (no traceback shown)."""
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover` found under the given paths.
+
+    Attributes:
+        files: Supported files, resolved and sorted, without duplicates.
+        roots: The resolved directories and files that were searched (for removal detection).
+        missing: Paths given on the command line that do not exist.
+    """
+
+    files: list[Path]
+    roots: list[Path]
+    missing: list[str]
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") and name not in {".", ".."}
+
+
+def discover(paths: Sequence[str | os.PathLike[str]]) -> Discovery:
+    """Find supported documents under ``paths`` (files or folders, searched recursively).
+
+    Hidden files and folders (``.git``, ``.venv`` ...) are skipped inside folders; a file named
+    explicitly is taken even if hidden, as long as its suffix is supported.
+    """
+    found: dict[Path, None] = {}
+    roots: list[Path] = []
+    missing: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            missing.append(str(raw))
+            continue
+        resolved = path.resolve()
+        roots.append(resolved)
+        if resolved.is_file():
+            if resolved.suffix.lower() in SUPPORTED_SUFFIXES:
+                found[resolved] = None
+            continue
+        for dirpath, dirnames, filenames in os.walk(resolved):
+            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            for name in sorted(filenames):
+                if _hidden(name):
+                    continue
+                if Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                    found[Path(dirpath) / name] = None
+    return Discovery(files=sorted(found), roots=roots, missing=missing)
+
+
+def is_under(path: Path, roots: Iterable[Path]) -> bool:
+    """Whether ``path`` is one of ``roots`` or inside one of them."""
+    return any(path == root or root in path.parents for root in roots)
+
+
+def content_hash(data: bytes) -> str:
+    """The content hash the index state keeps per file (sha256 + extractor version)."""
+    digest = hashlib.sha256(data).hexdigest()
+    return f"sha256:{digest}:x{EXTRACTOR_VERSION}"
+
+
+def _decode(data: bytes, path: Path) -> str:
+    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnreadableFileError("looks like a binary file, not text")
+    for encoding in ("utf-8-sig", "utf-16"):
+        if encoding == "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            continue
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise UnreadableFileError("is not UTF-8 text; convert it to UTF-8 to index it")
+
+
+class _TextExtractor(HTMLParser):
+    """Visible text of an HTML page: scripts, styles and templates dropped, blocks on new lines."""
+
+    SKIP = frozenset({"script", "style", "template", "noscript", "head", "svg"})
+    BLOCK = frozenset(
+        {
+            "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt",
+            "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+            "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td", "th",
+            "title", "tr", "ul",
+        }
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self._parts: list[str] = []
+        self._skip_depth = 0
+        self._title: list[str] = []
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+            return
+        if tag in self.SKIP:
+            self._skip_depth += 1
+        elif tag in self.BLOCK:
+            self._parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.BLOCK:
+            self._parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+            return
+        if tag in self.SKIP:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in self.BLOCK:
+            self._parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self._title.append(data)
+        elif self._skip_depth == 0:
+            self._parts.append(data)
+
+    def text(self) -> str:
+        body = "".join(self._parts)
+        lines = [" ".join(line.split()) for line in body.splitlines()]
+        paragraphs: list[str] = []
+        for line in lines:
+            if line:
+                paragraphs.append(line)
+        title = " ".join("".join(self._title).split())
+        if title and (not paragraphs or paragraphs[0] != title):
+            paragraphs.insert(0, title)
+        return "\n".join(paragraphs)
+
+
+def extract_html_text(html: str) -> str:
+    """The visible text of an HTML document (title first, one block per line).
+
+    Example:
+        >>> extract_html_text("<h1>Hi</h1><script>x()</script><p>A &amp; B</p>")
+        'Hi\\nA & B'
+    """
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+class PdfSupportMissingError(UnreadableFileError):
+    """The optional ``pdf`` extra (pypdf) is not installed."""
+
+
+def _read_pdf(path: Path) -> str:
+    try:
+        import pypdf
+    except ImportError:
+        raise PdfSupportMissingError(
+            "PDF support needs pypdf: pip install 'jv3-integrations[pdf]'"
+        ) from None
+    try:
+        reader = pypdf.PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except Exception as exc:  # pypdf raises many unrelated types for broken files
+        raise UnreadableFileError(f"is not a readable PDF ({type(exc).__name__})") from None
+    return "\n\n".join(p.strip() for p in pages if p.strip())
+
+
+def read_document(path: Path) -> tuple[str, str]:
+    """Read one document as text.
+
+    Returns:
+        ``(text, content_hash)``; the hash is of the raw file bytes.
+
+    Raises:
+        UnreadableFileError: the file cannot be read or decoded (the message says why).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UnreadableFileError(f"cannot be read ({reason})") from None
+    digest = content_hash(data)
+    suffix = path.suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return _read_pdf(path), digest
+    text = _decode(data, path)
+    if suffix in HTML_SUFFIXES:
+        text = extract_html_text(text)
+    return text, digest

@@ -1,0 +1,502 @@
+"""What ``jv3 index`` and ``jv3 search`` do, over the package's public store adapters.
+
+Indexing is incremental: each file's content hash is kept in the index state (see
+:mod:`.state`); unchanged files are skipped, changed files re-embedded (their document id is
+their absolute path, so the store replaces their chunks and drops stale ones), and files that
+disappeared from an indexed folder have their chunks deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core import (
+    ConfigurationError,
+    EmbeddingProvider,
+    InputError,
+    MissingDependencyError,
+    SentenceChunker,
+    Task,
+    TokenChunker,
+    default_provider_spec,
+    load_provider,
+)
+from ..core._progress import progress
+from .files import Discovery, UnreadableFileError, discover, is_under, read_document
+from .output import Hit
+from .state import FileEntry, IndexSettings, StateFile, redact_spec
+from .uri import StoreURI, parse_store_uri
+
+__all__ = [
+    "IndexOptions",
+    "IndexReport",
+    "SearchOptions",
+    "open_store",
+    "parse_chunker",
+    "run_index",
+    "run_search",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNKER = "sentences"
+DEFAULT_SENTENCE_CHARS = 1000
+FILES_PER_BATCH = 16
+
+Warn = Callable[[str], None]
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def parse_chunker(spec: str) -> str:
+    """Normalize a ``--chunker`` value: ``sentences[:MAX_CHARS]`` or ``tokens:N``.
+
+    Raises:
+        ConfigurationError: anything else.
+    """
+    text = spec.strip().lower()
+    name, _, arg = text.partition(":")
+    if name in {"sentences", "sentence"}:
+        size = DEFAULT_SENTENCE_CHARS if not arg else _positive(arg, spec)
+        return f"sentences:{size}"
+    if name in {"tokens", "token"} and arg:
+        return f"tokens:{_positive(arg, spec)}"
+    raise ConfigurationError(
+        f"unknown chunker {spec!r}; use 'sentences' (sentences grouped up to "
+        f"{DEFAULT_SENTENCE_CHARS} characters), 'sentences:MAX_CHARS' or 'tokens:N'"
+    )
+
+
+def _positive(arg: str, spec: str) -> int:
+    try:
+        value = int(arg)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"chunker {spec!r}: the size must be a positive integer")
+    return value
+
+
+def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
+    """The chunker object for a normalized ``--chunker`` spec."""
+    name, _, arg = spec.partition(":")
+    if name == "tokens":
+        return TokenChunker(provider, tokens=int(arg))
+    return SentenceChunker(max_chars=int(arg))
+
+
+def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
+    """``load_provider(spec)`` with the Matryoshka size, if any."""
+    if dimensions is None:
+        return load_provider(spec)
+    return load_provider(spec, dimensions=dimensions)
+
+
+# -- stores -----------------------------------------------------------------------------------
+
+
+def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int) -> Any:
+    """The package's store adapter for ``uri`` (``QdrantStore``, ``MilvusStore`` ...)."""
+    try:
+        if uri.kind == "qdrant":
+            from qdrant_client import QdrantClient
+
+            from ..qdrant import QdrantStore
+
+            if uri.memory:
+                client = QdrantClient(":memory:")
+            elif uri.local:
+                uri.path.mkdir(parents=True, exist_ok=True)
+                client = QdrantClient(path=str(uri.path))
+            else:
+                client = QdrantClient(url=uri.target, api_key=os.environ.get("QDRANT_API_KEY"))
+            return QdrantStore(
+                provider, client=client, collection=collection, dimensions=dimensions
+            )
+        if uri.kind == "milvus":
+            from ..milvus import MilvusStore
+
+            if uri.local:
+                return MilvusStore(
+                    provider, uri=str(uri.path), collection=collection, dimensions=dimensions
+                )
+            from pymilvus import MilvusClient
+
+            client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
+            return MilvusStore(
+                provider, client=client, collection=collection, dimensions=dimensions
+            )
+        return _open_pinecone(uri, collection, provider, dimensions)
+    except MissingDependencyError:
+        raise
+    except ImportError:
+        raise ConfigurationError(
+            f"{uri.kind} support is not installed: pip install 'jv3-integrations[{uri.kind}]'"
+        ) from None
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise ConfigurationError(
+                f"the store {uri.display()} is open in another process (Qdrant local mode allows "
+                "one at a time); wait for it to finish"
+            ) from None
+        raise
+
+
+def _open_pinecone(
+    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int
+) -> Any:
+    try:
+        from .. import pinecone as pinecone_facade
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"Pinecone support is not available: {exc}. Install: pip install "
+            "'jv3-integrations[pinecone]'"
+        ) from None
+    store_cls = getattr(pinecone_facade, "PineconeStore", None)
+    if store_cls is None:
+        raise ConfigurationError(
+            "this version has no PineconeStore; use a milvus: or qdrant: store"
+        )
+    if not os.environ.get("PINECONE_API_KEY"):
+        raise ConfigurationError(
+            "pinecone: stores need PINECONE_API_KEY in the environment (and PINECONE_HOST or "
+            "PINECONE_CONTROLLER_HOST for a non-default endpoint)"
+        )
+    return store_cls(provider, index=uri.target, namespace=collection, dimensions=dimensions)
+
+
+def close_store(store: Any) -> None:
+    """Close the store's client (releases Qdrant's folder lock / Milvus Lite's server)."""
+    client = getattr(store, "client", None)
+    close = getattr(client, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # closing must never mask the real result
+            logger.debug("closing the store client failed", exc_info=True)
+
+
+# -- index ------------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexOptions:
+    """``jv3 index`` arguments (``None``: keep what the index was built with, else default)."""
+
+    paths: Sequence[str]
+    store: str
+    collection: str = "jv3"
+    provider: str | None = None
+    dimensions: int | None = None
+    late_chunking: bool | None = None
+    chunker: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class IndexReport:
+    """What one ``jv3 index`` run did (printed as the summary line or as JSON)."""
+
+    store: str
+    collection: str
+    files: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0
+    empty: int = 0
+    files_embedded: int = 0
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+    tokens: int = 0
+    tokens_estimated: bool = False
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.new} new", f"{self.changed} changed", f"{self.unchanged} unchanged"]
+        if self.removed:
+            parts.append(f"{self.removed} removed")
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        if self.empty:
+            parts.append(f"{self.empty} empty")
+        tokens = f"{'~' if self.tokens_estimated else ''}{self.tokens:,} tokens"
+        return (
+            f"Indexed {self.files} files ({', '.join(parts)}): {self.chunks_embedded} chunks "
+            f"embedded, {self.chunks_deleted} deleted, {self.chunks_total} in the index; "
+            f"{tokens}; {self.seconds:.1f} s -> {self.store} [{self.collection}]"
+        )
+
+
+def _resolve_settings(
+    opts: IndexOptions, prior: IndexSettings | None, store: str, collection: str
+) -> tuple[str, int | None, str, bool]:
+    spec = opts.provider or (prior.provider if prior else None) or default_provider_spec()
+    dims = opts.dimensions if opts.dimensions is not None else (prior.dimensions if prior else None)
+    if prior is not None and dims != prior.dimensions:
+        raise ConfigurationError(
+            f"store dimension mismatch: collection {collection!r} in {store} holds "
+            f"{prior.dimensions}-dimensional vectors, not {dims}; use --dimensions "
+            f"{prior.dimensions}, or another --collection or --store"
+        )
+    chunker = parse_chunker(opts.chunker) if opts.chunker else None
+    chunker = chunker or (prior.chunker if prior else parse_chunker(DEFAULT_CHUNKER))
+    late = opts.late_chunking
+    if late is None:
+        late = prior.late_chunking if prior else True
+    return spec, dims, chunker, late
+
+
+def _count_tokens(provider: EmbeddingProvider, text: str) -> tuple[int, bool]:
+    """Tokens of one document: exact with the local tokenizer, estimated for the API."""
+    count = getattr(provider, "count_tokens", None)
+    if callable(count):
+        try:
+            return int(sum(count([text], task=Task.RETRIEVAL_PASSAGE))), False
+        except Exception:  # token counts are informative only; never fail indexing on them
+            logger.debug("count_tokens failed", exc_info=True)
+    estimate = getattr(provider, "estimate_tokens", None)
+    if callable(estimate):
+        return int(estimate(text)), True
+    return 0, True
+
+
+def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
+    """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded."""
+    t0 = time.perf_counter()
+    uri = parse_store_uri(opts.store)
+    state = StateFile(uri.state_path())
+    coll = state.collection(opts.collection)
+    prior = coll.settings
+    report = IndexReport(store=uri.display(), collection=opts.collection)
+
+    found: Discovery = discover(opts.paths)
+    if found.missing:
+        raise ConfigurationError(f"no such file or folder: {', '.join(found.missing)}")
+
+    spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
+    provider = make_provider(spec, dims)
+    settings = IndexSettings(
+        model=provider.model_name,
+        provider=redact_spec(spec),
+        dimensions=provider.dimensions,
+        chunker=chunker_spec,
+        late_chunking=late,
+    )
+    if prior is not None and prior.model != settings.model:
+        raise ConfigurationError(
+            f"collection {opts.collection!r} in {report.store} was built with model "
+            f"{prior.model!r} (provider {prior.provider}); this provider gives "
+            f"{settings.model!r}. Use --provider {prior.provider}, or another --collection"
+        )
+    rechunk = prior is not None and prior.chunking_key() != settings.chunking_key()
+    if rechunk:
+        warn("chunker or late-chunking setting changed: re-embedding every file")
+    report.settings = settings.to_json()
+    chunker = build_chunker(chunker_spec, provider)
+
+    # Classify files (reading each one; unreadable ones are skipped and counted).
+    to_embed: list[tuple[str, str, str]] = []  # (key, text, digest)
+    seen: set[str] = set()
+    for path in found.files:
+        key = str(path)
+        seen.add(key)
+        try:
+            text, digest = read_document(path)
+        except UnreadableFileError as exc:
+            report.skipped += 1
+            msg = f"skipped {_display(key)}: {exc}"
+            report.warnings.append(msg)
+            warn(msg)
+            continue
+        report.files += 1
+        old = coll.files.get(key)
+        if old is not None and old.hash == digest and not rechunk:
+            report.unchanged += 1
+            continue
+        if old is None:
+            report.new += 1
+        else:
+            report.changed += 1
+        to_embed.append((key, text, digest))
+    gone = [key for key in coll.files if key not in seen and is_under(Path(key), found.roots)]
+
+    store = open_store(uri, opts.collection, provider, settings.dimensions)
+    try:
+        store.create()  # checks the store's own dimension before anything is written
+        coll.settings = settings
+        with progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar:
+            for start in range(0, len(to_embed), FILES_PER_BATCH):
+                batch = to_embed[start : start + FILES_PER_BATCH]
+                _embed_batch(store, batch, chunker, late, provider, coll.files, report)
+                state.save()
+                bar.update(len(batch))
+        for key in gone:
+            entry = coll.files.pop(key)
+            if entry.ids:
+                store.delete(entry.ids)
+            report.chunks_deleted += len(entry.ids)
+            report.removed += 1
+        state.save()
+        report.chunks_total = int(store.count())
+    finally:
+        state.save()
+        close_store(store)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    return report
+
+
+def _embed_batch(
+    store: Any,
+    batch: list[tuple[str, str, str]],
+    chunker: Any,
+    late: bool,
+    provider: EmbeddingProvider,
+    files: dict[str, FileEntry],
+    report: IndexReport,
+) -> None:
+    docs: list[tuple[str, str, str]] = []
+    for key, text, digest in batch:
+        if not text.strip():
+            old = files.get(key)
+            if old is not None and old.ids:
+                store.delete(old.ids)
+                report.chunks_deleted += len(old.ids)
+            files[key] = FileEntry(hash=digest, ids=[], tokens=0)
+            report.empty += 1
+            continue
+        docs.append((key, text, digest))
+    if not docs:
+        return
+    ids = store.add_documents(
+        [text for _, text, _ in docs],
+        ids=[key for key, _, _ in docs],
+        metadatas=[{"path": key, "hash": digest} for key, _, digest in docs],
+        late_chunking=late,
+        chunker=chunker,
+    )
+    # add_documents returns the chunk ids document by document; split them per file by
+    # their doc_id order (each document's ids are consecutive).
+    per_doc = _split_ids(store, docs, ids, chunker)
+    for (key, text, digest), new_ids in zip(docs, per_doc, strict=True):
+        old = files.get(key)
+        if old is not None:
+            report.chunks_deleted += len(set(old.ids) - set(new_ids))
+        tokens, estimated = _count_tokens(provider, text)
+        report.tokens += tokens
+        report.tokens_estimated = report.tokens_estimated or estimated
+        files[key] = FileEntry(hash=digest, ids=list(new_ids), tokens=tokens)
+        report.files_embedded += 1
+        report.chunks_embedded += len(new_ids)
+
+
+def _split_ids(
+    store: Any, docs: list[tuple[str, str, str]], ids: list[str], chunker: Any
+) -> list[list[str]]:
+    counts = [len([c for c in chunker.chunk(text) if c.text]) for _, text, _ in docs]
+    if sum(counts) != len(ids):
+        raise InputError(
+            f"the store returned {len(ids)} chunk ids for {sum(counts)} chunks; cannot track them"
+        )
+    out: list[list[str]] = []
+    pos = 0
+    for n in counts:
+        out.append(ids[pos : pos + n])
+        pos += n
+    return out
+
+
+def _display(key: str) -> str:
+    """A path as the user should see it: relative to the current folder when inside it."""
+    try:
+        return os.path.relpath(key) if Path(key).is_relative_to(Path.cwd()) else key
+    except ValueError:
+        return key
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchOptions:
+    """``jv3 search`` arguments."""
+
+    query: str
+    store: str
+    collection: str = "jv3"
+    provider: str | None = None
+    k: int = 5
+
+
+def run_search(opts: SearchOptions, warn: Warn) -> list[Hit]:
+    """Embed the query (``retrieval.query``) with the index's settings and search the store."""
+    if not opts.query.strip():
+        raise InputError("the query is empty; give the words to search for")
+    if opts.k < 1:
+        raise InputError(f"--k must be a positive integer, got {opts.k}")
+    uri = parse_store_uri(opts.store)
+    state = StateFile(uri.state_path())
+    settings = (
+        state.collection(opts.collection).settings
+        if state.has_collection(opts.collection)
+        else None
+    )
+    if settings is None and uri.local and (uri.memory or not uri.path.exists()):
+        raise ConfigurationError(
+            f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
+            "`jv3 index PATH...` first (or pass the --store you indexed into)"
+        )
+    spec = opts.provider or (settings.provider if settings else None) or default_provider_spec()
+    provider = make_provider(spec, settings.dimensions if settings else None)
+    if settings is not None and provider.model_name != settings.model:
+        raise ConfigurationError(
+            f"collection {opts.collection!r} in {uri.display()} was built with model "
+            f"{settings.model!r}; provider {redact_spec(spec)} gives {provider.model_name!r}. "
+            f"Use --provider {settings.provider}"
+        )
+    store = open_store(uri, opts.collection, provider, provider.dimensions)
+    try:
+        if settings is None and int(store.count()) == 0:
+            raise ConfigurationError(
+                f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
+                "`jv3 index PATH...` first"
+            )
+        raw = store.search(opts.query, k=opts.k)
+    finally:
+        close_store(store)
+    hits = []
+    for h in raw:
+        meta = dict(h.metadata)
+        path = str(meta.get("path") or meta.get("doc_id") or "")
+        start, end = meta.get("start"), meta.get("end")
+        hits.append(
+            Hit(
+                score=float(h.score),
+                file=_display(path) if path else "?",
+                text=h.text,
+                start=int(start) if isinstance(start, int) else None,
+                end=int(end) if isinstance(end, int) else None,
+                id=str(h.id),
+            )
+        )
+    return hits
+
+
+def stderr_warn(message: str) -> None:
+    """Print a warning line on stderr."""
+    print(f"jv3: warning: {message}", file=sys.stderr)

@@ -1,0 +1,175 @@
+"""The index state ``jv3 index`` keeps beside the store: settings, file hashes, chunk ids.
+
+One small JSON file per store (``<store path>.jv3-state.json`` for local stores, a file under
+``$JV3_STATE_DIR`` or ``~/.local/state/jv3`` for remote ones), one section per collection::
+
+    {"version": 1, "collections": {"jv3": {
+        "settings": {"model": ..., "provider": ..., "dimensions": 1024,
+                     "chunker": "sentences", "late_chunking": true},
+        "files": {"/abs/path/a.md": {"hash": "sha256:...", "ids": ["..."], "tokens": 120}}}}}
+
+The provider spec is stored without secrets (no API keys, no URL passwords).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "STATE_VERSION",
+    "CollectionState",
+    "FileEntry",
+    "IndexSettings",
+    "StateFile",
+    "chunk_id",
+    "redact_spec",
+]
+
+STATE_VERSION = 1
+_ID_NAMESPACE = uuid.UUID("5b0c53a8-8f7e-4a53-9d0e-6a1c1b1f3a11")
+
+
+def chunk_id(path: str, digest: str, index: int) -> str:
+    """A stable id for chunk ``index`` of a file version (a UUID string every store accepts)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{path}\n{digest}\n{index}"))
+
+
+def redact_spec(spec: str) -> str:
+    """A provider spec safe to store: user names, passwords and query strings removed."""
+    text = spec.strip()
+    if text.startswith(("http://", "https://")):
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+    return text
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """What an index was built with; ``jv3 search`` reuses it so queries match the passages."""
+
+    model: str
+    provider: str
+    dimensions: int
+    chunker: str
+    late_chunking: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "dimensions": self.dimensions,
+            "chunker": self.chunker,
+            "late_chunking": self.late_chunking,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexSettings:
+        return cls(
+            model=str(data["model"]),
+            provider=str(data["provider"]),
+            dimensions=int(data["dimensions"]),
+            chunker=str(data["chunker"]),
+            late_chunking=bool(data["late_chunking"]),
+        )
+
+    def chunking_key(self) -> tuple[str, bool]:
+        """The part of the settings that decides the chunks (a change re-embeds every file)."""
+        return (self.chunker, self.late_chunking)
+
+
+@dataclass
+class FileEntry:
+    """One indexed file: its content hash, the ids of its chunks, its token count."""
+
+    hash: str
+    ids: list[str]
+    tokens: int = 0
+
+
+@dataclass
+class CollectionState:
+    """The state of one collection: its settings (``None`` before the first index) and files."""
+
+    settings: IndexSettings | None = None
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings.to_json() if self.settings else None,
+            "files": {
+                path: {"hash": e.hash, "ids": e.ids, "tokens": e.tokens}
+                for path, e in sorted(self.files.items())
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CollectionState:
+        settings = data.get("settings")
+        files = {
+            str(path): FileEntry(
+                hash=str(e["hash"]), ids=[str(i) for i in e["ids"]], tokens=int(e.get("tokens", 0))
+            )
+            for path, e in (data.get("files") or {}).items()
+        }
+        return cls(IndexSettings.from_json(settings) if settings else None, files)
+
+
+class StateCorruptError(Exception):
+    """The state file exists but cannot be parsed."""
+
+
+class StateFile:
+    """The JSON state of one store (``path=None``: kept in memory only, e.g. ``:memory:``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._collections: dict[str, CollectionState] = {}
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                if int(data.get("version", 0)) != STATE_VERSION:
+                    raise ValueError(f"unsupported version {data.get('version')!r}")
+                self._collections = {
+                    str(name): CollectionState.from_json(c)
+                    for name, c in (data.get("collections") or {}).items()
+                }
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise StateCorruptError(
+                    f"the index state file {path} is unreadable ({exc}); delete it and the store "
+                    "to start over"
+                ) from None
+
+    def collection(self, name: str) -> CollectionState:
+        """The state of collection ``name`` (created empty if new)."""
+        return self._collections.setdefault(name, CollectionState())
+
+    def has_collection(self, name: str) -> bool:
+        return name in self._collections and self._collections[name].settings is not None
+
+    def save(self) -> None:
+        """Write the state atomically (temp file + rename); a no-op for in-memory stores."""
+        if self.path is None:
+            return
+        data = {
+            "version": STATE_VERSION,
+            "collections": {n: c.to_json() for n, c in sorted(self._collections.items())},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".jv3-state-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, ensure_ascii=False, indent=1)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

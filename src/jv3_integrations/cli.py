@@ -1,0 +1,453 @@
+"""The ``jv3`` command: index a folder into a local vector store and search it.
+
+Commands::
+
+    jv3 index PATH... [--store URI] [--collection NAME] [--provider SPEC] [--dimensions N]
+                      [--late-chunking/--no-late-chunking] [--chunker sentences|tokens:N]
+    jv3 search QUERY [--k 5] [--store URI] [--json]
+    jv3 demo
+    jv3 embed [TEXT...|-] [--task T] [--dimensions N] [--format json|npy]
+    jv3 serve --model DIR_OR_HUB_ID [--host 127.0.0.1] [--port 8080] [--api-key KEY]
+
+Also runs as ``python -m jv3_integrations``. Errors a user can fix are one line on stderr and
+a non-zero exit status (set ``JV3_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .core import (
+    APIConnectionError,
+    AuthenticationError,
+    ConfigurationError,
+    InputError,
+    Jv3Error,
+    ModelLoadError,
+    Task,
+    default_provider_spec,
+)
+
+__all__ = ["build_parser", "main"]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_STORE_HELP = (
+    "where the index lives: milvus:./jv3.db (Milvus Lite), qdrant:./folder (Qdrant local "
+    "mode), qdrant::memory:, qdrant:http(s)://host:6333, milvus:http://host:19530, "
+    "pinecone:INDEX (default: $JV3_STORE or {default})"
+)
+_PROVIDER_HELP = (
+    "embedding provider: 'api' (Jina API, key in JINA_API_KEY), 'local:DIR_OR_HUB_ID' (the "
+    "local PyTorch model) or the http(s):// URL of a Jina-compatible server such as `jv3 "
+    "serve` (default: $JV3_PROVIDER, else 'api' when JINA_API_KEY is set, else "
+    "local:jinaai/jina-embeddings-v3)"
+)
+
+_FIX_PROVIDER = (
+    "set JINA_API_KEY to use Jina's API, pass --provider local:DIR for a model already on "
+    "disk, or run once with network access so the model can be downloaded"
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _add_store_args(p: argparse.ArgumentParser, default_store: str) -> None:
+    p.add_argument(
+        "--store",
+        default=default_store,
+        metavar="URI",
+        help=_STORE_HELP.format(default=default_store),
+    )
+    p.add_argument(
+        "--collection",
+        default=os.environ.get("JV3_COLLECTION", "jv3"),
+        metavar="NAME",
+        help="collection (Pinecone: namespace) inside the store (default: jv3)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jv3`` (importing no torch and no store client)."""
+    from ._cli.uri import default_store
+
+    store = default_store()
+    parser = argparse.ArgumentParser(
+        prog="jv3",
+        description=(
+            "jina-embeddings-v3 on your own disk: index documents into a local vector store "
+            "and search them in any of 89 languages."
+        ),
+        epilog="Examples:\n  jv3 index ./docs\n  jv3 search 'how do I reset my password?'\n"
+        "  jv3 demo\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jv3 {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "index",
+        help="index .txt/.md/.html/.pdf files (incremental: only changed files are embedded)",
+        description="Chunk, embed (as passages) and store documents; re-running embeds only "
+        "new or changed files and deletes the chunks of removed ones.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
+    _add_store_args(p, store)
+    p.add_argument("--provider", metavar="SPEC", help=_PROVIDER_HELP)
+    p.add_argument(
+        "--dimensions",
+        type=_positive_int,
+        metavar="N",
+        help="Matryoshka vector size, e.g. 256 (default: the model's full size; fixed per index)",
+    )
+    p.add_argument(
+        "--late-chunking",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="embed each document once and pool each chunk in context (default: on)",
+    )
+    p.add_argument(
+        "--chunker",
+        metavar="SPEC",
+        help="'sentences' (grouped up to 1000 characters; default), 'sentences:MAX_CHARS' or "
+        "'tokens:N'",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = sub.add_parser(
+        "search",
+        help="search an index",
+        description="Embed the query (task retrieval.query, the index's provider and "
+        "dimensions) and print the closest chunks.",
+    )
+    p.add_argument("query", metavar="QUERY", help="what to look for, in any language")
+    p.add_argument("--k", type=_positive_int, default=5, metavar="N", help="hits (default 5)")
+    _add_store_args(p, store)
+    p.add_argument(
+        "--provider", metavar="SPEC", help="override the provider the index was built with"
+    )
+    p.add_argument("--json", action="store_true", help="print the hits as JSON")
+    p.add_argument("--width", type=_positive_int, default=240, help=argparse.SUPPRESS)
+
+    p = sub.add_parser(
+        "demo",
+        help="index a small multilingual sample corpus and run cross-lingual queries",
+        description="Index the bundled sample corpus (English, German, Spanish, French, "
+        "Chinese, Japanese) into a temporary store and run a few cross-lingual queries.",
+    )
+    p.add_argument("--provider", metavar="SPEC", help=_PROVIDER_HELP)
+    p.add_argument("--k", type=_positive_int, default=3, metavar="N", help="hits per query")
+    p.add_argument(
+        "--store-kind",
+        choices=["qdrant", "milvus"],
+        default=None,
+        help="which embedded store to use (default: the default store's kind)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print queries and hits as JSON")
+
+    p = sub.add_parser(
+        "embed",
+        help="print embeddings of texts (or of stdin lines) as JSON or .npy",
+        description="Embed each TEXT (or each non-empty line of stdin with '-' or no TEXT) "
+        "and write the vectors to stdout.",
+    )
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts; '-' reads stdin lines")
+    p.add_argument(
+        "--task",
+        choices=[t.value for t in Task],
+        default=None,
+        help="task adapter (default: none, like the Jina API)",
+    )
+    p.add_argument("--dimensions", type=_positive_int, metavar="N", help="Matryoshka size")
+    p.add_argument(
+        "--late-chunking",
+        action="store_true",
+        help="treat the texts as the chunks of one document",
+    )
+    p.add_argument("--format", choices=["json", "npy"], default="json", help="output format")
+    p.add_argument("--provider", metavar="SPEC", help=_PROVIDER_HELP)
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the local model over a Jina-compatible HTTP API",
+        description="Run a Jina-compatible /v1/embeddings server on the local model.",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR_OR_HUB_ID",
+        help="model folder or Hub id, e.g. jinaai/jina-embeddings-v3",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="Bearer key clients must send (default: $JV3_SERVER_API_KEY)",
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve without any key (only for trusted networks)",
+    )
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from ._cli.indexer import IndexOptions, run_index, stderr_warn
+
+    report = run_index(
+        IndexOptions(
+            paths=args.paths,
+            store=args.store,
+            collection=args.collection,
+            provider=args.provider,
+            dimensions=args.dimensions,
+            late_chunking=args.late_chunking,
+            chunker=args.chunker,
+            progress=args.progress,
+        ),
+        warn=stderr_warn,
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(report.summary())
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from ._cli.indexer import SearchOptions, run_search, stderr_warn
+    from ._cli.output import format_hits, use_color
+
+    hits = run_search(
+        SearchOptions(
+            query=args.query,
+            store=args.store,
+            collection=args.collection,
+            provider=args.provider,
+            k=args.k,
+        ),
+        warn=stderr_warn,
+    )
+    if args.json:
+        out = {"query": args.query, "hits": [h.to_json(i) for i, h in enumerate(hits, 1)]}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print(format_hits(hits, args.query, color=use_color(sys.stdout), width=args.width))
+    return 0
+
+
+def load_demo_corpus() -> dict[str, Any]:
+    """The bundled multilingual sample corpus (passages and cross-lingual queries)."""
+    data = (
+        resources.files("jv3_integrations")
+        .joinpath("data", "demo_corpus.json")
+        .read_text(encoding="utf-8")
+    )
+    corpus: dict[str, Any] = json.loads(data)
+    return corpus
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._cli.indexer import IndexOptions, SearchOptions, run_index, run_search, stderr_warn
+    from ._cli.output import format_hits, use_color
+    from ._cli.uri import default_store, parse_store_uri
+
+    corpus = load_demo_corpus()
+    kind = args.store_kind or parse_store_uri(default_store()).kind
+    results = []
+    with tempfile.TemporaryDirectory(prefix="jv3-demo-") as tmp:
+        docs = Path(tmp) / "corpus"
+        docs.mkdir()
+        for passage in corpus["passages"]:
+            text = f"{passage['title']}\n\n{passage['text']}\n"
+            (docs / f"{passage['id']}.txt").write_text(text, encoding="utf-8")
+        store = f"milvus:{Path(tmp) / 'demo.db'}" if kind == "milvus" else f"qdrant:{tmp}/index"
+        langs = sorted({p["lang"] for p in corpus["passages"]})
+        if not args.json:
+            print(
+                f"Indexing {len(corpus['passages'])} passages in {len(langs)} languages "
+                f"({', '.join(langs)}) into a temporary {kind} store ..."
+            )
+        report = run_index(
+            IndexOptions(
+                paths=[str(docs)], store=store, provider=args.provider, progress=args.progress
+            ),
+            warn=stderr_warn,
+        )
+        if not args.json:
+            print(report.summary().replace(str(Path(tmp)), "<tmp>"))
+        color = use_color(sys.stdout)
+        for query in corpus["queries"]:
+            hits = run_search(
+                SearchOptions(query=query["text"], store=store, provider=args.provider, k=args.k),
+                warn=stderr_warn,
+            )
+            hits = [type(h)(h.score, Path(h.file).stem, h.text, h.start, h.end, h.id) for h in hits]
+            found = [h.file for h in hits]
+            results.append(
+                {
+                    "query": query["text"],
+                    "lang": query["lang"],
+                    "expected": query["expect"],
+                    "found": query["expect"] in found,
+                    "hits": [h.to_json(i) for i, h in enumerate(hits, 1)],
+                }
+            )
+            if not args.json:
+                mark = "found" if query["expect"] in found else "not in the top hits"
+                print(f"\n[{query['lang']}] {query['text']}   (expected {query['expect']}: {mark})")
+                print(format_hits(hits, query["text"], color=color, width=160))
+    if args.json:
+        print(json.dumps({"index": report.to_json(), "queries": results}, ensure_ascii=False))
+    else:
+        hit_count = sum(r["found"] for r in results)
+        print(
+            f"\n{hit_count}/{len(results)} queries found their expected passage in the top "
+            f"{args.k}. Index your own files with: jv3 index PATH"
+        )
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    texts: list[str] = list(args.texts)
+    if not texts or texts == ["-"]:
+        if sys.stdin.isatty() and not texts:
+            raise InputError("give texts to embed as arguments, or '-' to read lines from stdin")
+        texts = [line.rstrip("\r\n") for line in sys.stdin]
+        texts = [t for t in texts if t.strip()]
+    elif "-" in texts:
+        raise InputError("'-' (read stdin) cannot be mixed with texts given as arguments")
+    if not texts:
+        raise InputError("nothing to embed: stdin had no non-empty line")
+    return texts
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ._cli.indexer import make_provider
+
+    texts = _read_texts(args)
+    if args.format == "npy" and sys.stdout.isatty():
+        raise InputError("--format npy writes binary data; redirect it: jv3 embed ... > out.npy")
+    provider = make_provider(args.provider or default_provider_spec(), None)
+    try:
+        emb = provider.embed(
+            texts, task=args.task, dimensions=args.dimensions, late_chunking=args.late_chunking
+        )
+    finally:
+        provider.close()
+    if args.format == "npy":
+        np.save(sys.stdout.buffer, emb.vectors)
+        sys.stdout.buffer.flush()
+        return 0
+    out = {
+        "model": emb.model,
+        "task": emb.task.value if emb.task else None,
+        "dimensions": emb.dimensions,
+        "usage": {"total_tokens": emb.usage.total_tokens},
+        "vectors": emb.tolist(),
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .core.server import serve
+    except ImportError as exc:
+        if isinstance(exc, Jv3Error):
+            raise
+        raise ConfigurationError(
+            "the server needs the server extra: pip install 'jv3-integrations[server]'"
+        ) from None
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        insecure_no_auth=args.insecure_no_auth,
+    )
+    return 0
+
+
+_COMMANDS = {
+    "index": _cmd_index,
+    "search": _cmd_search,
+    "demo": _cmd_demo,
+    "embed": _cmd_embed,
+    "serve": _cmd_serve,
+}
+
+
+def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
+    """One line for the user: the error, plus how to fix it when the provider is the problem."""
+    message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    provider_given = bool(getattr(args, "provider", None)) or bool(os.environ.get("JV3_PROVIDER"))
+    if isinstance(exc, ModelLoadError) and not provider_given:
+        return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
+    if (
+        isinstance(exc, AuthenticationError | ConfigurationError)
+        and ("JINA_API_KEY" in message or "API key" in message or "api_key" in message)
+        and not os.environ.get("JINA_API_KEY")
+    ):
+        return f"{message}. To fix: {_FIX_PROVIDER}"
+    if isinstance(exc, APIConnectionError):
+        return f"{message}. Check the network or the --provider URL"
+    return message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jv3`` command; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    debug = os.environ.get("JV3_DEBUG", "").strip() not in {"", "0"}
+    try:
+        return _COMMANDS[args.command](args)
+    except Jv3Error as exc:
+        if debug:
+            raise
+        print(f"jv3: error: {_explain(exc, args)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("jv3: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Output piped into `head` etc.: stop quietly, like other Unix tools (Python docs recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
