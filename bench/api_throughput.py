@@ -277,7 +277,20 @@ class FakeJina:
             }
             return Response(content, 200, headers, media_type="application/json")
 
-        return Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
+        async def stats(request: Request) -> Response:
+            return Response(json.dumps({str(k): v for k, v in self.statuses.items()}))
+
+        async def reset(request: Request) -> Response:
+            self.reset()
+            return Response("{}", media_type="application/json")
+
+        return Starlette(
+            routes=[
+                Route("/v1/embeddings", embeddings, methods=["POST"]),
+                Route("/stats", stats, methods=["GET"]),
+                Route("/reset", reset, methods=["POST"]),
+            ]
+        )
 
 
 @contextmanager
@@ -300,6 +313,51 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@contextmanager
+def fake_api_process(args: argparse.Namespace) -> Iterator[str]:
+    """The fake API in its own process (its CPU is not ours, as with the real remote API)."""
+    import subprocess
+
+    import httpx
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    options = ["--latency", str(args.latency), "--per-token", str(args.per_token)]
+    options += ["--max-concurrent", str(args.max_concurrent)]
+    options += ["--tpm", str(args.tpm), "--rpm", str(args.rpm)]
+    proc = subprocess.Popen([sys.executable, __file__, "--fake-api-port", str(port), *options])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the fake API did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def stats(url: str) -> collections.Counter[int]:
+    import httpx
+
+    counts = httpx.get(f"{url}/stats").json()
+    return collections.Counter({int(k): v for k, v in counts.items()})
+
+
+def reset(url: str) -> None:
+    import httpx
+
+    httpx.post(f"{url}/reset")
 
 
 def check(vectors: list[Any], texts: list[str]) -> int:
@@ -345,13 +403,6 @@ def run_haystack(url: str, texts: list[str], show: bool) -> dict[str, Any]:
 
 def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
     texts = make_texts(args.texts)
-    fake = FakeJina(
-        latency=args.latency,
-        per_token=args.per_token,
-        max_concurrent=args.max_concurrent,
-        tpm=args.tpm,
-        rpm=args.rpm,
-    )
     out: dict[str, Any] = {
         "texts": len(texts),
         "api": {
@@ -362,18 +413,19 @@ def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
             "rpm": args.rpm,
         },
     }
-    with serve_in_thread(fake.app()) as url, progress(2, "client bench", enabled=show) as bar:
-        fake.reset()
+    with fake_api_process(args) as url, progress(2, "client bench", enabled=show) as bar:
+        reset(url)  # a fresh budget for each client
         ours = run_ours(url, texts)
-        ours["requests"] = sum(fake.statuses.values())
-        ours["answered_429"] = fake.statuses[429]
+        counts = stats(url)
+        ours["requests"] = sum(counts.values())
+        ours["answered_429"] = counts[429]
         bar.update()
-        time.sleep(0)  # let the window drain between runs: a fresh budget for the peer
-        fake.reset()
+        reset(url)
         peer = run_haystack(url, texts, show)
         if "seconds" in peer:
-            peer["requests"] = sum(fake.statuses.values())
-            peer["answered_429"] = fake.statuses[429]
+            counts = stats(url)
+            peer["requests"] = sum(counts.values())
+            peer["answered_429"] = counts[429]
         bar.update()
     for result in (ours, peer):
         if "seconds" in result:
@@ -462,7 +514,20 @@ def main() -> None:
     parser.add_argument("--skip-client", action="store_true")
     parser.add_argument("--skip-server", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--fake-api-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fake_api_port is not None:  # the child process of fake_api_process()
+        import uvicorn
+
+        fake = FakeJina(
+            latency=args.latency,
+            per_token=args.per_token,
+            max_concurrent=args.max_concurrent,
+            tpm=args.tpm,
+            rpm=args.rpm,
+        )
+        uvicorn.run(fake.app(), host="127.0.0.1", port=args.fake_api_port, log_level="error")
+        return
     show = not args.no_progress
     report: dict[str, Any] = {"cpu_count": os.cpu_count()}
     if not args.skip_client:

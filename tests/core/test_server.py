@@ -360,3 +360,21 @@ def test_serve_key_from_env_and_insecure_flag(
 def test_create_app_rejects_unknown_options(local_provider: LocalProvider) -> None:
     with pytest.raises(ConfigurationError, match="max_qeue"):
         create_app(local_provider, max_qeue=3)
+
+
+class Broken(LocalProvider):
+    """The model fails on every forward pass."""
+
+    def _embed(self, request: EmbedRequest) -> Embeddings:
+        raise RuntimeError("CUDA error: out of memory (secret text: Berlin)")
+
+
+def test_model_failure_is_a_json_500_without_details(conformance_dir: Path) -> None:
+    with running_server(Broken(str(conformance_dir))) as url:
+        response = post(url, {"model": MODEL, "input": ["Berlin"]}, headers=None)
+        assert response.status_code == 500 and response.json()["code"] == "INTERNAL_ERROR"
+        assert "Berlin" not in response.text
+        # the server keeps serving after a failed pass
+        assert checked(httpx.get(f"{url}/health")).status_code == 200
+        again = post(url, {"model": MODEL, "input": ["x"]}, headers=None)
+        assert again.status_code == 500
