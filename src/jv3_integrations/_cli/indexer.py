@@ -153,24 +153,21 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
 def _open_pinecone(
     uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int
 ) -> Any:
-    try:
-        from .. import pinecone as pinecone_facade
-    except ImportError as exc:
+    from ..pinecone import PineconeStore
+
+    key = os.environ.get("PINECONE_API_KEY", "").strip()
+    if not key:
         raise ConfigurationError(
-            f"Pinecone support is not available: {exc}. Install: pip install "
-            "'jv3-integrations[pinecone]'"
-        ) from None
-    store_cls = getattr(pinecone_facade, "PineconeStore", None)
-    if store_cls is None:
-        raise ConfigurationError(
-            "this version has no PineconeStore; use a milvus: or qdrant: store"
+            "pinecone: stores need PINECONE_API_KEY in the environment (and PINECONE_HOST for "
+            "a non-default control-plane endpoint)"
         )
-    if not os.environ.get("PINECONE_API_KEY"):
-        raise ConfigurationError(
-            "pinecone: stores need PINECONE_API_KEY in the environment (and PINECONE_HOST or "
-            "PINECONE_CONTROLLER_HOST for a non-default endpoint)"
-        )
-    return store_cls(provider, index=uri.target, namespace=collection, dimensions=dimensions)
+    from pinecone import Pinecone
+
+    host = os.environ.get("PINECONE_HOST") or os.environ.get("PINECONE_CONTROLLER_HOST")
+    client = Pinecone(api_key=key, host=host) if host else Pinecone(api_key=key)
+    return PineconeStore(
+        provider, client=client, collection=uri.target, namespace=collection, dimensions=dimensions
+    )
 
 
 def close_store(store: Any) -> None:

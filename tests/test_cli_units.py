@@ -1,0 +1,249 @@
+"""Fast tests of the ``jv3`` internals: file reading, HTML text, store URIs, state, output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jv3_integrations import ConfigurationError
+from jv3_integrations._cli.files import (
+    UnreadableFileError,
+    discover,
+    extract_html_text,
+    read_document,
+)
+from jv3_integrations._cli.indexer import parse_chunker
+from jv3_integrations._cli.output import Hit, format_hits, highlight, query_terms, trim
+from jv3_integrations._cli.state import FileEntry, IndexSettings, StateFile, redact_spec
+from jv3_integrations._cli.uri import parse_store_uri
+from jv3_integrations.cli import build_parser, load_demo_corpus, main
+
+
+def test_discover_recurses_skips_hidden_and_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".git").mkdir()
+    for name in [
+        "a/x.md",
+        "a/b/y.HTML",
+        "z.txt",
+        "a/b/doc.pdf",
+        "a/skip.csv",
+        ".git/c.txt",
+        "a/.d.txt",
+    ]:
+        (tmp_path / name).write_text("t", encoding="utf-8")
+    found = discover([tmp_path, tmp_path / "z.txt", tmp_path / "missing"])
+    rel = [p.relative_to(tmp_path.resolve()).as_posix() for p in found.files]
+    assert rel == ["a/b/doc.pdf", "a/b/y.HTML", "a/x.md", "z.txt"]  # sorted, no duplicate
+    assert found.missing == [str(tmp_path / "missing")]
+
+
+def test_html_text_drops_scripts_styles_and_decodes_entities() -> None:
+    html = (
+        "<!doctype html><html><head><title>T &amp; C</title><style>.a{}</style>"
+        "<script>var x = '<p>no</p>';</script></head><body><nav>Home</nav>"
+        "<h1>Heading</h1><p>First&nbsp;para with <b>bold</b> text.</p><ul><li>one</li>"
+        "<li>two</li></ul><!-- comment --><p>caf&eacute; &#x4e2d;&#25991;</p></body></html>"
+    )
+    text = extract_html_text(html)
+    assert text.splitlines() == [
+        "T & C",
+        "Home",
+        "Heading",
+        "First para with bold text.",  # &nbsp; folded into a plain space
+        "one",
+        "two",
+        "café 中文",
+    ]
+
+
+def test_read_document_hashes_bytes_and_rejects_non_text(tmp_path: Path) -> None:
+    good = tmp_path / "a.txt"
+    good.write_bytes("\ufeffHallo Welt".encode())
+    text, digest = read_document(good)
+    assert text == "Hallo Welt"
+    good.write_bytes("\ufeffHallo Welt!".encode())
+    assert read_document(good)[1] != digest
+    bad = tmp_path / "b.txt"
+    bad.write_bytes(b"caf\xe9")
+    with pytest.raises(UnreadableFileError, match="UTF-8"):
+        read_document(bad)
+    binary = tmp_path / "c.md"
+    binary.write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(UnreadableFileError, match="binary"):
+        read_document(binary)
+
+
+def test_pdf_without_pypdf_is_a_clear_skip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pypdf", None)
+    pdf = tmp_path / "x.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n")
+    with pytest.raises(UnreadableFileError, match=r"jv3-integrations\[pdf\]"):
+        read_document(pdf)
+
+
+@pytest.mark.parametrize(
+    ("uri", "kind", "target", "local"),
+    [
+        ("milvus:./jv3.db", "milvus", "./jv3.db", True),
+        ("qdrant:./jv3-qdrant", "qdrant", "./jv3-qdrant", True),
+        ("qdrant::memory:", "qdrant", ":memory:", True),
+        (
+            "qdrant:https://xyz.cloud.qdrant.io:6333",
+            "qdrant",
+            "https://xyz.cloud.qdrant.io:6333",
+            False,
+        ),
+        ("milvus:http://localhost:19530", "milvus", "http://localhost:19530", False),
+        ("pinecone:my-docs", "pinecone", "my-docs", False),
+    ],
+)
+def test_store_uris(uri: str, kind: str, target: str, local: bool) -> None:
+    parsed = parse_store_uri(uri)
+    assert (parsed.kind, parsed.target, parsed.local) == (kind, target, local)
+
+
+@pytest.mark.parametrize(
+    "uri", ["redis:x", "qdrant:", "./jv3.db", "pinecone:Bad_Name", "milvus::memory:", "pinecone:"]
+)
+def test_bad_store_uris(uri: str) -> None:
+    with pytest.raises(ConfigurationError):
+        parse_store_uri(uri)
+
+
+def test_state_paths_and_redaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert (
+        parse_store_uri("milvus:./x/jv3.db").state_path()
+        == tmp_path / "x" / "jv3.db.jv3-state.json"
+    )
+    assert parse_store_uri("qdrant::memory:").state_path() is None
+    monkeypatch.setenv("JV3_STATE_DIR", str(tmp_path / "st"))
+    remote = parse_store_uri("qdrant:https://user:pw@host:6333/?api_key=s3cret").state_path()
+    assert remote is not None and remote.parent == tmp_path / "st"
+    assert "s3cret" not in str(remote) and "pw" not in remote.name
+    assert (
+        redact_spec("https://user:secret@h.example:8080/base?key=k")
+        == "https://h.example:8080/base"
+    )
+    assert redact_spec("local:./model") == "local:./model"
+
+
+def test_state_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    state = StateFile(path)
+    coll = state.collection("docs")
+    coll.settings = IndexSettings("m", "api", 256, "sentences:1000", True)
+    coll.files["/a"] = FileEntry("sha256:1", ["id1", "id2"], 12)
+    state.save()
+    again = StateFile(path)
+    assert again.has_collection("docs") and not again.has_collection("other")
+    assert again.collection("docs").settings == coll.settings
+    assert again.collection("docs").files["/a"] == FileEntry("sha256:1", ["id1", "id2"], 12)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(Exception, match="delete it"):
+        StateFile(path)
+
+
+def test_chunker_specs() -> None:
+    assert parse_chunker("sentences") == "sentences:1000"
+    assert parse_chunker("Sentences:300") == "sentences:300"
+    assert parse_chunker("tokens:128") == "tokens:128"
+    for bad in ("tokens", "tokens:0", "words", "sentences:x"):
+        with pytest.raises(ConfigurationError):
+            parse_chunker(bad)
+
+
+def test_trim_and_highlight() -> None:
+    text = ("filler words here " * 30) + "the Zugspitze is high " + ("more filler " * 30)
+    terms = query_terms("How high is the Zugspitze?")
+    assert "zugspitze" in terms and "is" not in terms
+    cut = trim(text, terms, width=80)
+    assert "Zugspitze" in cut and cut.startswith("…") and cut.endswith("…")
+    assert len(cut) <= 82
+    assert highlight("Die Zugspitze", terms, color=True) == "Die \x1b[1;33mZugspitze\x1b[0m"
+    assert highlight("Die Zugspitze", terms, color=False) == "Die Zugspitze"
+    assert "長城" in query_terms("万里長城")  # CJK: bigrams
+
+
+def test_format_hits_plain() -> None:
+    out = format_hits([Hit(0.91234, "docs/a.md", "Hello\nworld", 0, 11)], "hello", color=False)
+    assert out.splitlines() == [" 1. 0.9123  docs/a.md [0:11]", "    Hello world"]
+    assert format_hits([], "x", color=False) == "No results."
+
+
+def test_demo_corpus_is_multilingual_and_consistent() -> None:
+    corpus = load_demo_corpus()
+    passages = corpus["passages"]
+    assert len(passages) >= 24
+    langs = {p["lang"] for p in passages}
+    assert {"en", "de", "es", "zh", "ja"} <= langs
+    ids = {p["id"] for p in passages}
+    assert len(ids) == len(passages)
+    for q in corpus["queries"]:
+        assert q["expect"] in ids
+    # cross-lingual: most queries are answered in another language
+    by_id = {p["id"]: p for p in passages}
+    cross = [q for q in corpus["queries"] if by_id[q["expect"]]["lang"] != q["lang"]]
+    assert len(cross) >= len(corpus["queries"]) - 1
+
+
+def test_demo_corpus_ships_in_the_wheel() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    data = root / "src" / "jv3_integrations" / "data" / "demo_corpus.json"
+    assert any(data.is_relative_to(root / p) for p in packages)
+    json.loads(data.read_text(encoding="utf-8"))
+
+
+def test_parser_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JV3_STORE", raising=False)
+    args = build_parser().parse_args(["index", "docs"])
+    assert args.late_chunking is None and args.progress is True and args.collection == "jv3"
+    assert parse_store_uri(args.store).local
+    monkeypatch.setenv("JV3_STORE", "milvus:./elsewhere.db")
+    assert build_parser().parse_args(["search", "q"]).store == "milvus:./elsewhere.db"
+
+
+def test_pinecone_store_through_the_cli(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    conformance_dir: Path,
+) -> None:
+    from tests.support.pinecone_server import running_pinecone
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JV3_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "a.txt").write_text("Tides follow the Moon. Two a day.", encoding="utf-8")
+    (tmp_path / "b.md").write_text("Paella comes from Valencia.", encoding="utf-8")
+    spec = f"local:{conformance_dir}"
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    assert main(["index", ".", "--store", "pinecone:docs", "--provider", spec]) == 1
+    assert "PINECONE_API_KEY" in capsys.readouterr().err
+    with running_pinecone() as srv:
+        monkeypatch.setenv("PINECONE_API_KEY", srv.state.api_key)
+        monkeypatch.setenv("PINECONE_HOST", srv.base_url)
+        args = ["--store", "pinecone:docs", "--collection", "team-a"]
+        code = main(["index", ".", *args, "--provider", spec, "--no-progress", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert code == 0 and report["new"] == 2 and report["chunks_total"] >= 2
+        before = report["chunks_total"]
+        assert main(["search", "Valencia", *args, "--json", "--k", "5"]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert {h["file"] for h in hits} == {"a.txt", "b.md"}
+        (tmp_path / "a.txt").unlink()
+        assert main(["index", ".", *args, "--no-progress", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["removed"] == 1 and report["chunks_deleted"] >= 1
+        assert report["chunks_total"] == before - report["chunks_deleted"]
+        assert main(["search", "Valencia", *args, "--json", "--k", "5"]) == 0
+        assert {h["file"] for h in json.loads(capsys.readouterr().out)["hits"]} == {"b.md"}
+        assert not srv.schema_errors
