@@ -308,3 +308,72 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], clean_env: Path
     with pytest.raises(SystemExit) as exc:
         main(["search", "x", "--k", "0"])
     assert exc.value.code == 2
+
+
+def test_serve_then_embed_through_it(tmp_path: Path, conformance_dir: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = _env(tmp_path)
+    key = "cli-serve-test-key"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jv3_integrations",
+            "serve",
+            "--model",
+            str(conformance_dir),
+            "--port",
+            str(port),
+            "--api-key",
+            key,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "jv3 serve did not start"
+                time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}"
+        out = _ok(
+            _jv3(
+                ["embed", "hola", "--provider", url, "--dimensions", "16"],
+                tmp_path,
+                {**env, "JINA_API_KEY": key},
+            )
+        )
+        data = json.loads(out)
+        assert np.asarray(data["vectors"]).shape == (1, 16)
+        # a wrong key is one clear line, not a traceback
+        proc = _jv3(
+            ["embed", "hola", "--provider", url], tmp_path, {**env, "JINA_API_KEY": "wrong"}
+        )
+        assert proc.returncode == 1 and proc.stderr.startswith("jv3: error: ")
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_serve_refuses_public_host_without_key(
+    capsys: pytest.CaptureFixture[str],
+    clean_env: Path,
+    conformance_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("JV3_SERVER_API_KEY", raising=False)
+    code, _, err = _run(capsys, "serve", "--model", str(conformance_dir), "--host", "0.0.0.0")
+    assert "--api-key" in _one_line_error(code, err)

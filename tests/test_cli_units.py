@@ -108,7 +108,16 @@ def test_store_uris(uri: str, kind: str, target: str, local: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["redis:x", "qdrant:", "./jv3.db", "pinecone:Bad_Name", "milvus::memory:", "pinecone:"]
+    "uri",
+    [
+        "redis:x",
+        "qdrant:",
+        "./jv3.db",
+        "pinecone:Bad_Name",
+        "milvus::memory:",
+        "pinecone:",
+        "milvus:./dir",
+    ],
 )
 def test_bad_store_uris(uri: str) -> None:
     with pytest.raises(ConfigurationError):

@@ -424,6 +424,32 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     return message
 
 
+_HOST_MODULES = (
+    "qdrant_client",
+    "pymilvus",
+    "milvus_lite",
+    "pinecone",
+    "grpc",
+    "httpx",
+    "httpcore",
+)
+
+
+def _is_host_error(exc: BaseException) -> bool:
+    """An error raised by a vector store's client (server down, locked file, bad credentials)."""
+    return type(exc).__module__.split(".")[0] in _HOST_MODULES or isinstance(exc, ConnectionError)
+
+
+def _explain_host_error(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if len(message) > 300:
+        message = message[:300] + "…"
+    return (
+        f"the vector store failed: {type(exc).__name__}: {message} (check that the --store "
+        "server is reachable, its credentials are set, and no other process holds a local store)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jv3`` command; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
     parser = build_parser()
@@ -438,6 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"jv3: error: {_explain(exc, args)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug or not _is_host_error(exc):
+            raise
+        print(f"jv3: error: {_explain_host_error(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("jv3: interrupted", file=sys.stderr)

@@ -125,9 +125,17 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             from ..milvus import MilvusStore
 
             if uri.local:
-                return MilvusStore(
-                    provider, uri=str(uri.path), collection=collection, dimensions=dimensions
-                )
+                try:
+                    return MilvusStore(
+                        provider, uri=str(uri.path), collection=collection, dimensions=dimensions
+                    )
+                except Exception as exc:
+                    if "Open local milvus failed" not in str(exc):
+                        raise
+                    raise ConfigurationError(
+                        f"cannot open the Milvus Lite file {uri.target}: another process may "
+                        "be using it, or it is not a Milvus Lite database"
+                    ) from None
             from pymilvus import MilvusClient
 
             client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))

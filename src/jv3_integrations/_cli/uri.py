@@ -14,7 +14,7 @@ from ..core import ConfigurationError
 __all__ = ["DEFAULT_STORE", "StoreURI", "default_store", "parse_store_uri"]
 
 # The embedded default: see bench/store_choice.py and the README for why this one.
-DEFAULT_STORE = "qdrant:./jv3-index"
+DEFAULT_STORE = "milvus:./jv3.db"
 
 KINDS = ("milvus", "qdrant", "pinecone")
 
@@ -111,5 +111,9 @@ def parse_store_uri(uri: str) -> StoreURI:
     if kind == "milvus" and target == ":memory:":
         raise ConfigurationError(
             "Milvus has no in-memory mode; use milvus:./file.db or qdrant::memory:"
+        )
+    if kind == "milvus" and not remote and not target.endswith(".db"):
+        raise ConfigurationError(
+            f"milvus:{target}: a Milvus Lite store is a file ending in .db, e.g. milvus:./jv3.db"
         )
     return StoreURI(kind, target, local=not remote)
