@@ -8,7 +8,8 @@ requests at once (5: the free tier), a tokens-per-minute and a requests-per-minu
 carries a marker of its text, so a lost or misplaced vector is detected. In the same run, with
 both clients at their defaults, ``--texts`` texts go through:
 
-- ours: ``JinaAPIProvider.embed_documents`` (defaults: 4 concurrent, balanced batches);
+- ours: ``JinaAPIProvider.embed_documents`` (defaults: 4 concurrent, balanced batches), and
+  again with ``wire_format="base64"`` (the same vectors in a third of the bytes);
 - the peer: jina-haystack's ``JinaDocumentEmbedder`` (defaults: 32 texts per request, one at a
   time). Without jina-haystack installed the peer is reported as unavailable.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import collections
 import hashlib
 import json
@@ -261,11 +263,22 @@ class FakeJina:
             finally:
                 self.in_flight -= 1
             dims = req.dimensions or self.dims
-            tail = self._tail(dims)
-            items = ",".join(
-                f'{{"object":"embedding","index":{i},"embedding":[{marker(t)!r}{tail}}}'
-                for i, t in enumerate(req.texts)
-            )
+            if req.embedding_types[0] == "base64":
+                vec = self.base[:dims].astype("<f4")
+                encoded = []
+                for t in req.texts:
+                    vec[0] = marker(t)
+                    encoded.append(base64.b64encode(vec.tobytes()).decode("ascii"))
+                items = ",".join(
+                    f'{{"object":"embedding","index":{i},"embedding":"{e}"}}'
+                    for i, e in enumerate(encoded)
+                )
+            else:
+                tail = self._tail(dims)
+                items = ",".join(
+                    f'{{"object":"embedding","index":{i},"embedding":[{marker(t)!r}{tail}}}'
+                    for i, t in enumerate(req.texts)
+                )
             content = (
                 f'{{"model":"jina-embeddings-v3","object":"list","usage":{{"total_tokens":'
                 f'{tokens},"prompt_tokens":{tokens}}},"data":[{items}]}}'
@@ -369,8 +382,8 @@ def check(vectors: list[Any], texts: list[str]) -> int:
     return lost
 
 
-def run_ours(url: str, texts: list[str]) -> dict[str, Any]:
-    provider = JinaAPIProvider("bench-key", base_url=url)  # all defaults
+def run_ours(url: str, texts: list[str], **options: Any) -> dict[str, Any]:
+    provider = JinaAPIProvider("bench-key", base_url=url, **options)  # defaults unless given
     start = time.perf_counter()
     emb = provider.embed_documents(texts)
     seconds = time.perf_counter() - start
@@ -413,7 +426,7 @@ def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
             "rpm": args.rpm,
         },
     }
-    with fake_api_process(args) as url, progress(2, "client bench", enabled=show) as bar:
+    with fake_api_process(args) as url, progress(3, "client bench", enabled=show) as bar:
         reset(url)  # a fresh budget for each client
         ours = run_ours(url, texts)
         counts = stats(url)
@@ -421,17 +434,23 @@ def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
         ours["answered_429"] = counts[429]
         bar.update()
         reset(url)
+        ours_b64 = run_ours(url, texts, wire_format="base64")
+        counts = stats(url)
+        ours_b64["requests"] = sum(counts.values())
+        ours_b64["answered_429"] = counts[429]
+        reset(url)
         peer = run_haystack(url, texts, show)
         if "seconds" in peer:
             counts = stats(url)
             peer["requests"] = sum(counts.values())
             peer["answered_429"] = counts[429]
         bar.update()
-    for result in (ours, peer):
+    for result in (ours, ours_b64, peer):
         if "seconds" in result:
             result["texts_per_s"] = round(len(texts) / result["seconds"], 1)
             result["seconds"] = round(result["seconds"], 3)
     out["ours"] = ours
+    out["ours_wire_format_base64"] = ours_b64
     out["jina_haystack"] = peer
     if "texts_per_s" in peer and not peer.get("failed"):
         out["speedup"] = round(ours["texts_per_s"] / peer["texts_per_s"], 2)
