@@ -377,3 +377,21 @@ def test_serve_refuses_public_host_without_key(
     monkeypatch.delenv("JV3_SERVER_API_KEY", raising=False)
     code, _, err = _run(capsys, "serve", "--model", str(conformance_dir), "--host", "0.0.0.0")
     assert "--api-key" in _one_line_error(code, err)
+
+
+def test_store_deleted_but_state_left_reembeds(
+    capsys: pytest.CaptureFixture[str], clean_env: Path, conformance_dir: Path
+) -> None:
+    import shutil
+
+    (clean_env / "a.md").write_text("Paella comes from Valencia. It has saffron.", encoding="utf-8")
+    args = ["index", "a.md", "--store", "qdrant:./q", "--provider", f"local:{conformance_dir}"]
+    args += ["--no-progress", "--json"]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert json.loads(out)["files_embedded"] == 1
+    shutil.rmtree(clean_env / "q")  # the user deleted the store, the state file stayed
+    code, out, err = _run(capsys, *args)
+    report = json.loads(out)
+    assert code == 0 and report["files_embedded"] == 1 and report["chunks_total"] >= 1
+    assert "store is empty" in err

@@ -315,36 +315,18 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    # Classify files (reading each one; unreadable ones are skipped and counted).
-    to_embed: list[tuple[str, str, str]] = []  # (key, text, digest)
-    seen: set[str] = set()
-    for path in found.files:
-        key = str(path)
-        seen.add(key)
-        try:
-            text, digest = read_document(path)
-        except UnreadableFileError as exc:
-            report.skipped += 1
-            msg = f"skipped {_display(key)}: {exc}"
-            report.warnings.append(msg)
-            warn(msg)
-            continue
-        report.files += 1
-        old = coll.files.get(key)
-        if old is not None and old.hash == digest and not rechunk:
-            report.unchanged += 1
-            continue
-        if old is None:
-            report.new += 1
-        else:
-            report.changed += 1
-        to_embed.append((key, text, digest))
-    gone = [key for key in coll.files if key not in seen and is_under(Path(key), found.roots)]
-
     store = open_store(uri, opts.collection, provider, settings.dimensions)
     try:
         store.create()  # checks the store's own dimension before anything is written
+        if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
+            warn(
+                f"the index state lists {len(coll.files)} files but the store is empty "
+                "(deleted?): embedding everything again"
+            )
+            coll.files.clear()
         coll.settings = settings
+        to_embed, seen = _classify(found, coll.files, rechunk, report, warn)
+        gone = [k for k in coll.files if k not in seen and is_under(Path(k), found.roots)]
         with progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar:
             for start in range(0, len(to_embed), FILES_PER_BATCH):
                 batch = to_embed[start : start + FILES_PER_BATCH]
@@ -364,6 +346,43 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         close_store(store)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+def _classify(
+    found: Discovery,
+    files: dict[str, FileEntry],
+    rechunk: bool,
+    report: IndexReport,
+    warn: Warn,
+) -> tuple[list[tuple[str, str, str]], set[str]]:
+    """Read every file; return those to embed ``(key, text, digest)`` and every key seen.
+
+    Unreadable files are skipped with a warning and counted; their old chunks (if any) stay.
+    """
+    to_embed: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for path in found.files:
+        key = str(path)
+        seen.add(key)
+        try:
+            text, digest = read_document(path)
+        except UnreadableFileError as exc:
+            report.skipped += 1
+            msg = f"skipped {_display(key)}: {exc}"
+            report.warnings.append(msg)
+            warn(msg)
+            continue
+        report.files += 1
+        old = files.get(key)
+        if old is not None and old.hash == digest and not rechunk:
+            report.unchanged += 1
+            continue
+        if old is None:
+            report.new += 1
+        else:
+            report.changed += 1
+        to_embed.append((key, text, digest))
+    return to_embed, seen
 
 
 def _embed_batch(
