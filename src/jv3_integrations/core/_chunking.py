@@ -213,9 +213,6 @@ _SENTENCE_END = re.compile(
 )
 
 
-_WORD_BEFORE = re.compile(r"\S+\Z")
-
-
 def _sentence_cuts(document: str) -> list[int]:
     cuts: list[int] = []
     for m in _SENTENCE_END.finditer(document):
@@ -224,8 +221,10 @@ def _sentence_cuts(document: str) -> list[int]:
             break
         if m.group().rstrip().rstrip(_CLOSERS) == ".":
             # "e.g. this", "U.S. law", "J. Smith", "Fig. 3": not the end of a sentence.
-            before = _WORD_BEFORE.search(document, 0, m.start())
-            word = before.group() if before else ""
+            start = m.start()
+            while start > 0 and not document[start - 1].isspace():
+                start -= 1
+            word = document[start : m.start()]
             if "." in word or (len(word) == 1 and word.isalpha()) or document[end].isdigit():
                 continue
         cuts.append(end)
@@ -484,6 +483,7 @@ def _plan_windows(
             raise ValueError(f"a chunk of {c} tokens does not fit a window of {budget}")
     if sum(counts) <= budget and n <= cap:
         return [_Window(0, 0, n, n)] if n else []
+    total = list(itertools.accumulate(counts, initial=0))  # total[i] = sum(counts[:i])
     windows: list[_Window] = []
     s = 0
     while s < n:
@@ -500,7 +500,7 @@ def _plan_windows(
             before -= counts[lo]
             lo += 1
         # the rest of the document fits: last window
-        if before + sum(counts[s:]) <= budget and n - lo <= cap:
+        if before + total[n] - total[s] <= budget and n - lo <= cap:
             windows.append(_Window(lo, s, n, n))
             break
         # kept chunks: leave room after them for `context` tokens and at least the next chunk
