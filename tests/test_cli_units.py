@@ -256,3 +256,41 @@ def test_pinecone_store_through_the_cli(
         assert main(["search", "Valencia", *args, "--json", "--k", "5"]) == 0
         assert {h["file"] for h in json.loads(capsys.readouterr().out)["hits"]} == {"b.md"}
         assert not srv.schema_errors
+
+
+def _tiny_pdf(text: str) -> bytes:
+    """A one-page PDF showing ``text`` in Helvetica (hand-built, with a correct xref table)."""
+    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def test_pdf_text_with_pypdf(tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    pdf = tmp_path / "doc.pdf"
+    pdf.write_bytes(_tiny_pdf("Tides follow the Moon."))
+    text, _ = read_document(pdf)
+    assert text.strip() == "Tides follow the Moon."
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\nthis is not really a pdf")
+    with pytest.raises(UnreadableFileError, match="PDF"):
+        read_document(broken)
