@@ -74,9 +74,10 @@ def test_default_client_is_a_lite_file_with_its_parent_created(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     store = MilvusStore(local_provider, uri="./nested/dir/jv3.db", dimensions=16)
+    assert not (tmp_path / "nested").exists(), "the constructor must do no I/O"
     try:
-        assert (tmp_path / "nested" / "dir").is_dir()
         assert store.add_texts(TEXTS[:3]) and store.count() == 3
+        assert (tmp_path / "nested" / "dir").is_dir()
         assert (tmp_path / "nested" / "dir" / "jv3.db").exists()
     finally:
         store.client.close()

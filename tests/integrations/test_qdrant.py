@@ -28,6 +28,7 @@ def test_default_client_is_in_memory_and_path_mode_persists(
     store = QdrantStore(local_provider, collection="mem")
     assert isinstance(store.client, QdrantClient) and store.count() == 0
     disk = QdrantStore(local_provider, path=str(tmp_path / "q"), collection="disk")
+    assert not (tmp_path / "q").exists(), "the constructor must do no I/O"
     ids = disk.add_texts(TEXTS[:5])
     disk.client.close()
     reopened = QdrantStore(local_provider, path=str(tmp_path / "q"), collection="disk")

@@ -286,7 +286,7 @@ class MilvusStore(_MilvusCommon, SyncStore):
         collection: Collection name.
         dimensions: Vector size (default: the provider's).
         uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
-            created) or a server URI.
+            created) or a server URI, opened on first use (the constructor does no I/O).
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
@@ -324,16 +324,22 @@ class MilvusStore(_MilvusCommon, SyncStore):
             progress_bar=progress_bar,
         )
         self._init_milvus(collection, funnel_factor, index_type)
-        if client is None:
-            if "://" not in uri:
-                Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            client = MilvusClient(uri)
-        elif not isinstance(client, MilvusClient):
+        if client is not None and not isinstance(client, MilvusClient):
             raise ConfigurationError(
                 f"client must be a MilvusClient, not {type(client).__name__} "
                 "(use AsyncMilvusStore for an AsyncMilvusClient)"
             )
-        self.client = client
+        self._client = client
+        self.uri = uri
+
+    @property
+    def client(self) -> MilvusClient:
+        """The ``MilvusClient``; the default one (Milvus Lite starts) opens on first use."""
+        if self._client is None:
+            if "://" not in self.uri:
+                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            self._client = MilvusClient(self.uri)
+        return self._client
 
     def create(self) -> None:
         """Create the collection, or verify fields, dimensions and COSINE metric of an existing one.

@@ -274,14 +274,20 @@ class QdrantStore(_QdrantCommon, SyncStore):
             progress_bar=progress_bar,
         )
         self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
-        if client is None:
-            client = QdrantClient(path=path) if path else QdrantClient(":memory:")
-        elif not isinstance(client, QdrantClient):
+        if client is not None and not isinstance(client, QdrantClient):
             raise ConfigurationError(
                 f"client must be a QdrantClient, not {type(client).__name__} "
                 "(use AsyncQdrantStore for an AsyncQdrantClient)"
             )
-        self.client = client
+        self._client = client
+        self.path = path
+
+    @property
+    def client(self) -> QdrantClient:
+        """The ``QdrantClient``; the default one opens on first use (no I/O in the constructor)."""
+        if self._client is None:
+            self._client = QdrantClient(path=self.path) if self.path else QdrantClient(":memory:")
+        return self._client
 
     def create(self) -> None:
         """Create the collection, or verify dimension and cosine metric of an existing one.
@@ -350,14 +356,22 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
             progress_bar=progress_bar,
         )
         self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
-        if client is None:
-            client = AsyncQdrantClient(path=path) if path else AsyncQdrantClient(":memory:")
-        elif not isinstance(client, AsyncQdrantClient):
+        if client is not None and not isinstance(client, AsyncQdrantClient):
             raise ConfigurationError(
                 f"client must be an AsyncQdrantClient, not {type(client).__name__} "
                 "(use QdrantStore for a QdrantClient)"
             )
-        self.client = client
+        self._client = client
+        self.path = path
+
+    @property
+    def client(self) -> AsyncQdrantClient:
+        """The ``AsyncQdrantClient``; the default one opens on first use."""
+        if self._client is None:
+            self._client = (
+                AsyncQdrantClient(path=self.path) if self.path else AsyncQdrantClient(":memory:")
+            )
+        return self._client
 
     async def create(self) -> None:
         """Async twin of :meth:`QdrantStore.create`."""
