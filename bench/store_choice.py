@@ -14,6 +14,9 @@ fresh process), on random unit vectors with a ~400-character text payload per po
 - ``delete_ms``: deleting one file's worth (``--batch``) of points by id (re-indexing);
 - ``disk_mb``: size of the store on disk.
 
+``*_cpu_*`` figures are CPU seconds (user + system, all threads) of the same work: on a shared,
+busy machine they are steadier than wall-clock times.
+
 Prints one JSON object: ``{"config": ..., "qdrant_local": {...}, "milvus_lite": {...}}``.
 
 Usage: ``python bench/store_choice.py [--n 2000] [--dim 1024] [--queries 50] [--no-progress]``
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -202,16 +206,20 @@ class MilvusLite:
         )
 
 
-def _fresh_process(code: str, repeats: int) -> tuple[float, list[float] | None]:
-    """Median wall time of a fresh interpreter running ``code``, and its printed phase times."""
+def _fresh_process(code: str, repeats: int) -> tuple[float, float, list[float] | None]:
+    """Median wall and CPU time of a fresh interpreter running ``code``, and its phase times."""
     times = []
+    cpu = []
     phases: list[list[float]] = []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"fresh-process run failed: {proc.stderr.strip()[-500:]}")
         times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if proc.stdout.strip():
             phases.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     median_phases = (
@@ -219,7 +227,7 @@ def _fresh_process(code: str, repeats: int) -> tuple[float, list[float] | None]:
         if phases
         else None
     )
-    return round(statistics.median(times), 3), median_phases
+    return round(statistics.median(times), 3), round(statistics.median(cpu), 3), median_phases
 
 
 def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -228,7 +236,7 @@ def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
     ids = _ids(args.n)
     result: dict[str, Any] = {}
 
-    result["import_s"] = _fresh_process(store.import_code, args.repeats)[0]
+    result["import_s"], result["import_cpu_s"], _ = _fresh_process(store.import_code, args.repeats)
 
     t0 = time.perf_counter()
     store.open()
@@ -236,6 +244,7 @@ def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
     result["open_and_create_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     with _bar(args.n, f"{store.name}: upsert", args.progress) as update:
         for s in range(0, args.n, args.batch):
             store.upsert(ids[s : s + args.batch], vecs[s : s + args.batch], s)
@@ -243,20 +252,25 @@ def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
     write_s = time.perf_counter() - t0
     result["write_points_per_s"] = round(args.n / write_s, 1)
     result["write_s"] = round(write_s, 3)
+    result["write_cpu_s"] = round(time.process_time() - c0, 3)
 
     store.search(queries[0])  # warm-up
     lat = []
+    cpu_lat = []
     correct = 0
     with _bar(args.queries, f"{store.name}: search", args.progress) as update:
         for q in queries:
             t0 = time.perf_counter()
+            c0 = time.process_time()
             hits = store.search(q)
             lat.append((time.perf_counter() - t0) * 1000)
+            cpu_lat.append((time.process_time() - c0) * 1000)
             correct += int(len(hits) == 5)
             update(1)
     lat.sort()
     result["search_ms_p50"] = round(statistics.median(lat), 2)
     result["search_ms_p95"] = round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2)
+    result["search_cpu_ms_p50"] = round(statistics.median(cpu_lat), 2)
     result["searches_with_5_hits"] = correct
 
     # exactness check: the nearest neighbour of a stored vector is itself
@@ -271,8 +285,9 @@ def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     qfile = store.path.parent / f"{store.name}-query.json"
     qfile.write_text(json.dumps(queries[0].tolist()))
-    total, phases = _fresh_process(store.cold_code(str(qfile)), args.repeats)
+    total, total_cpu, phases = _fresh_process(store.cold_code(str(qfile)), args.repeats)
     result["cold_process_s"] = total
+    result["cold_process_cpu_s"] = total_cpu
     if phases:
         result["cold_import_s"], result["cold_open_s"] = phases[0], phases[1]
         result["cold_first_query_s"], result["cold_second_query_s"] = phases[2], phases[3]
