@@ -183,7 +183,7 @@ class JinaAPIProvider(BaseProvider):
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             raise ConfigurationError(f"api_key must be a str or None, not {type(api_key).__name__}")
-        self._api_key = api_key.strip() or None if api_key is not None else None
+        self._api_key = (api_key or "").strip() or None  # read lazily, never shown
         self._base_url = _normalize_base_url(base_url)
         self._official = _is_official(self._base_url)
         if not isinstance(model, str) or not model:
