@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -80,6 +81,7 @@ def validate_texts(texts: object) -> list[str]:
 
     Raises:
         InputTypeError: for a bare str/bytes, a non-sequence, or a non-str item (named by index).
+        InputError: a text with a lone surrogate (not valid Unicode; named by index).
     """
     if isinstance(texts, (str, bytes)):
         raise InputTypeError(
@@ -95,7 +97,17 @@ def validate_texts(texts: object) -> list[str]:
             raise InputTypeError(
                 f"texts[{i}] is {type(t).__name__}, not str; every item must be a string"
             )
+        if not t.isascii() and (bad := _LONE_SURROGATE.search(t)) is not None:
+            raise InputError(
+                f"texts[{i}] has a lone surrogate U+{ord(bad.group()):04X} at position "
+                f"{bad.start()}: not valid Unicode, so it cannot be tokenized or sent as UTF-8; "
+                "decode the source with errors='replace' (or fix it) first"
+            )
     return out
+
+
+# Lone UTF-16 surrogates (e.g. from bytes decoded with errors='surrogateescape').
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def validate_dimensions(dimensions: object, max_dimensions: int) -> int:
