@@ -525,6 +525,9 @@ def error_body(
     return body
 
 
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _brief(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 100:
         return value[:100] + "…"
@@ -598,7 +601,18 @@ def parse_embeddings_request(
         if isinstance(raw, list) and not raw:
             fail("input", "List should have at least 1 item", "too_short", raw)
         for i, item in enumerate(items):
-            if isinstance(item, str):
+            if isinstance(item, dict) and isinstance(item.get("text"), str):
+                text: Any = item["text"]
+            else:
+                text = item
+            if isinstance(text, str) and not text.isascii() and _LONE_SURROGATE.search(text):
+                fail(
+                    f"input.{i}" if isinstance(raw, list) else "input",
+                    "Input should be valid Unicode text (it has a lone surrogate)",
+                    "string_unicode",
+                    item,
+                )
+            elif isinstance(item, str):
                 texts.append(item)
             elif (
                 isinstance(item, dict)

@@ -50,7 +50,9 @@ TokenCounter = Callable[[list[str], Task | None, bool], list[int]]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # "replace": an error body may echo a lone surrogate from the request (not UTF-8 encodable)
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    content = text.encode("utf-8", "replace")
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -223,7 +225,7 @@ class _Server:
         try:
             try:
                 payload = json.loads(raw_body)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
                 raise WireError(
                     422,
                     {
