@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from jv3_integrations import ConfigurationError, EmbeddingProvider, truncate
+from jv3_integrations import ConfigurationError, EmbeddingProvider, InputError, truncate
 from jv3_integrations.qdrant import AsyncQdrantStore, QdrantStore
 from tests.integrations.test_stores_common import QUERIES, corpus
 
@@ -217,3 +217,48 @@ def test_edge_runs_two_stage_and_binary_quantization(
     if not binary:
         assert np.mean(recalls) >= 0.98, recalls  # HNSW with a large ef: the exact prefetch
     shard.close()
+
+
+def test_ingestion_streams_in_batches_with_a_progress_bar(
+    local_provider: EmbeddingProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shared by every store (_store.py): embed one batch, upsert it, then the next."""
+    client = QdrantClient(":memory:")
+    store = QdrantStore(
+        local_provider, client=client, collection="b", dimensions=16, progress_bar=True
+    )
+    events: list[tuple[str, int]] = []
+    embed = local_provider.embed
+
+    def spy_embed(texts: Any, **kw: Any) -> Any:
+        events.append(("embed", len(texts)))
+        return embed(texts, **kw)
+
+    upsert = client.upsert
+
+    def spy_upsert(name: str, points: Any, **kw: Any) -> Any:
+        events.append(("upsert", len(points)))
+        return upsert(name, points=points, **kw)
+
+    monkeypatch.setattr(local_provider, "embed", spy_embed)
+    monkeypatch.setattr(client, "upsert", spy_upsert)
+    store.add_texts(TEXTS[:10], batch_size=4)
+    assert events == [
+        ("embed", 4),
+        ("upsert", 4),
+        ("embed", 4),
+        ("upsert", 4),
+        ("embed", 2),
+        ("upsert", 2),
+    ]
+    assert "Indexing" in capsys.readouterr().err
+
+    events.clear()
+    docs = ["One. Two. Three.", "Four. Five.", "Six. Seven. Eight."]
+    store.add_documents(docs, batch_size=4, late_chunking=False)
+    # Whole documents per batch: 3 chunks, then 2 (3 + 2 > 4), then 3.
+    assert [n for kind, n in events if kind == "upsert"] == [3, 2, 3]
+    with pytest.raises(InputError, match="batch_size"):
+        store.add_texts(["x"], batch_size=0)

@@ -239,13 +239,14 @@ class StoreCore:
     def _check_records(self, records: list[Record]) -> None:
         """Store-specific checks of everything about to be written (before any write)."""
 
-    def _doc_groups(self, plans: list[_DocPlan]) -> list[list[_DocPlan]]:
+    @staticmethod
+    def _doc_groups(plans: list[_DocPlan], batch_size: int) -> list[list[_DocPlan]]:
         """Whole documents grouped so each group has about ``batch_size`` chunks."""
         groups: list[list[_DocPlan]] = []
         current: list[_DocPlan] = []
         size = 0
         for plan in plans:
-            if current and size + len(plan.chunks) > self.batch_size:
+            if current and size + len(plan.chunks) > batch_size:
                 groups.append(current)
                 current, size = [], 0
             current.append(plan)
@@ -343,6 +344,7 @@ class SyncStore(StoreCore, abc.ABC):
         *,
         late_chunking: bool = True,
         chunker: Any = None,
+        batch_size: int | None = None,
     ) -> list[str]:
         """Chunk documents, embed their chunks (late chunking by default) and store them.
 
@@ -358,17 +360,20 @@ class SyncStore(StoreCore, abc.ABC):
             late_chunking: Encode each document once and pool each chunk's span (True), or
                 embed chunks independently (False).
             chunker: A :class:`~jv3_integrations.core.Chunker` (default ``SentenceChunker()``).
+            batch_size: About this many chunks per upsert (whole documents per batch; one
+                document is never split across batches).
 
         Returns:
             The stored chunk ids, document by document, chunk by chunk.
         """
         plans = self._plan_documents(documents, ids, metadatas, chunker)
+        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
         if not plans:
             return []
         self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans):
+            for group in self._doc_groups(plans, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = embed_chunks_many(
@@ -485,15 +490,17 @@ class AsyncStore(StoreCore, abc.ABC):
         *,
         late_chunking: bool = True,
         chunker: Any = None,
+        batch_size: int | None = None,
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_documents`."""
         plans = self._plan_documents(documents, ids, metadatas, chunker)
+        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
         if not plans:
             return []
         await self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans):
+            for group in self._doc_groups(plans, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = await aembed_chunks_many(
