@@ -395,3 +395,30 @@ def test_store_deleted_but_state_left_reembeds(
     report = json.loads(out)
     assert code == 0 and report["files_embedded"] == 1 and report["chunks_total"] >= 1
     assert "store is empty" in err
+
+
+def test_pdfs_without_the_extra_are_skipped_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    clean_env: Path,
+    conformance_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pypdf", None)  # as if the pdf extra were not installed
+    (clean_env / "a.txt").write_text("Tides follow the Moon.", encoding="utf-8")
+    for name in ("x.pdf", "y.pdf", "z.pdf"):
+        (clean_env / name).write_bytes(b"%PDF-1.4\n")
+    code, out, err = _run(
+        capsys,
+        "index",
+        ".",
+        "--store",
+        "qdrant::memory:",
+        "--provider",
+        f"local:{conformance_dir}",
+        "--no-progress",
+        "--json",
+    )
+    report = json.loads(out)
+    assert code == 0 and report["skipped"] == 3 and report["files_embedded"] == 1
+    lines = [line for line in err.splitlines() if ".pdf" in line]
+    assert len(lines) == 1 and "2 more" in lines[0] and "jv3-integrations[pdf]" in lines[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "SUPPORTED_SUFFIXES",
     "Discovery",
+    "PdfSupportMissingError",
     "UnreadableFileError",
     "content_hash",
     "discover",

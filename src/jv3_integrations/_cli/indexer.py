@@ -29,7 +29,14 @@ from ..core import (
     load_provider,
 )
 from ..core._progress import progress
-from .files import Discovery, UnreadableFileError, discover, is_under, read_document
+from .files import (
+    Discovery,
+    PdfSupportMissingError,
+    UnreadableFileError,
+    discover,
+    is_under,
+    read_document,
+)
 from .output import Hit
 from .state import FileEntry, IndexSettings, StateFile, redact_spec
 from .uri import StoreURI, parse_store_uri
@@ -361,11 +368,17 @@ def _classify(
     """
     to_embed: list[tuple[str, str, str]] = []
     seen: set[str] = set()
+    no_pdf: list[str] = []
     for path in found.files:
         key = str(path)
         seen.add(key)
         try:
             text, digest = read_document(path)
+        except PdfSupportMissingError as exc:
+            report.skipped += 1
+            no_pdf.append(key)
+            pdf_reason = str(exc)
+            continue
         except UnreadableFileError as exc:
             report.skipped += 1
             msg = f"skipped {_display(key)}: {exc}"
@@ -382,6 +395,12 @@ def _classify(
         else:
             report.changed += 1
         to_embed.append((key, text, digest))
+    if no_pdf:  # one line for all of them, not one per file
+        first = _display(no_pdf[0])
+        more = f" and {len(no_pdf) - 1} more" if len(no_pdf) > 1 else ""
+        msg = f"skipped {first}{more}: {pdf_reason}"
+        report.warnings.append(msg)
+        warn(msg)
     return to_embed, seen
 
 
