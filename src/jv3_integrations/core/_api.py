@@ -658,19 +658,28 @@ class JinaAPIProvider(BaseProvider):
     async def _aembed(self, request: EmbedRequest) -> Embeddings:
         batches = self._plan(request)
         self._headers()
-        tasks = [asyncio.ensure_future(self._asend(request, b)) for b in batches]
-        try:
-            results = await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
         out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
-        total = 0
-        for batch, (vectors, tokens) in zip(batches, results, strict=True):
-            out[batch.start : batch.stop] = vectors
-            total += tokens
+        tokens = [0] * len(batches)
+        pending = iter(range(len(batches)))
+
+        async def worker() -> None:
+            for i in pending:  # one shared iterator: each batch is taken by one worker
+                batch = batches[i]
+                vectors, tokens[i] = await self._asend(request, batch)
+                out[batch.start : batch.stop] = vectors
+
+        # At most max_concurrency workers (and the provider-wide semaphore across calls).
+        workers = [
+            asyncio.ensure_future(worker()) for _ in range(min(self._max_concurrency, len(batches)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        total = sum(tokens)
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
 
 
