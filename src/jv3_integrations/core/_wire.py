@@ -529,10 +529,14 @@ _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def _brief(value: Any) -> Any:
+    """A short, JSON-safe echo of an offending input value for a 422 body."""
     if isinstance(value, str) and len(value) > 100:
         return value[:100] + "…"
     if isinstance(value, (list, dict)):
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (RecursionError, ValueError):
+            return "<too deeply nested to show>"
         return value if len(text) <= 200 else text[:200] + "…"
     return value
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -157,10 +157,13 @@ class _Server:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return too_large
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.max_body_bytes:
-                return too_large
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.max_body_bytes:
+                    return too_large
+        except ClientDisconnect:  # nobody is left to answer; nothing was queued
+            return Response(status_code=400)
         return bytes(body)
 
     def check_lengths(self, req: EmbeddingsRequest, counts: list[int], rid: str) -> list[int]:
