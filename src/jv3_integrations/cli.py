@@ -245,9 +245,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from ._cli.indexer import SearchOptions, run_search, stderr_warn
     from ._cli.output import format_hits, use_color
 
-    hits = run_search(
+    [hits] = run_search(
         SearchOptions(
-            query=args.query,
+            queries=[args.query],
             store=args.store,
             collection=args.collection,
             provider=args.provider,
@@ -275,11 +275,20 @@ def load_demo_corpus() -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._cli.indexer import IndexOptions, SearchOptions, run_index, run_search, stderr_warn
+    from ._cli.indexer import (
+        IndexOptions,
+        SearchOptions,
+        make_provider,
+        run_index,
+        run_search,
+        stderr_warn,
+    )
     from ._cli.output import format_hits, use_color
     from ._cli.uri import default_store, parse_store_uri
 
     corpus = load_demo_corpus()
+    spec = args.provider or default_provider_spec()
+    provider = make_provider(spec, None)  # loaded once, used to index and to search
     kind = args.store_kind or parse_store_uri(default_store()).kind
     results = []
     with tempfile.TemporaryDirectory(prefix="jv3-demo-") as tmp:
@@ -297,18 +306,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
         report = run_index(
             IndexOptions(
-                paths=[str(docs)], store=store, provider=args.provider, progress=args.progress
+                paths=[str(docs)],
+                store=store,
+                provider=spec,
+                progress=args.progress,
+                provider_instance=provider,
             ),
             warn=stderr_warn,
         )
         if not args.json:
             print(report.summary().replace(str(Path(tmp)), "<tmp>"))
         color = use_color(sys.stdout)
-        for query in corpus["queries"]:
-            hits = run_search(
-                SearchOptions(query=query["text"], store=store, provider=args.provider, k=args.k),
-                warn=stderr_warn,
-            )
+        queries = corpus["queries"]
+        all_hits = run_search(
+            SearchOptions(
+                queries=[q["text"] for q in queries],
+                store=store,
+                provider=spec,
+                k=args.k,
+                provider_instance=provider,
+            ),
+            warn=stderr_warn,
+        )
+        provider.close()
+        for query, hits in zip(queries, all_hits, strict=True):
             hits = [type(h)(h.score, Path(h.file).stem, h.text, h.start, h.end, h.id) for h in hits]
             found = [h.file for h in hits]
             results.append(

@@ -211,6 +211,8 @@ class IndexOptions:
     late_chunking: bool | None = None
     chunker: str | None = None
     progress: bool = True
+    #: A provider already built from ``provider`` (reused across commands, e.g. by the demo).
+    provider_instance: EmbeddingProvider | None = None
 
 
 @dataclass
@@ -302,7 +304,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         raise ConfigurationError(f"no such file or folder: {', '.join(found.missing)}")
 
     spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
-    provider = make_provider(spec, dims)
+    provider = opts.provider_instance or make_provider(spec, dims)
     settings = IndexSettings(
         model=provider.model_name,
         provider=redact_spec(spec),
@@ -477,18 +479,23 @@ def _display(key: str) -> str:
 
 @dataclass
 class SearchOptions:
-    """``jv3 search`` arguments."""
+    """``jv3 search`` arguments (several queries are embedded in one call)."""
 
-    query: str
+    queries: Sequence[str]
     store: str
     collection: str = "jv3"
     provider: str | None = None
     k: int = 5
+    provider_instance: EmbeddingProvider | None = None
 
 
-def run_search(opts: SearchOptions, warn: Warn) -> list[Hit]:
-    """Embed the query (``retrieval.query``) with the index's settings and search the store."""
-    if not opts.query.strip():
+def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
+    """Embed the queries (``retrieval.query``) with the index's settings and search the store.
+
+    Returns:
+        One ranked hit list per query.
+    """
+    if not opts.queries or any(not q.strip() for q in opts.queries):
         raise InputError("the query is empty; give the words to search for")
     if opts.k < 1:
         raise InputError(f"--k must be a positive integer, got {opts.k}")
@@ -505,39 +512,41 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[Hit]:
             "`jv3 index PATH...` first (or pass the --store you indexed into)"
         )
     spec = opts.provider or (settings.provider if settings else None) or default_provider_spec()
-    provider = make_provider(spec, settings.dimensions if settings else None)
+    provider = opts.provider_instance or make_provider(
+        spec, settings.dimensions if settings else None
+    )
     if settings is not None and provider.model_name != settings.model:
         raise ConfigurationError(
             f"collection {opts.collection!r} in {uri.display()} was built with model "
             f"{settings.model!r}; provider {redact_spec(spec)} gives {provider.model_name!r}. "
             f"Use --provider {settings.provider}"
         )
-    store = open_store(uri, opts.collection, provider, provider.dimensions)
+    dims = settings.dimensions if settings else provider.dimensions
+    store = open_store(uri, opts.collection, provider, dims)
     try:
         if settings is None and int(store.count()) == 0:
             raise ConfigurationError(
                 f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
                 "`jv3 index PATH...` first"
             )
-        raw = store.search(opts.query, k=opts.k)
+        raw = store.search_many(list(opts.queries), k=opts.k)
     finally:
         close_store(store)
-    hits = []
-    for h in raw:
-        meta = dict(h.metadata)
-        path = str(meta.get("path") or meta.get("doc_id") or "")
-        start, end = meta.get("start"), meta.get("end")
-        hits.append(
-            Hit(
-                score=float(h.score),
-                file=_display(path) if path else "?",
-                text=h.text,
-                start=int(start) if isinstance(start, int) else None,
-                end=int(end) if isinstance(end, int) else None,
-                id=str(h.id),
-            )
-        )
-    return hits
+    return [[_hit(h) for h in row] for row in raw]
+
+
+def _hit(h: Any) -> Hit:
+    meta = dict(h.metadata)
+    path = str(meta.get("path") or meta.get("doc_id") or "")
+    start, end = meta.get("start"), meta.get("end")
+    return Hit(
+        score=float(h.score),
+        file=_display(path) if path else "?",
+        text=h.text,
+        start=int(start) if isinstance(start, int) else None,
+        end=int(end) if isinstance(end, int) else None,
+        id=str(h.id),
+    )
 
 
 def stderr_warn(message: str) -> None:
