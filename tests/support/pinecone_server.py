@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -146,7 +145,9 @@ def _load_validators() -> dict[str, Any]:
     import jsonschema
     import yaml
 
-    spec_dir = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "pinecone"
+    from tests.conftest import SHARED
+
+    spec_dir = SHARED / "spec" / "pinecone"
     out = {}
     for fname in ("db_control_2026-07.oas.yaml", "db_data_2026-07.oas.yaml"):
         doc = yaml.safe_load((spec_dir / fname).read_text())
