@@ -130,3 +130,13 @@ def test_wrong_key_surfaces_the_sdk_error(srv: Any, local_provider: EmbeddingPro
     with pytest.raises(UnauthorizedError):
         store.add_texts(["x"])
     assert "wrong" not in repr(store.__dict__.get("provider"))
+
+
+def test_loopback_server_checks_its_answers_against_the_openapi_schemas(
+    srv: Any, filled: PineconeStore
+) -> None:
+    validators = srv.validators
+    assert list(validators["IndexModel"].iter_errors({"name": "x"})), "missing fields must fail"
+    model = srv.state.indexes["filters"].model(srv.base_url)
+    assert not list(validators["IndexModel"].iter_errors(model))
+    assert list(validators["QueryResponse"].iter_errors({"matches": [{"score": 1.0}]}))
