@@ -268,7 +268,7 @@ def test_exhausted_budget_header_pauses_the_next_request() -> None:
 
 
 def test_429_without_retry_after_backs_off_exponentially() -> None:
-    script = Script(*[FAULTS["429"]] * 4)
+    script = Script(*[lambda r: err(429, "RATE_CONCURRENCY_LIMIT_EXCEEDED")] * 4)
     provider = make(script, backoff_base=1.0, backoff_max=100.0)
     provider._sleep = sleeps = Sleeps()
     provider.embed(TEXTS)
@@ -532,3 +532,15 @@ def test_server_without_models_endpoint_is_asked_once() -> None:
     provider.embed(["x"], dimensions=DIMS)
     provider.embed(["y"], dimensions=DIMS)
     assert len(gets) == 1 and gets[0].url.path == "/v1/models"
+
+
+def test_spent_per_minute_budget_backs_off_longer_than_concurrency() -> None:
+    waits = {}
+    for code in ("RATE_TOKEN_LIMIT_EXCEEDED", "RATE_CONCURRENCY_LIMIT_EXCEEDED"):
+        provider = make(Script(lambda r, c=code: err(429, c)), backoff_base=1.0, backoff_max=30.0)
+        provider._sleep = sleeps = Sleeps()
+        check(provider.embed(TEXTS).vectors, TEXTS)
+        (waits[code],) = sleeps
+    # a per-minute budget frees over a minute: wait seconds, not a fraction of one
+    assert 5.0 <= waits["RATE_TOKEN_LIMIT_EXCEEDED"] <= 10.0
+    assert 0.5 <= waits["RATE_CONCURRENCY_LIMIT_EXCEEDED"] <= 1.0

@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
 _MIN_SPLIT: Final = 64
+_PER_MINUTE_CODES: Final = frozenset({"RATE_TOKEN_LIMIT_EXCEEDED", "RATE_REQUEST_LIMIT_EXCEEDED"})
 _MAX_RETRY_AFTER: Final = 120.0  # seconds; a longer Retry-After is clipped to this
 _WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
@@ -542,7 +543,13 @@ class JinaAPIProvider(BaseProvider):
             after = parse_retry_after(response.headers.get("retry-after"))
             if after is not None:
                 return min(after, _MAX_RETRY_AFTER)
-        ceiling = min(self._backoff_max, self._backoff_base * (2.0**attempt))
+        if error.code in _PER_MINUTE_CODES:
+            # A per-minute budget is spent: it frees over a 60 s window, so a retry in half a
+            # second only burns an attempt. Start at 10x the base delay, allow up to 2x the cap
+            # (defaults: 5, 10, 20, 40, 60, 60 s).
+            ceiling = min(2 * self._backoff_max, 10 * self._backoff_base * (2.0**attempt))
+        else:
+            ceiling = min(self._backoff_max, self._backoff_base * (2.0**attempt))
         return ceiling * random.uniform(0.5, 1.0)
 
     def _give_up(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
