@@ -422,3 +422,33 @@ def test_pdfs_without_the_extra_are_skipped_with_one_line(
     assert code == 0 and report["skipped"] == 3 and report["files_embedded"] == 1
     lines = [line for line in err.splitlines() if ".pdf" in line]
     assert len(lines) == 1 and "2 more" in lines[0] and "jv3-integrations[pdf]" in lines[0]
+
+
+def test_chunker_and_late_chunking_settings_are_kept_and_changes_reembed(
+    capsys: pytest.CaptureFixture[str], clean_env: Path, conformance_dir: Path
+) -> None:
+    (clean_env / "a.md").write_text(ENGLISH + " " + ENGLISH, encoding="utf-8")
+    (clean_env / "b.txt").write_text(GERMAN, encoding="utf-8")
+    base = ["index", ".", "--store", "qdrant:./q", "--no-progress", "--json"]
+    spec = f"local:{conformance_dir}"
+    code, out, err = _run(
+        capsys, *base, "--provider", spec, "--chunker", "tokens:8", "--no-late-chunking"
+    )
+    assert code == 0, err
+    first = json.loads(out)
+    assert (
+        first["settings"]["chunker"] == "tokens:8" and first["settings"]["late_chunking"] is False
+    )
+    assert first["chunks_embedded"] > 2 * 2  # 8-token chunks: several per document
+
+    # no flags: the stored settings are reused, nothing is re-embedded
+    code, out, err = _run(capsys, *base)
+    again = json.loads(out)
+    assert code == 0 and again["settings"] == first["settings"] and again["files_embedded"] == 0
+
+    # another chunker: every file is re-embedded, the old chunks are replaced, not kept
+    code, out, err = _run(capsys, *base, "--chunker", "sentences")
+    third = json.loads(out)
+    assert code == 0 and third["changed"] == 2 and third["files_embedded"] == 2
+    assert "re-embedding every file" in err
+    assert third["chunks_total"] == third["chunks_embedded"] < first["chunks_total"]
