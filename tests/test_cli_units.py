@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -294,3 +295,22 @@ def test_pdf_text_with_pypdf(tmp_path: Path) -> None:
     broken.write_bytes(b"%PDF-1.4\nthis is not really a pdf")
     with pytest.raises(UnreadableFileError, match="PDF"):
         read_document(broken)
+
+
+def test_capped_chunker_tiles_and_bounds_run_on_text() -> None:
+    from jv3_integrations import SentenceChunker
+    from jv3_integrations._cli.indexer import CappedChunker
+
+    doc = "Short one. " + ("word " * 3000) + "\n\nEnd."
+    chunks = CappedChunker(SentenceChunker(max_chars=1000), max_chars=500).chunk(doc)
+    assert "".join(c.text for c in chunks) == doc
+    assert all(doc[c.start : c.end] == c.text for c in chunks)
+    assert all(b.start == a.end for a, b in itertools.pairwise(chunks))
+    assert max(len(c.text.rstrip()) for c in chunks) <= 500  # (+ trailing whitespace)
+    assert all(c.text.strip() for c in chunks)
+    nospace = "x" * 1234
+    assert [len(c.text) for c in CappedChunker(SentenceChunker(), 500).chunk(nospace)] == [
+        500,
+        500,
+        234,
+    ]

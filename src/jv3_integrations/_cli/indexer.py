@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import (
+    Chunk,
     ConfigurationError,
     EmbeddingProvider,
     InputError,
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNKER = "sentences"
 DEFAULT_SENTENCE_CHARS = 1000
+MAX_CHUNK_CHARS = 4000
 FILES_PER_BATCH = 16
 
 Warn = Callable[[str], None]
@@ -93,11 +95,43 @@ def _positive(arg: str, spec: str) -> int:
 
 
 def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
-    """The chunker object for a normalized ``--chunker`` spec."""
+    """The chunker object for a normalized ``--chunker`` spec (chunks capped in size)."""
     name, _, arg = spec.partition(":")
     if name == "tokens":
-        return TokenChunker(provider, tokens=int(arg))
-    return SentenceChunker(max_chars=int(arg))
+        return CappedChunker(TokenChunker(provider, tokens=int(arg)))
+    return CappedChunker(SentenceChunker(max_chars=int(arg)))
+
+
+class CappedChunker:
+    """Cut any chunk longer than ``max_chars`` at whitespace (a run-on "sentence", a log file).
+
+    Keeps every chunk within what stores hold (Milvus VARCHAR, Pinecone metadata) and what the
+    model reads in one pass; the pieces still tile the document.
+    """
+
+    def __init__(self, inner: Any, max_chars: int = MAX_CHUNK_CHARS) -> None:
+        self.inner = inner
+        self.max_chars = max_chars
+
+    def chunk(self, document: str) -> list[Chunk]:
+        out: list[Chunk] = []
+        for c in self.inner.chunk(document):
+            if len(c.text) <= self.max_chars:
+                out.append(c)
+                continue
+            start = c.start
+            while start < c.end:
+                end = min(c.end, start + self.max_chars)
+                if end < c.end:
+                    space = document.rfind(" ", start + self.max_chars // 2, end)
+                    end = space + 1 if space != -1 else end
+                piece = Chunk(document[start:end], start, end)
+                if out and out[-1].end == start and not piece.text.strip():
+                    last = out.pop()  # a blank piece joins the one before it
+                    piece = Chunk(document[last.start : end], last.start, end)
+                out.append(piece)
+                start = end
+        return out
 
 
 def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
