@@ -314,3 +314,15 @@ def test_capped_chunker_tiles_and_bounds_run_on_text() -> None:
         500,
         234,
     ]
+
+
+def test_relative_local_model_is_stored_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jv3_integrations._cli.indexer import _absolute_local
+
+    (tmp_path / "model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _absolute_local("local:./model") == f"local:{tmp_path.resolve() / 'model'}"
+    assert _absolute_local("local:jinaai/jina-embeddings-v3") == "local:jinaai/jina-embeddings-v3"
+    assert _absolute_local("api") == "api"

@@ -134,6 +134,15 @@ class CappedChunker:
         return out
 
 
+def _absolute_local(spec: str) -> str:
+    """``local:./dir`` as an absolute path, so ``jv3 search`` works from any folder."""
+    if spec.startswith("local:"):
+        target = Path(spec[len("local:") :].strip()).expanduser()
+        if target.exists():
+            return f"local:{target.resolve()}"
+    return spec
+
+
 def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
     """``load_provider(spec)`` with the Matryoshka size, if any."""
     if dimensions is None:
@@ -341,7 +350,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     provider = opts.provider_instance or make_provider(spec, dims)
     settings = IndexSettings(
         model=provider.model_name,
-        provider=redact_spec(spec),
+        provider=redact_spec(_absolute_local(spec)),
         dimensions=provider.dimensions,
         chunker=chunker_spec,
         late_chunking=late,
