@@ -452,3 +452,20 @@ def test_chunker_and_late_chunking_settings_are_kept_and_changes_reembed(
     assert code == 0 and third["changed"] == 2 and third["files_embedded"] == 2
     assert "re-embedding every file" in err
     assert third["chunks_total"] == third["chunks_embedded"] < first["chunks_total"]
+
+
+def test_unwritable_store_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], clean_env: Path, conformance_dir: Path
+) -> None:
+    (clean_env / "a.txt").write_text("Tides follow the Moon.", encoding="utf-8")
+    (clean_env / "blocker").write_text("a file where the store folder should go", encoding="utf-8")
+    code, _, err = _run(
+        capsys,
+        "index",
+        "a.txt",
+        "--store",
+        "qdrant:./blocker/q",
+        "--provider",
+        f"local:{conformance_dir}",
+    )
+    assert "blocker" in _one_line_error(code, err)

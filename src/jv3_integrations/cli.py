@@ -486,6 +486,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"jv3: error: {_explain(exc, args)}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # Output piped into `head` etc.: stop quietly, like other Unix tools (Python docs recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # a folder that cannot be written, a full disk, a refused connection
+        if debug:
+            raise
+        if _is_host_error(exc):
+            message = _explain_host_error(exc)
+        else:
+            where = f": {exc.filename}" if exc.filename else ""
+            message = f"{exc.strerror or exc}{where}"
+        print(f"jv3: error: {message}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         if debug or not _is_host_error(exc):
             raise
@@ -494,11 +509,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jv3: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # Output piped into `head` etc.: stop quietly, like other Unix tools (Python docs recipe).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":
