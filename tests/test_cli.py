@@ -469,3 +469,41 @@ def test_unwritable_store_folder_is_one_line(
         f"local:{conformance_dir}",
     )
     assert "blocker" in _one_line_error(code, err)
+
+
+@pytest.mark.network
+def test_index_and_search_through_our_server(
+    capsys: pytest.CaptureFixture[str],
+    clean_env: Path,
+    jina_server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import SERVER_API_KEY
+
+    monkeypatch.setenv("JINA_API_KEY", SERVER_API_KEY)
+    (clean_env / "de.txt").write_text(GERMAN, encoding="utf-8")
+    (clean_env / "en.md").write_text(ENGLISH, encoding="utf-8")
+    store = ["--store", "milvus:./srv.db"]
+    code, out, err = _run(
+        capsys,
+        "index",
+        ".",
+        *store,
+        "--provider",
+        jina_server_url,
+        "--dimensions",
+        "32",
+        "--no-progress",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["files_embedded"] == 2 and report["settings"]["provider"] == jina_server_url
+    assert report["settings"]["dimensions"] == 32 and report["settings"]["late_chunking"] is True
+    assert SERVER_API_KEY not in (clean_env / "srv.db.jv3-state.json").read_text(encoding="utf-8")
+    code, out, err = _run(
+        capsys, "search", "Zugspitze", *store, "--json"
+    )  # provider from the state
+    assert code == 0, err
+    hits = json.loads(out)["hits"]
+    assert {h["file"] for h in hits} == {"de.txt", "en.md"}
