@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from jv3_integrations import ConfigurationError, InputError, LocalProvider, ModelLoadError
+from jv3_integrations.core._model import MERGE_MIN_TOKENS
 from tests.support.checkpoints import build_checkpoint
 
 TEXTS = [
@@ -43,6 +44,12 @@ def _base_bytes(directory: Path, itemsize: int) -> int:
                 continue
             total += int(np.prod(f.get_slice(key).get_shape())) * itemsize
     return total
+
+
+def _big_call(provider: LocalProvider) -> list[str]:
+    """Texts whose tokens reach MERGE_MIN_TOKENS: a call that merges the adapter."""
+    per_text = provider.count_tokens([TEXTS[2]])[0]
+    return [TEXTS[2]] * (MERGE_MIN_TOKENS // per_text + 1)
 
 
 def _held_bytes(module: torch.nn.Module) -> int:
@@ -284,10 +291,13 @@ def test_memory_bound_whatever_tasks_are_used(
     provider = LocalProvider(str(model), device="cpu", dtype=compute)
     base = _base_bytes(model, compute.itemsize)
     tasks = ["retrieval.query", "retrieval.passage", "separation", "classification"]
+    big = _big_call(provider)
     for task in [*tasks, "text-matching", None, "text-matching"]:
-        provider.embed(TEXTS[:2], task=task)
-        held = _held_bytes(provider.module)
-        assert held <= 2.2 * base, f"{held} bytes held after {task}, base is {base}"
+        for texts in (big, TEXTS[:2]):
+            provider.embed(texts, task=task)
+            held = _held_bytes(provider.module)
+            assert held <= 2.2 * base, f"{held} bytes held after {task}, base is {base}"
+    assert held > base  # a merged copy exists: the bound was tested with one
     if stored == "bfloat16":  # bf16 base kept as stored: less than one fp32 copy + merged
         assert held <= 1.6 * base
 
@@ -302,6 +312,19 @@ def test_lowrank_mode_matches_merged(ckpt: Path) -> None:
             atol=1e-5,
         )
     assert lowrank.resident_bytes() <= merged.resident_bytes()
+
+
+def test_small_calls_switch_task_without_a_merge(ckpt: Path) -> None:
+    """Small calls for another task (side path on the merged weights) give the same vectors."""
+    provider = LocalProvider(str(ckpt))
+    big = TEXTS + _big_call(provider)
+    fresh = {
+        t: LocalProvider(str(ckpt)).embed(big, task=t).vectors[: len(TEXTS)]
+        for t in ("retrieval.query", "retrieval.passage", None)
+    }
+    provider.embed(big, task="retrieval.passage")  # merges retrieval.passage
+    for task in ("retrieval.query", None, "retrieval.passage", "retrieval.query"):
+        np.testing.assert_allclose(provider.embed(TEXTS, task=task).vectors, fresh[task], atol=1e-5)
 
 
 def test_int8_is_close_to_fp32(ckpt: Path) -> None:

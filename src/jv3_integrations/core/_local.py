@@ -417,7 +417,7 @@ class LocalProvider(BaseProvider):
             torch.inference_mode(),
             progress(sum(lengths), "Embedding", enabled=self._progress_bar, unit="tok") as bar,
         ):
-            net.set_task(task)
+            net.set_task(task, sum(lengths))
             for batch in _pack(lengths, self._batch_tokens):
                 longest = lengths[batch[0]]
                 ids = torch.full((len(batch), longest), enc.pad_id, dtype=torch.long)

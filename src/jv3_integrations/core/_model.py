@@ -6,11 +6,13 @@ post-LayerNorm blocks, exact GELU, and one LoRA adapter per task on every Linear
 Adapters are never recomputed per forward. Weights are held in the checkpoint's dtype when it
 is narrower than the compute dtype (bf16 checkpoint, fp32 compute: lossless), else in the
 compute dtype. In ``"merged"`` mode each Linear keeps its base weight plus ONE dense copy for
-the active task (merged in fp32, then cast); switching task rebuilds that copy, so at most
-base + one linear-sized copy + the LoRA factors are resident whatever tasks are used.
-Embedding adapters are applied to the gathered rows only (``E[ids] + s * A[t][ids] @ B[t]``
-in fp32), so the large vocabulary table is never copied. In ``"lowrank"`` mode Linears run
-the base weight plus the rank-r side path instead.
+the active task (merged in fp32, then cast); a call of at least ``MERGE_MIN_TOKENS`` tokens
+for another task rebuilds that copy, a smaller one runs the rank-r side paths on top of it
+(``x M + x Δ_t - x Δ_m``), so alternating small query calls and big passage calls never
+thrash. At most base + one linear-sized copy + the LoRA factors are resident whatever tasks
+are used. Embedding adapters are applied to the gathered rows only
+(``E[ids] + s * A[t][ids] @ B[t]`` in fp32), so the large vocabulary table is never copied.
+In ``"lowrank"`` mode Linears never merge: base weight plus the rank-r side path.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from ._errors import ConfigurationError
 __all__ = ["AdapterMode", "JinaEmbeddingsV3", "storage_dtype"]
 
 AdapterMode = Literal["merged", "lowrank"]
+
+# A merge costs about as much as a forward over a few hundred tokens (it reads every Linear
+# weight and writes a merged copy); below this many tokens a task switch uses the side path.
+MERGE_MIN_TOKENS = 1024
 _P = "parametrizations.weight"
 
 
@@ -38,7 +44,13 @@ def storage_dtype(stored: torch.dtype, compute: torch.dtype) -> torch.dtype:
 
 
 class LoRALinear(nn.Module):
-    """A Linear with per-task rank-r adapters; holds at most one merged dense weight."""
+    """A Linear with per-task rank-r adapters; holds at most one materialized dense weight.
+
+    The materialized weight ``M`` is the base weight merged with the adapter of task ``m``
+    (``self.merged_task``; ``None`` = base only), in the compute dtype (or int8-packed). A call
+    for another task ``t`` runs the rank-r side paths ``+ x Δ_t - x Δ_m`` on top of ``M``
+    instead of rebuilding it, so small calls never pay for a merge.
+    """
 
     weight: Tensor
     bias: Tensor
@@ -64,39 +76,49 @@ class LoRALinear(nn.Module):
         self.register_buffer("lora_b", lora_b)  # [T, out, r]
         self.register_buffer("merged", None, persistent=False)
         self.scaling = scaling
-        self.task: int | None = None
-        self.mode: AdapterMode = "merged"
+        self.task: int | None = None  # the task of the current forward
+        self.merged_task: int | None = None  # the task folded into the materialized weight
         self.quantized = False
         self.packed = None
+        self._materialize(None, quantize=False)
 
     def delta(self, task: int) -> Tensor:
         """``scaling * B[t] @ A[t]`` in fp32."""
         return self.scaling * (self.lora_b[task].float() @ self.lora_a[task].float())
 
-    def configure(self, task: int | None, mode: AdapterMode, quantize: bool) -> None:
-        """Make ``task`` active: rebuild the merged (or quantized) weight when it changed."""
-        if task == self.task and mode == self.mode and quantize == self.quantized:
-            return
+    def _materialize(self, task: int | None, *, quantize: bool) -> None:
         self.merged = None  # free the old copy before building the new one
         self.packed = None
-        self.task, self.mode, self.quantized = task, mode, quantize
+        self.merged_task, self.quantized = task, quantize
         if quantize:
             w = self.weight.float() if task is None else self.weight.float() + self.delta(task)
             self.packed = _int8_pack(w, self.bias.float())
-        elif mode == "merged" and task is not None:
+        elif task is not None:
             self.merged = (self.weight.float() + self.delta(task)).to(self.compute_dtype)
         elif self.weight.dtype != self.compute_dtype:  # narrower storage: one cast copy
             self.merged = self.weight.to(self.compute_dtype)
 
+    def configure(self, task: int | None, *, merge: bool, quantize: bool) -> None:
+        """Run the next forwards for ``task``; ``merge``: fold it into the dense weight."""
+        self.task = task
+        if quantize != self.quantized or (merge and task != self.merged_task):
+            self._materialize(task if merge else self.merged_task, quantize=quantize)
+
+    def _side(self, x: Tensor, task: int) -> Tensor:
+        a = self.lora_a[task].to(x.dtype)
+        b = self.lora_b[task].to(x.dtype)
+        return F.linear(F.linear(x, a), b)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.packed is not None:
-            return cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
-        weight = self.merged if self.merged is not None else self.weight
-        out = F.linear(x, weight, self.bias)
-        if self.mode == "lowrank" and self.task is not None:  # rank-r side path
-            a = self.lora_a[self.task].to(x.dtype)
-            b = self.lora_b[self.task].to(x.dtype)
-            out = out + self.scaling * F.linear(F.linear(x, a), b)
+            out = cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
+        else:
+            out = F.linear(x, self.merged if self.merged is not None else self.weight, self.bias)
+        if self.task != self.merged_task:  # rank-r side paths on top of the dense weight
+            if self.task is not None:
+                out = out + self.scaling * self._side(x, self.task)
+            if self.merged_task is not None:
+                out = out - self.scaling * self._side(x, self.merged_task)
         return out
 
 
@@ -279,17 +301,19 @@ class JinaEmbeddingsV3(nn.Module):
     def linears(self) -> list[LoRALinear]:
         return [lin for blk in self.blocks for lin in cast(Block, blk).linears()]
 
-    def set_task(self, task: int | None) -> None:
-        """Activate a task adapter (index into ``cfg.tasks``) or none."""
-        for lin in self.linears():
-            lin.configure(task, self.adapter_mode, self.quantized)
-        self.task = task
+    def set_task(self, task: int | None, tokens: int | None = None) -> None:
+        """Activate a task adapter (index into ``cfg.tasks``) or none for the next forwards.
 
-    def set_adapter_mode(self, mode: AdapterMode) -> None:
-        if mode not in ("merged", "lowrank"):
-            raise ConfigurationError(f"adapter_mode must be 'merged' or 'lowrank', got {mode!r}")
-        self.adapter_mode = mode
-        self.set_task(self.task)
+        Args:
+            task: The task index, or ``None`` for the base model.
+            tokens: Tokens the coming call will process. In ``"merged"`` mode the adapter is
+                folded into the dense weights when the call is big enough to repay the merge
+                (``MERGE_MIN_TOKENS``; ``None`` = always); smaller calls use the side path.
+        """
+        merge = self.adapter_mode == "merged" and (tokens is None or tokens >= MERGE_MIN_TOKENS)
+        for lin in self.linears():
+            lin.configure(task, merge=merge, quantize=self.quantized)
+        self.task = task
 
     def enable_int8(self) -> None:
         """Dynamic int8 quantization of every Linear (CPU only, compute dtype fp32)."""
