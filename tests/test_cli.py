@@ -507,3 +507,38 @@ def test_index_and_search_through_our_server(
     assert code == 0, err
     hits = json.loads(out)["hits"]
     assert {h["file"] for h in hits} == {"de.txt", "en.md"}
+
+
+def test_store_locked_by_another_process_is_one_line(
+    capsys: pytest.CaptureFixture[str], clean_env: Path, conformance_dir: Path
+) -> None:
+    # Milvus Lite holds its file lock until the process that opened it exits: index in a
+    # subprocess, hold the store in another one, then search here.
+    (clean_env / "a.txt").write_text("Tides follow the Moon.", encoding="utf-8")
+    spec = f"local:{conformance_dir}"
+    store = ["--store", "milvus:./busy.db"]
+    _ok(
+        _jv3(
+            ["index", "a.txt", *store, "--provider", spec, "--no-progress"],
+            clean_env,
+            _env(clean_env),
+        )
+    )
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nfrom pymilvus import MilvusClient\n"
+            "c = MilvusClient('busy.db')\nprint('open', flush=True)\ntime.sleep(60)\n",
+        ],
+        cwd=clean_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        code, _, err = _run(capsys, "search", "tides", *store)
+        assert "another process" in _one_line_error(code, err)
+    finally:
+        holder.kill()
+        holder.wait()

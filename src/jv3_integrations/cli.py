@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -471,6 +473,39 @@ def _explain_host_error(exc: BaseException) -> str:
     )
 
 
+class _OneLineHandler(logging.Handler):
+    """Library log records on stderr as single ``jv3: level: message`` lines, no tracebacks."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = " ".join(record.getMessage().split())
+        print(f"jv3: {record.levelname.lower()}: {message}", file=sys.stderr)
+
+
+@contextmanager
+def _command_logging(debug: bool) -> Iterator[None]:
+    """The command is an application: it (not the library) decides how logs are shown.
+
+    Installed for one ``main()`` call and removed afterwards, so in-process callers (tests)
+    keep their own logging.
+    """
+    if debug:
+        logging.basicConfig(level=logging.DEBUG)
+        yield
+        return
+    root = logging.getLogger()
+    handler = _OneLineHandler(logging.WARNING)
+    # Milvus Lite logs a traceback when a store is locked; the command reports it in one line.
+    milvus_lite = logging.getLogger("milvus_lite")
+    old_level = milvus_lite.level
+    root.addHandler(handler)
+    milvus_lite.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        milvus_lite.setLevel(old_level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jv3`` command; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
     parser = build_parser()
@@ -480,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     debug = os.environ.get("JV3_DEBUG", "").strip() not in {"", "0"}
     try:
-        return _COMMANDS[args.command](args)
+        with _command_logging(debug):
+            return _COMMANDS[args.command](args)
     except Jv3Error as exc:
         if debug:
             raise

@@ -172,23 +172,23 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
                 provider, client=client, collection=collection, dimensions=dimensions
             )
         if uri.kind == "milvus":
+            from pymilvus import MilvusClient
+
             from ..milvus import MilvusStore
 
             if uri.local:
+                uri.path.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    return MilvusStore(
-                        provider, uri=str(uri.path), collection=collection, dimensions=dimensions
-                    )
+                    client = MilvusClient(str(uri.path))
                 except Exception as exc:
                     if "Open local milvus failed" not in str(exc):
                         raise
                     raise ConfigurationError(
-                        f"cannot open the Milvus Lite file {uri.target}: another process may "
-                        "be using it, or it is not a Milvus Lite database"
+                        f"cannot open the Milvus Lite store {uri.target}: another process is "
+                        "using it (wait for it to finish), or it is not a Milvus Lite database"
                     ) from None
-            from pymilvus import MilvusClient
-
-            client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
+            else:
+                client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
             return MilvusStore(
                 provider, client=client, collection=collection, dimensions=dimensions
             )
@@ -230,13 +230,12 @@ def _open_pinecone(
 
 def close_store(store: Any) -> None:
     """Close the store's client (releases Qdrant's folder lock / Milvus Lite's server)."""
-    client = getattr(store, "client", None)
-    close = getattr(client, "close", None)
-    if callable(close):
-        try:
+    try:
+        close = getattr(store.client, "close", None)
+        if callable(close):
             close()
-        except Exception:  # closing must never mask the real result
-            logger.debug("closing the store client failed", exc_info=True)
+    except Exception:  # closing must never mask the real result
+        logger.debug("closing the store client failed", exc_info=True)
 
 
 # -- index ------------------------------------------------------------------------------------
