@@ -48,8 +48,8 @@ def _base_bytes(directory: Path, itemsize: int) -> int:
 
 def _big_call(provider: LocalProvider) -> list[str]:
     """Texts whose tokens reach MERGE_MIN_TOKENS: a call that merges the adapter."""
-    per_text = provider.count_tokens([TEXTS[2]])[0]
-    return [TEXTS[2]] * (MERGE_MIN_TOKENS // per_text + 1)
+    per_text = provider.count_tokens([TEXTS[0]])[0]
+    return [TEXTS[0]] * (MERGE_MIN_TOKENS // per_text + 1)
 
 
 def _held_bytes(module: torch.nn.Module) -> int:
@@ -292,11 +292,12 @@ def test_memory_bound_whatever_tasks_are_used(
     base = _base_bytes(model, compute.itemsize)
     tasks = ["retrieval.query", "retrieval.passage", "separation", "classification"]
     big = _big_call(provider)
-    for task in [*tasks, "text-matching", None, "text-matching"]:
-        for texts in (big, TEXTS[:2]):
+    for task in [*tasks, "text-matching", None]:
+        for texts in (big, TEXTS[:1]):
             provider.embed(texts, task=task)
             held = _held_bytes(provider.module)
             assert held <= 2.2 * base, f"{held} bytes held after {task}, base is {base}"
+    provider.embed(big, task="separation")
     assert held > base  # a merged copy exists: the bound was tested with one
     if stored == "bfloat16":  # bf16 base kept as stored: less than one fp32 copy + merged
         assert held <= 1.6 * base
