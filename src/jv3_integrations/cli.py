@@ -488,22 +488,25 @@ def _command_logging(debug: bool) -> Iterator[None]:
     Installed for one ``main()`` call and removed afterwards, so in-process callers (tests)
     keep their own logging.
     """
-    if debug:
-        logging.basicConfig(level=logging.DEBUG)
-        yield
-        return
     root = logging.getLogger()
-    handler = _OneLineHandler(logging.WARNING)
-    # Milvus Lite logs a traceback when a store is locked; the command reports it in one line.
     milvus_lite = logging.getLogger("milvus_lite")
-    old_level = milvus_lite.level
+    old_root_level, old_milvus_level = root.level, milvus_lite.level
+    handler: logging.Handler
+    if debug:  # everything, with tracebacks
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.setLevel(logging.DEBUG)
+    else:
+        handler = _OneLineHandler(logging.WARNING)
+        # Milvus Lite logs a traceback when a store is locked; the command says it in one line.
+        milvus_lite.setLevel(logging.CRITICAL)
     root.addHandler(handler)
-    milvus_lite.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
         root.removeHandler(handler)
-        milvus_lite.setLevel(old_level)
+        root.setLevel(old_root_level)
+        milvus_lite.setLevel(old_milvus_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
