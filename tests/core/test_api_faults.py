@@ -544,3 +544,42 @@ def test_spent_per_minute_budget_backs_off_longer_than_concurrency() -> None:
     # a per-minute budget frees over a minute: wait seconds, not a fraction of one
     assert 5.0 <= waits["RATE_TOKEN_LIMIT_EXCEEDED"] <= 10.0
     assert 0.5 <= waits["RATE_CONCURRENCY_LIMIT_EXCEEDED"] <= 1.0
+
+
+def test_spent_budget_makes_requests_take_turns() -> None:
+    """After a per-minute 429 only one request probes; the others wait instead of failing."""
+    lock = threading.Lock()
+    state = {"seen": 0, "now": 0, "peak_after": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            state["seen"] += 1
+            first_wave = state["seen"] <= 4
+            if not first_wave:
+                state["now"] += 1
+                state["peak_after"] = max(state["peak_after"], state["now"])
+        time.sleep(0.02)
+        if first_wave:
+            return err(429, "RATE_TOKEN_LIMIT_EXCEEDED")
+        with lock:
+            state["now"] -= 1
+        return ok(request)
+
+    texts = [f"t{i}" for i in range(8)]
+    emb = make(Script(then=handler), max_batch_items=1, max_concurrency=4).embed(texts)
+    check(emb.vectors, texts)
+    assert state["peak_after"] == 1, "requests kept racing for a spent budget"
+
+
+def test_a_failed_batch_stops_the_others_at_once() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["input"] == ["bad"]:
+            time.sleep(0.05)  # the others are already waiting out their Retry-After
+            return err(400, "INPUT_TOO_LONG")
+        return err(503, "SERVICE_UNAVAILABLE", **{"Retry-After": "30"})
+
+    provider = make(Script(then=handler), max_batch_items=1)
+    started = time.perf_counter()
+    with pytest.raises(BadRequestError):
+        provider.embed(["a", "bad", "c"])
+    assert time.perf_counter() - started < 5, "the call waited for the other batches' retries"

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -62,6 +62,7 @@ DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
 _MIN_SPLIT: Final = 64
 _PER_MINUTE_CODES: Final = frozenset({"RATE_TOKEN_LIMIT_EXCEEDED", "RATE_REQUEST_LIMIT_EXCEEDED"})
 _MAX_RETRY_AFTER: Final = 120.0  # seconds; a longer Retry-After is clipped to this
+_BUDGET_WINDOW: Final = 60.0  # seconds over which a per-minute budget frees
 _WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
 
@@ -92,6 +93,10 @@ class _Batch:
     truncate: bool
 
 
+class _Aborted(Exception):
+    """Another batch of the same call failed: this one stops (never reaches the caller)."""
+
+
 class _RateGate:
     """Shared pause for every request of one provider: after a 429 or an exhausted budget."""
 
@@ -100,6 +105,16 @@ class _RateGate:
         self._resume_at = 0.0
         self._tokens_left: int | None = None
         self._pause = pause
+        self._serial_until = 0.0
+
+    def start_serial(self, seconds: float) -> None:
+        """A per-minute budget is spent: one request at a time for ``seconds``."""
+        with self._lock:
+            self._serial_until = max(self._serial_until, time.monotonic() + seconds)
+
+    def serial(self) -> bool:
+        """Whether requests go one at a time now (see :meth:`start_serial`)."""
+        return time.monotonic() < self._serial_until
 
     def wait_time(self, tokens: int) -> float:
         now = time.monotonic()
@@ -234,6 +249,8 @@ class JinaAPIProvider(BaseProvider):
         self._owns_aclient = async_http_client is None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._aslots: asyncio.Semaphore | None = None
+        self._aserial: asyncio.Lock | None = None
+        self._serial = threading.Lock()
         self._aslots_loop: asyncio.AbstractEventLoop | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._sleep: Callable[[float], None] = time.sleep
@@ -347,7 +364,7 @@ class JinaAPIProvider(BaseProvider):
                 self._client = httpx.Client(**self._new_client_options())
             return self._client
 
-    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore, asyncio.Lock]:
         loop = asyncio.get_running_loop()
         if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
             # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
@@ -357,10 +374,11 @@ class JinaAPIProvider(BaseProvider):
         if client is None:  # closed while in use: start afresh on this loop
             client = self._aclient = httpx.AsyncClient(**self._new_client_options())
             self._aclient_loop = loop
-        if self._aslots is None or self._aslots_loop is not loop:
+        if self._aslots is None or self._aserial is None or self._aslots_loop is not loop:
             self._aslots = asyncio.Semaphore(self._max_concurrency)
+            self._aserial = asyncio.Lock()
             self._aslots_loop = loop
-        return client, self._aslots
+        return client, self._aslots, self._aserial
 
     def close(self) -> None:
         """Close the HTTP clients this provider created (injected clients stay open)."""
@@ -421,7 +439,7 @@ class JinaAPIProvider(BaseProvider):
         return self._parse_models(response)
 
     async def _adiscover(self) -> None:
-        client, _ = self._get_aclient()
+        client, _, _ = self._get_aclient()
         try:
             response = await client.get(
                 self._base_url + MODELS_PATH,
@@ -562,6 +580,10 @@ class JinaAPIProvider(BaseProvider):
             # Every request of this provider waits (the gate), not just this one.
             self._gate.block(delay)
             delay = 0.0
+            if error.code in _PER_MINUTE_CODES:
+                # Until the window frees, only one request probes (and spends its retries);
+                # the others wait their turn instead of burning theirs on more 429s.
+                self._gate.start_serial(_BUDGET_WINDOW)
         logger.info(
             "embeddings request failed (%s); retry %d/%d in %.2f s",
             error.status or type(error).__name__,
@@ -583,30 +605,51 @@ class JinaAPIProvider(BaseProvider):
 
     # -- sync I/O -----------------------------------------------------------------------------
 
-    def _send(self, request: EmbedRequest, batch: _Batch) -> tuple[npt.NDArray[np.float32], int]:
+    def _pause(self, seconds: float, abort: threading.Event | None) -> None:
+        if abort is not None and self._sleep is time.sleep:
+            abort.wait(seconds)  # wakes at once when another batch of the call failed
+        else:
+            self._sleep(seconds)
+
+    def _send(
+        self, request: EmbedRequest, batch: _Batch, abort: threading.Event | None = None
+    ) -> tuple[npt.NDArray[np.float32], int]:
         client = self._get_client()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
         attempt = 0
-        while True:
-            wait = self._gate.wait_time(batch.tokens)
-            if wait > 0:
-                self._sleep(wait)
-            response: httpx.Response | None = None
-            with self._slots:
-                try:
-                    response = client.post(url, content=content, headers=headers)
-                    return self._result(response, request, batch)
-                except httpx.HTTPError as exc:
-                    error: APIError = self._network_error(exc)
-                    error.__cause__ = exc
-                except APIError as exc:
-                    error = exc
-            delay = self._give_up(attempt, error, response)
-            if delay > 0:
-                self._sleep(delay)
-            attempt += 1
+        serial = False  # holding self._serial: the one request allowed while a budget is spent
+        try:
+            while True:
+                if abort is not None and abort.is_set():
+                    raise _Aborted
+                if not serial and self._gate.serial():
+                    if not self._serial.acquire(timeout=0.2):
+                        continue
+                    serial = True
+                wait = self._gate.wait_time(batch.tokens)
+                if wait > 0:
+                    self._pause(wait, abort)
+                    if abort is not None and abort.is_set():
+                        raise _Aborted
+                response: httpx.Response | None = None
+                with self._slots:
+                    try:
+                        response = client.post(url, content=content, headers=headers)
+                        return self._result(response, request, batch)
+                    except httpx.HTTPError as exc:
+                        error: APIError = self._network_error(exc)
+                        error.__cause__ = exc
+                    except APIError as exc:
+                        error = exc
+                delay = self._give_up(attempt, error, response)
+                if delay > 0:
+                    self._pause(delay, abort)
+                attempt += 1
+        finally:
+            if serial:
+                self._serial.release()
 
     def _embed(self, request: EmbedRequest) -> Embeddings:
         batches = self._plan(request)
@@ -618,19 +661,25 @@ class JinaAPIProvider(BaseProvider):
             out[:] = vectors
         else:
             workers = min(self._max_concurrency, len(batches))
+            abort = threading.Event()
             with ThreadPoolExecutor(workers, thread_name_prefix="jv3-api") as pool:
                 futures: list[Future[tuple[npt.NDArray[np.float32], int]]] = [
-                    pool.submit(self._send, request, b) for b in batches
+                    pool.submit(self._send, request, b, abort) for b in batches
                 ]
                 try:
-                    for batch, future in zip(batches, futures, strict=True):
-                        vectors, tokens = future.result()
-                        out[batch.start : batch.stop] = vectors
-                        total += tokens
+                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                    failed = [f.exception() for f in done if f.exception() is not None]
+                    if failed:
+                        raise failed[0]  # type: ignore[misc]
                 except BaseException:
+                    abort.set()  # the other batches stop at their next step
                     for f in futures:
                         f.cancel()
                     raise
+                for batch, future in zip(batches, futures, strict=True):
+                    vectors, tokens = future.result()
+                    out[batch.start : batch.stop] = vectors
+                    total += tokens
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
 
     # -- async I/O ----------------------------------------------------------------------------
@@ -638,29 +687,37 @@ class JinaAPIProvider(BaseProvider):
     async def _asend(
         self, request: EmbedRequest, batch: _Batch
     ) -> tuple[npt.NDArray[np.float32], int]:
-        client, slots = self._get_aclient()
+        client, slots, serial_lock = self._get_aclient()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
         attempt = 0
-        while True:
-            wait = self._gate.wait_time(batch.tokens)
-            if wait > 0:
-                await self._asleep(wait)
-            response: httpx.Response | None = None
-            async with slots:
-                try:
-                    response = await client.post(url, content=content, headers=headers)
-                    return self._result(response, request, batch)
-                except httpx.HTTPError as exc:
-                    error: APIError = self._network_error(exc)
-                    error.__cause__ = exc
-                except APIError as exc:
-                    error = exc
-            delay = self._give_up(attempt, error, response)
-            if delay > 0:
-                await self._asleep(delay)
-            attempt += 1
+        serial = False
+        try:
+            while True:
+                if not serial and self._gate.serial():
+                    await serial_lock.acquire()
+                    serial = True
+                wait_s = self._gate.wait_time(batch.tokens)
+                if wait_s > 0:
+                    await self._asleep(wait_s)
+                response: httpx.Response | None = None
+                async with slots:
+                    try:
+                        response = await client.post(url, content=content, headers=headers)
+                        return self._result(response, request, batch)
+                    except httpx.HTTPError as exc:
+                        error: APIError = self._network_error(exc)
+                        error.__cause__ = exc
+                    except APIError as exc:
+                        error = exc
+                delay = self._give_up(attempt, error, response)
+                if delay > 0:
+                    await self._asleep(delay)
+                attempt += 1
+        finally:
+            if serial:
+                serial_lock.release()
 
     async def _aembed(self, request: EmbedRequest) -> Embeddings:
         batches = self._plan(request)
