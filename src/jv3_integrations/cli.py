@@ -16,6 +16,7 @@ a non-zero exit status (set ``JV3_DEBUG=1`` for the traceback).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -388,7 +389,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     finally:
         provider.close()
     if args.format == "npy":
-        np.save(sys.stdout.buffer, emb.vectors)
+        # np.save on a pipe fails (it asks the file for its position): serialize in memory.
+        buf = io.BytesIO()
+        np.save(buf, emb.vectors)
+        sys.stdout.buffer.write(buf.getvalue())
         sys.stdout.buffer.flush()
         return 0
     out = {
