@@ -3,6 +3,8 @@
 Each run indexes ``--texts`` short texts (100,000 by default) in a fresh child process, so its
 peak RSS (``VmHWM``) belongs to that run alone; the parent prints one JSON object. Runs:
 
+- ``ours-null`` / ``naive-null``: the pipeline alone, into a store that counts and discards
+  each batch (our ``add_texts`` loop vs embed everything, build every row, then upsert).
 - ``ours-milvus``: ``MilvusStore.add_texts`` (Milvus Lite file): embed one batch, upsert it, next.
 - ``naive-milvus`` (peer): embed every text first, build every row, then upsert in batches —
   what a hand-written script over ``MilvusClient`` usually does.
@@ -11,9 +13,8 @@ peak RSS (``VmHWM``) belongs to that run alone; the parent prints one JSON objec
   ``QdrantVectorStore`` on the same kind of Qdrant local client, embedding with our
   ``JinaV3Embedding`` over the same provider (so only the pipeline differs).
 
-Milvus Lite runs its server in a separate process, so the milvus rows measure the Python
-pipeline alone; Qdrant local mode keeps the points in this process, so the qdrant rows include
-the store's own memory (the same for both). ``growth_mib`` = peak RSS minus the RSS just before
+Milvus Lite (its memtable) and Qdrant local mode keep the points in this process, so those rows
+include the store's own memory (the same for ours and the peer); the null rows do not. ``growth_mib`` = peak RSS minus the RSS just before
 indexing (imports, model, corpus already in memory); ``rss_mib_at`` samples RSS at 25/50/75/100%
 of the run's time: flat for a streaming pipeline, rising for embed-all.
 
@@ -49,8 +50,16 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 
 from jv3_integrations import BaseProvider, Embeddings, EmbedRequest, load_provider  # noqa: E402
+from jv3_integrations.integrations._store import SyncStore  # noqa: E402
 
-RUNS = ("ours-milvus", "naive-milvus", "ours-qdrant", "llamaindex-qdrant")
+RUNS = (
+    "ours-null",
+    "naive-null",
+    "ours-milvus",
+    "naive-milvus",
+    "ours-qdrant",
+    "llamaindex-qdrant",
+)
 TOPICS = ["river", "train", "bread", "music", "weather", "chess", "bees", "harbour", "castle"]
 
 
@@ -76,6 +85,38 @@ class HashProvider(BaseProvider):
             out[i] = np.random.default_rng(seed).standard_normal(d, dtype=np.float32)
         out /= np.linalg.norm(out, axis=1, keepdims=True)
         return Embeddings(out, self.model_name, request.task, d)
+
+
+class NullStore(SyncStore):
+    """A store that writes nowhere: builds each batch's rows, counts them, drops them."""
+
+    def __init__(self, provider: BaseProvider, **kwargs: Any) -> None:
+        super().__init__(provider=provider, dimensions=kwargs.pop("dimensions"), **kwargs)
+        self.written = 0
+
+    def sink(self, n: int) -> None:
+        self.written += n
+
+    def create(self) -> None:
+        return None
+
+    def _upsert(self, records: list[Any], full: Any, small: Any) -> None:
+        rows = [
+            {"id": r.id, "text": r.text, "vector": full[i].tolist()} for i, r in enumerate(records)
+        ]
+        self.sink(len(rows))
+
+    def _delete_ids(self, ids: list[str]) -> None:
+        return None
+
+    def _delete_stale_chunks(self, counts: dict[str, int]) -> None:
+        return None
+
+    def _search(self, full: Any, small: Any, k: int, filter: Any) -> list[list[Any]]:
+        return []
+
+    def count(self) -> int:
+        return self.written
 
 
 def corpus(n: int) -> list[str]:
@@ -130,7 +171,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     show = not args.no_progress
     batch = args.batch_size
 
-    if run in ("ours-milvus", "naive-milvus"):
+    if run in ("ours-null", "naive-null"):
+        null = NullStore(provider, dimensions=args.dims, batch_size=batch, progress_bar=show)
+        count = null.count
+    elif run in ("ours-milvus", "naive-milvus"):
         from pymilvus import MilvusClient
 
         from jv3_integrations.milvus import MilvusStore
@@ -171,7 +215,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     sampler = Sampler()
     sampler.start()
     started = time.perf_counter()
-    if run == "ours-milvus":
+    if run == "ours-null":
+        null.add_texts(texts)
+    elif run == "naive-null":
+        vectors = provider.embed_documents(texts, dimensions=args.dims).vectors  # all at once
+        rows = [
+            {"id": f"n{i}", "text": t, "metadata": {}, "vector": vectors[i].tolist()}
+            for i, t in enumerate(texts)
+        ]
+        for start in range(0, len(rows), batch):
+            null.sink(len(rows[start : start + batch]))
+    elif run == "ours-milvus":
         store.add_texts(texts)
     elif run == "naive-milvus":
         vectors = provider.embed_documents(texts, dimensions=args.dims).vectors  # all at once
@@ -253,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     by_run = {r["run"]: r for r in results if "error" not in r}
     comparison = {}
-    for ours, peer in (("ours-milvus", "naive-milvus"), ("ours-qdrant", "llamaindex-qdrant")):
+    pairs = [("ours-null", "naive-null"), ("ours-milvus", "naive-milvus")]
+    pairs.append(("ours-qdrant", "llamaindex-qdrant"))
+    for ours, peer in pairs:
         if ours in by_run and peer in by_run:
             comparison[f"{ours} vs {peer}"] = {
                 "growth_mib": [by_run[ours]["growth_mib"], by_run[peer]["growth_mib"]],
