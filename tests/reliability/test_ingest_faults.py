@@ -449,3 +449,41 @@ def test_killed_process_then_rerun_leaves_exactly_the_texts(
         client = getattr(store, "client", None)
         if kind != "pinecone" and client is not None:
             client.close()
+
+
+# -- the async store: same guarantee ----------------------------------------------------------
+
+
+async def test_async_store_provider_failure_then_rerun_leaves_exactly_the_texts(
+    local_provider: LocalProvider, local_vectors: dict[str, np.ndarray]
+) -> None:
+    from qdrant_client import AsyncQdrantClient
+
+    from jv3_integrations.qdrant import AsyncQdrantStore
+
+    client = AsyncQdrantClient(":memory:")
+    name = collection_name()
+    k = _fault_batch("async-qdrant", N_BATCHES)
+    try:
+        flaky = AsyncQdrantStore(
+            FlakyProvider(local_provider, fail_at=k),
+            client=client,
+            collection=name,
+            dimensions=DIMS,
+            batch_size=BATCH,
+        )
+        with pytest.raises(ServerError, match="injected"):
+            await flaky.add_texts(TEXTS)
+        assert await flaky.count() == k * BATCH
+        store = AsyncQdrantStore(
+            local_provider, client=client, collection=name, dimensions=DIMS, batch_size=BATCH
+        )
+        await store.add_texts(TEXTS)
+        points, _ = await client.scroll(name, limit=100_000, with_vectors=True)
+        contents = {
+            str(p.id): (p.payload["text"], np.asarray(p.vector, dtype=np.float32), {})
+            for p in points
+        }
+        assert_exactly(contents, local_vectors)
+    finally:
+        await client.close()
