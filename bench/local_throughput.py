@@ -180,41 +180,6 @@ def run_peer(
     return out, time.perf_counter() - start
 
 
-REPEAT = 1
-
-
-PEAKS: list[float] = []
-CPU_SECONDS: list[float] = []
-
-
-def best_of(fn: Any) -> tuple[np.ndarray, float]:
-    """Run ``fn() -> (vectors, seconds)`` REPEAT times; keep the fastest (the box is shared).
-
-    Measures the matmul peak right before (the load from other processes changes) and the
-    process CPU time of the kept run (in ``PEAKS`` / ``CPU_SECONDS``).
-    """
-    PEAKS.append(matmul_peak(1.0))
-    runs = []
-    for _ in range(REPEAT):
-        cpu = time.process_time()
-        vectors, seconds = fn()
-        runs.append((vectors, seconds, time.process_time() - cpu))
-    best = min(runs, key=lambda r: r[1])
-    CPU_SECONDS.append(best[2])
-    return best[0], best[1]
-
-
-def timed_embed(provider: LocalProvider, texts: list[str], task: str) -> tuple[np.ndarray, float]:
-    provider.embed(texts[:2], task=task)  # load + merge outside the timing
-
-    def once() -> tuple[np.ndarray, float]:
-        start = time.perf_counter()
-        emb = provider.embed(texts, task=task)
-        return emb.vectors, time.perf_counter() - start
-
-    return best_of(once)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--texts", type=int, default=256)
@@ -228,28 +193,32 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=None)
     ap.add_argument("--task", default="retrieval.passage")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (corpus slices)")
     ap.add_argument("--no-peer", action="store_true", help="skip transformers")
-    ap.add_argument("--no-opt", action="store_true", help="skip lowrank/compile/int8 variants")
+    ap.add_argument("--no-opt", action="store_true", help="skip the opt-in variants")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     ap.add_argument(
         "--variants",
         default="lowrank,int8,compile,compile_int8",
         help="comma-separated opt-in variants to measure",
     )
-    ap.add_argument("--repeat", type=int, default=1, help="timed runs per variant (best kept)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
-    global REPEAT
-    REPEAT = max(1, args.repeat)
     show = not args.no_progress
+    threads = torch.get_num_threads()
     result: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": threads,
             "torch": torch.__version__,
         },
         "config": vars(args).copy(),
+        "method": (
+            "every contender embeds the same corpus slice in turn, slice after slice, with a "
+            "matmul-peak probe in each round, so load from other processes hits all alike; "
+            "warm-up (loading, merging, compiling) is outside the timing"
+        ),
     }
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_checkpoint(
@@ -261,7 +230,7 @@ def main() -> None:
             intermediate=args.intermediate,
             vocab_size=args.vocab,
         )
-        kwargs: dict[str, Any] = {"device": "cpu", "progress_bar": show}
+        kwargs: dict[str, Any] = {"device": "cpu"}
         if args.batch_tokens:
             kwargs["batch_tokens"] = args.batch_tokens
         ours = LocalProvider(str(model_dir), **kwargs)
@@ -277,33 +246,14 @@ def main() -> None:
             "max_len": max(lengths),
             "useful_gflop": round(flops / 1e9, 1),
         }
-        peak = matmul_peak()
-        result["fp32_matmul_peak_gflops"] = round(peak / 1e9, 1)
 
-        def report(vectors: np.ndarray, seconds: float, ref: np.ndarray | None) -> dict[str, Any]:
-            threads = torch.get_num_threads()
-            row: dict[str, Any] = {
-                "seconds": round(seconds, 3),
-                "tokens_per_s": round(tokens / seconds, 1),
-                "useful_gflops": round(flops / seconds / 1e9, 1),
-                "peak_gflops_just_before": round(PEAKS[-1] / 1e9, 1),
-                "fraction_of_peak": round(flops / seconds / PEAKS[-1], 3),
-                "fraction_of_best_peak": round(flops / seconds / max([*PEAKS, peak]), 3),
-                # CPU seconds / threads: what the run would take with the cores to itself
-                "cpu_seconds": round(CPU_SECONDS[-1], 2),
-                "tokens_per_cpu_s_x_threads": round(tokens / (CPU_SECONDS[-1] / threads), 1),
-            }
-            if ref is not None:
-                row["min_cosine_to_ours_fp32"] = float((vectors * ref).sum(axis=1).min())
-            return row
-
-        base_vectors, seconds = timed_embed(ours, texts, args.task)
-        result["ours_default"] = report(base_vectors, seconds, None)
+        # -- memory and task switching (ours) ------------------------------------------------
+        ours.embed(texts, task=args.task)  # warm-up over every shape; merges the adapter
         net = ours.module
         base_fp32 = sum(
             b.numel() * 4
             for name, b in net.named_buffers()
-            if "lora_" not in name and name != "inv_freq"
+            if "lora_" not in name and name != "inv_freq" and name.split(".")[-1] != "merged"
         )
         result["memory"] = {
             "resident_bytes": ours.resident_bytes(),
@@ -314,27 +264,25 @@ def main() -> None:
         tasks = list(ours.config.tasks)
         start = time.perf_counter()
         for t in tasks:
-            net.set_task(tasks.index(t))
-        result["task_switch_seconds_merged"] = round((time.perf_counter() - start) / len(tasks), 4)
-        ours.close()
+            net.set_task(tasks.index(t))  # tokens=None: always merge
+        result["task_switch_seconds_merge"] = round((time.perf_counter() - start) / len(tasks), 3)
+        ours.embed(texts[:2], task=args.task)
 
+        contenders: dict[str, Any] = {
+            "ours_default": lambda ts: ours.embed(ts, task=args.task).vectors
+        }
         if not args.no_peer:
             try:
-                model = peer_model(model_dir, tasks.index(args.task))
-                run_peer(model, ours, texts[:2], args.task, False)
-                vectors, seconds = best_of(lambda: run_peer(model, ours, texts, args.task, show))
                 import transformers
 
-                peer = report(vectors, seconds, base_vectors)
-                peer["transformers"] = transformers.__version__
-                result["peer_transformers"] = peer
-                result["speedup_default_vs_peer"] = round(
-                    result["ours_default"]["tokens_per_s"] / peer["tokens_per_s"], 3
-                )
-                del model
+                model = peer_model(model_dir, tasks.index(args.task))
+                run_peer(model, ours, texts[:2], args.task, False)
+                contenders["peer_transformers"] = lambda ts: run_peer(
+                    model, ours, ts, args.task, False
+                )[0]
+                result["peer_version"] = f"transformers {transformers.__version__}"
             except ImportError as exc:
                 result["peer_transformers"] = {"unavailable": f"{exc}"}
-
         if not args.no_opt:
             known: dict[str, dict[str, Any]] = {
                 "lowrank": {"adapter_mode": "lowrank"},
@@ -346,32 +294,70 @@ def main() -> None:
             if args.no_compile:
                 wanted = [v for v in wanted if "compile" not in v]
             for name in wanted:
-                extra = known[name]
-                provider = LocalProvider(str(model_dir), **kwargs, **extra)
+                provider = LocalProvider(str(model_dir), **kwargs, **known[name])
+                start = time.perf_counter()
                 try:
-                    if extra.get("compile"):  # compile every shape outside the timing
-                        provider.embed(texts, task=args.task)
-                    vectors, seconds = timed_embed(provider, texts, args.task)
+                    provider.embed(texts, task=args.task)  # warm-up: load, merge, compile
                 except Exception as exc:  # report, do not hide, a failing opt-in path
                     result[f"ours_{name}"] = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
                     continue
-                row = report(vectors, seconds, base_vectors)
-                if "peer_transformers" in result and "tokens_per_s" in result["peer_transformers"]:
-                    row["speedup_vs_peer"] = round(
-                        row["tokens_per_s"] / result["peer_transformers"]["tokens_per_s"], 3
-                    )
-                if name == "lowrank":
-                    net = provider.module
-                    start = time.perf_counter()
-                    for t in tasks:
-                        net.set_task(tasks.index(t))
-                    row["task_switch_seconds"] = round(
-                        (time.perf_counter() - start) / len(tasks), 4
-                    )
-                    row["resident_bytes"] = provider.resident_bytes()
-                result[f"ours_{name}"] = row
-                provider.close()
-    result["fp32_matmul_peaks_gflops_seen"] = [round(x / 1e9, 1) for x in PEAKS]
+                result.setdefault("warmup_seconds", {})[name] = round(
+                    time.perf_counter() - start, 1
+                )
+                contenders[f"ours_{name}"] = lambda ts, p=provider: (
+                    p.embed(ts, task=args.task).vectors
+                )
+
+        # -- interleaved timing ---------------------------------------------------------------
+        rounds = max(1, args.rounds)
+        slices = [list(range(r, len(texts), rounds)) for r in range(rounds)]
+        wall = dict.fromkeys(contenders, 0.0)
+        cpu = dict.fromkeys(contenders, 0.0)
+        vectors = {k: np.zeros((len(texts), args.hidden), np.float32) for k in contenders}
+        peaks: list[float] = []
+        names = list(contenders)
+        with progress(rounds * len(names), "bench", enabled=show) as bar:
+            for r, idx in enumerate(slices):
+                peaks.append(matmul_peak(1.0))
+                sub = [texts[i] for i in idx]
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    vectors[name][idx] = contenders[name](sub)
+                    wall[name] += time.perf_counter() - w0
+                    cpu[name] += time.process_time() - c0
+                    bar.update()
+        peak = float(np.median(peaks))
+        result["fp32_matmul_peak_gflops"] = {
+            "median": round(peak / 1e9, 1),
+            "best": round(max(peaks) / 1e9, 1),
+            "per_round": [round(p / 1e9, 1) for p in peaks],
+        }
+        ref = vectors["ours_default"]
+        peer_tps = None
+        if "peer_transformers" in contenders:
+            peer_tps = tokens / wall["peer_transformers"]
+        for name in names:
+            seconds = wall[name]
+            row: dict[str, Any] = {
+                "seconds": round(seconds, 2),
+                "tokens_per_s": round(tokens / seconds, 1),
+                "useful_gflops": round(flops / seconds / 1e9, 1),
+                "fraction_of_peak": round(flops / seconds / peak, 3),
+                "cpu_seconds": round(cpu[name], 1),
+                # tokens per CPU-second per thread: the rate with the cores to itself
+                "tokens_per_cpu_s_x_threads": round(tokens / (cpu[name] / threads), 1),
+                "fraction_of_best_peak_by_cpu_time": round(
+                    flops / (cpu[name] / threads) / max(peaks), 3
+                ),
+            }
+            if name != "ours_default":
+                row["min_cosine_to_ours_default"] = round(
+                    float((vectors[name] * ref).sum(axis=1).min()), 7
+                )
+            if peer_tps and name != "peer_transformers":
+                row["speedup_vs_peer"] = round(tokens / seconds / peer_tps, 3)
+                row["speedup_vs_peer_by_cpu_time"] = round(cpu["peer_transformers"] / cpu[name], 3)
+            result[name] = row
     print(json.dumps(result, indent=2))
 
 
