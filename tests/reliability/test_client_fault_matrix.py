@@ -3,8 +3,8 @@
 A fault transport (``httpx.MockTransport``) plays a Jina-compatible server that knows the right
 vector of every text (a hash of the text, computed here) and, for each request, looks up which
 fault to play on that attempt: 429, 500, an HTML 502, 503, a timeout, a reset connection, a
-reordered answer (not a fault), or a final one (401, 400, 402, 422, a non-JSON 200, a 200 with
-an item missing). The test knows the plan, so it knows the outcome of every call in advance:
+reordered answer (not a fault), a refused connection, or a final one (401, 400, 402, 422, a non-JSON 200, a
+200 with an item missing, a vector cut short, or an index repeated or out of range). The test knows the plan, so it knows the outcome of every call in advance:
 the exact vectors, or one typed error naming what failed. 1,000 calls (sync threads and async
 tasks, several batches per call) with a fixed seed, then the same check driven by hypothesis.
 Backoff is tiny so it all runs in seconds; tests/core/test_api_faults.py covers each fault alone.
@@ -52,6 +52,7 @@ RETRYABLE = {
     "503": ServerError,
     "timeout": APITimeoutError,
     "reset": APIConnectionError,
+    "refused": APIConnectionError,
 }
 FINAL = {
     "401": AuthenticationError,
@@ -60,10 +61,13 @@ FINAL = {
     "422": BadRequestError,
     "notjson": APIResponseError,
     "missing_item": APIResponseError,
+    "short_vector": APIResponseError,
+    "dup_index": APIResponseError,
 }
 BENIGN = ("ok", "reorder")
 STATUS = {"429": 429, "500": 500, "502html": 502, "503": 503, "401": 401, "400": 400}
-STATUS |= {"402": 402, "422": 422, "notjson": 200, "missing_item": 200}
+STATUS |= {"402": 402, "422": 422, "notjson": 200}
+SPOILED = ("missing_item", "short_vector", "dup_index")  # a 200 whose data cannot be trusted
 
 
 def vector(text: str) -> np.ndarray:
@@ -112,11 +116,13 @@ class FaultServer:
             raise httpx.ReadTimeout("injected read timeout", request=request)
         if fault == "reset":
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if fault == "refused":
+            raise httpx.ConnectError("[Errno 111] Connection refused")
         if fault == "502html":
             return httpx.Response(502, content=b"<html><body>502 Bad Gateway</body></html>")
         if fault == "notjson":
             return httpx.Response(200, content=b'{"data": [truncated')
-        if fault not in BENIGN and fault != "missing_item":
+        if fault not in BENIGN and fault not in SPOILED:
             headers = {"Retry-After": "0"} if fault == "429" else {}
             payload = {"detail": f"injected {fault}", "request_id": f"rid-{fault}"}
             return httpx.Response(STATUS[fault], json=payload, headers=headers)
@@ -132,6 +138,10 @@ class FaultServer:
             data.reverse()
         if fault == "missing_item":
             data.pop()
+        if fault == "short_vector":
+            data[-1]["embedding"] = value[: len(value) // 2]  # type: ignore[index]
+        if fault == "dup_index":
+            data[-1]["index"] = data[0]["index"] if len(data) > 1 else 5
         usage = {"total_tokens": 3 * len(texts), "prompt_tokens": 3 * len(texts)}
         return httpx.Response(
             200,
