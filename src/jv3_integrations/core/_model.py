@@ -104,21 +104,23 @@ class LoRALinear(nn.Module):
         if quantize != self.quantized or (merge and task != self.merged_task):
             self._materialize(task if merge else self.merged_task, quantize=quantize)
 
-    def _side(self, x: Tensor, task: int) -> Tensor:
-        a = self.lora_a[task].to(x.dtype)
-        b = self.lora_b[task].to(x.dtype)
-        return F.linear(F.linear(x, a), b)
-
     def forward(self, x: Tensor) -> Tensor:
+        """``x``: ``[N, in]`` (tokens flattened)."""
         if self.packed is not None:
             out = cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
         else:
             out = F.linear(x, self.merged if self.merged is not None else self.weight, self.bias)
         if self.task != self.merged_task:  # rank-r side paths on top of the dense weight
+            a_parts, b_parts = [], []
             if self.task is not None:
-                out = out + self.scaling * self._side(x, self.task)
+                a_parts.append(self.lora_a[self.task])
+                b_parts.append(self.lora_b[self.task])
             if self.merged_task is not None:
-                out = out - self.scaling * self._side(x, self.merged_task)
+                a_parts.append(self.lora_a[self.merged_task])
+                b_parts.append(-self.lora_b[self.merged_task])
+            a = torch.cat(a_parts, 0).to(x.dtype)  # [k*r, in]
+            b = torch.cat(b_parts, 1).to(x.dtype)  # [out, k*r]
+            out = torch.addmm(out, F.linear(x, a), b.t(), alpha=self.scaling)
         return out
 
 
