@@ -215,8 +215,9 @@ def main() -> None:
         },
         "config": vars(args).copy(),
         "method": (
-            "every contender embeds the same corpus slice in turn, slice after slice, with a "
-            "matmul-peak probe in each round, so load from other processes hits all alike; "
+            "every contender embeds the same slice of the length-sorted corpus in turn, slice "
+            "after slice, with a matmul-peak probe in each round, so load from other processes "
+            "hits all alike; "
             "warm-up (loading, merging, compiling) is outside the timing"
         ),
     }
@@ -310,7 +311,13 @@ def main() -> None:
 
         # -- interleaved timing ---------------------------------------------------------------
         rounds = max(1, args.rounds)
-        slices = [list(range(r, len(texts), rounds)) for r in range(rounds)]
+        # contiguous slices of the length-sorted corpus: every contender batches a slice as it
+        # would batch the whole corpus (the peer's batches of 32 stay the same when a slice
+        # holds a multiple of 32 texts)
+        by_length = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        size = -(-len(texts) // rounds)
+        slices = [by_length[r * size : (r + 1) * size] for r in range(rounds)]
+        slices = [s for s in slices if s]
         wall = dict.fromkeys(contenders, 0.0)
         cpu = dict.fromkeys(contenders, 0.0)
         vectors = {k: np.zeros((len(texts), args.hidden), np.float32) for k in contenders}
