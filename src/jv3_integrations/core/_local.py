@@ -436,6 +436,7 @@ class LocalProvider(BaseProvider):
                 bar.update(sum(lengths[i] for i in batch))
 
     def _embed(self, request: EmbedRequest) -> Embeddings:
+        self._load()  # first: a missing torch is a MissingDependencyError, not a bare ImportError
         if request.late_chunking:
             pooled, used = self._embed_late(request)
         else:
