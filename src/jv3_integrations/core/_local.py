@@ -102,10 +102,15 @@ class LocalProvider(BaseProvider):
         revision / cache_dir / local_files_only: Hub download options (``HF_HUB_OFFLINE=1``
             also forbids downloads).
         progress_bar: Show a progress bar (in tokens) for long calls.
-        compile: Run the layers through ``torch.compile`` (opt-in).
-        quantize: ``"int8"`` for dynamic int8 Linears (CPU, float32 only; opt-in).
-        adapter_mode: ``"merged"`` (dense merged weights of the active task, default) or
-            ``"lowrank"`` (base weights + rank-r side path).
+        compile: Run the layers through ``torch.compile`` (opt-in; off by default). Measured
+            on a 2-core CPU (torch 2.13) it was slower than eager (0.6x) and compiles for
+            minutes: useful mainly on GPU (unmeasured).
+        quantize: ``"int8"`` for dynamic int8 Linears (CPU, float32 only; opt-in). Measured
+            on a 2-core CPU, full-size random 24-layer model: 2.1x our fp32 speed (3.5x
+            transformers), min cosine to fp32 0.997.
+        adapter_mode: ``"merged"`` (dense merged weights of the active task, default; calls
+            under 1024 tokens for another task use the side path instead of re-merging) or
+            ``"lowrank"`` (base weights + rank-r side path always; ~10 % slower).
 
     Example:
         >>> provider = LocalProvider("jinaai/jina-embeddings-v3", dimensions=256)  # doctest: +SKIP
