@@ -49,10 +49,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from jv3_integrations import JinaAPIProvider, LocalProvider  # noqa: E402
 from jv3_integrations.core._progress import progress  # noqa: E402
-from jv3_integrations.core._wire import (  # noqa: E402
+from jv3_integrations.core._wire import estimate_tokens  # noqa: E402
+from jv3_integrations.server._request import (  # noqa: E402
     WireError,
     error_body,
-    estimate_tokens,
     parse_embeddings_request,
 )
 
@@ -464,7 +464,7 @@ def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
 
 
 def server_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
-    from jv3_integrations.core.server import create_app
+    from jv3_integrations.server import create_app
 
     texts = make_texts(args.server_texts, seed=1)
     local = LocalProvider(args.model)

@@ -408,7 +408,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .core.server import serve
+        from .server import serve
     except ImportError as exc:
         if isinstance(exc, Jv3Error):
             raise

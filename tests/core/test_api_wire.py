@@ -18,17 +18,16 @@ from jv3_integrations.core import (
     Task,
 )
 from jv3_integrations.core._wire import (
-    WireError,
     build_request,
     decode_embedding,
     encode_embedding,
     error_from_response,
     estimate_tokens,
-    parse_embeddings_request,
     parse_embeddings_response,
     parse_rate_limit_remaining,
     parse_retry_after,
 )
+from jv3_integrations.server._request import WireError, parse_embeddings_request
 from tests.support.jina_schema import validate
 
 # -- request bodies ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from jv3_integrations import (
     SentenceChunker,
     TokenChunker,
 )
-from jv3_integrations.core._chunking import _plan_windows
+from jv3_integrations.core._late_chunking import _plan_windows
 
 TOKENIZER_FILE = (
     Path(__file__).resolve().parents[2].parent / "shared/conformance/tiny-v3/tokenizer.json"

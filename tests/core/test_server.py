@@ -25,7 +25,7 @@ from jv3_integrations.core import (
     JinaAPIProvider,
     LocalProvider,
 )
-from jv3_integrations.core.server import create_app, serve
+from jv3_integrations.server import create_app, serve
 from tests.conftest import SERVER_API_KEY
 from tests.support.jina_schema import validate
 from tests.support.server import running_server

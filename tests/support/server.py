@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 
 from jv3_integrations.core import BaseProvider
-from jv3_integrations.core.server import create_app
+from jv3_integrations.server import create_app
 
 
 @contextmanager

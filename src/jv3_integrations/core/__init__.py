@@ -7,18 +7,7 @@ first use; adapters import their host library when their module is imported.
 from __future__ import annotations
 
 from ._api import JinaAPIProvider
-from ._chunking import (
-    BoundaryChunker,
-    Chunk,
-    Chunker,
-    EmbeddedChunk,
-    SentenceChunker,
-    TokenChunker,
-    aembed_chunks,
-    aembed_chunks_many,
-    embed_chunks,
-    embed_chunks_many,
-)
+from ._chunkers import BoundaryChunker, Chunk, Chunker, SentenceChunker, TokenChunker
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,6 +24,13 @@ from ._errors import (
     ModelLoadError,
     RateLimitError,
     ServerError,
+)
+from ._late_chunking import (
+    EmbeddedChunk,
+    aembed_chunks,
+    aembed_chunks_many,
+    embed_chunks,
+    embed_chunks_many,
 )
 from ._load import default_provider_spec, load_provider
 from ._local import LocalProvider

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..core._chunking import aembed_chunks_many, embed_chunks_many
 from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
 from ..core._load import load_provider
 from ..core._progress import progress
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
@@ -201,7 +201,7 @@ class StoreCore:
         metas = _check_parallel("metadatas", metadatas, len(docs))
         caller_ids = _check_ids(ids, len(docs), "document")
         if chunker is None:
-            from ..core._chunking import SentenceChunker
+            from ..core._chunkers import SentenceChunker
 
             chunker = SentenceChunker()
         if not callable(getattr(chunker, "chunk", None)):

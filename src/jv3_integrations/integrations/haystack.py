@@ -14,9 +14,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..core._chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._deps import require
 from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._late_chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._progress import progress
 from ..core._provider import EmbeddingProvider
 from ..core._types import Embeddings, Task

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ..core._chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._deps import require
 from ..core._errors import ConfigurationError, InputError
+from ..core._late_chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
 from ._shared import ProviderArg, check_dimensions, check_provider, check_task, resolve_provider

@@ -2,7 +2,7 @@
 
 Same path, same strict validation and error bodies, same encodings as the official API
 (``spec/API.md``), so any Jina client works against it unchanged. Requests are authenticated
-before the body is read, validated by the pure wire code (``core/_wire.py``), counted with the
+before the body is read, validated by the pure request parser (``_request.py``), counted with the
 model's tokenizer, admitted to a bounded queue (429 past it) and embedded by the dynamic batcher.
 """
 
@@ -25,20 +25,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._provider import BaseProvider
-from .._types import JINA_EMBEDDINGS_V3, Task
-from .._vecmath import truncate as matryoshka
-from .._wire import (
-    MAX_TOKENS,
-    MODEL_NAME,
-    EmbeddingsRequest,
-    WireError,
-    encode_embedding,
-    error_body,
-    estimate_tokens,
-    parse_embeddings_request,
-)
+from ..core._provider import BaseProvider
+from ..core._types import JINA_EMBEDDINGS_V3, Task
+from ..core._vecmath import truncate as matryoshka
+from ..core._wire import MAX_TOKENS, MODEL_NAME, encode_embedding, estimate_tokens
 from ._batcher import DynamicBatcher, QueueFull
+from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
 __all__ = ["build_app"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .._provider import BaseProvider
-from .._types import Task
+from ..core._provider import BaseProvider
+from ..core._types import Task
 
 __all__ = ["DynamicBatcher", "QueueFull"]
 

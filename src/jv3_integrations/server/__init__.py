@@ -5,7 +5,7 @@ Any Jina client (ours, Haystack's, LlamaIndex's, pymilvus-model's) works against
 ``GET /v1/models`` and ``GET /health``. Needs the ``server`` extra (starlette, uvicorn).
 
 Example:
-    >>> from jv3_integrations.core.server import serve
+    >>> from jv3_integrations.server import serve
     >>> serve("jinaai/jina-embeddings-v3", port=8080, api_key="secret")  # doctest: +SKIP
 """
 
@@ -16,9 +16,9 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from .._deps import require
-from .._errors import ConfigurationError
-from .._provider import BaseProvider
+from ..core._deps import require
+from ..core._errors import ConfigurationError
+from ..core._provider import BaseProvider
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -69,7 +69,7 @@ def create_app(
     app_options = {k: v for k, v in options.items() if k in _APP_OPTIONS}
     provider_kwargs = {k: v for k, v in options.items() if k not in _APP_OPTIONS}
     if isinstance(provider_or_model, str):
-        from .._local import LocalProvider
+        from ..core._local import LocalProvider
 
         provider: BaseProvider = LocalProvider(provider_or_model, **provider_kwargs)
         owns = True
