@@ -46,6 +46,31 @@ def _base_bytes(directory: Path, itemsize: int) -> int:
     return total
 
 
+def _promised_extra_bytes(directory: Path, itemsize: int) -> int:
+    """One merged copy of every encoder Linear weight at ``itemsize`` + the LoRA tables (fp32)."""
+    linear = lora = 0
+    with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+            n = int(np.prod(f.get_slice(key).get_shape()))
+            if "lora_" in key:
+                lora += n * 4
+            elif key.startswith("roberta.encoder.") and key.endswith("weight.original"):
+                linear += n * itemsize
+    return linear + lora
+
+
+def test_memory_promise_is_1_5x_for_the_real_model() -> None:
+    """The bound above, at jina-embeddings-v3's shapes (config.json of the real model)."""
+    vocab, hidden, inter, layers, rank, tasks = 250002, 1024, 4096, 24, 4, 5
+    linear = layers * (3 * hidden * hidden + hidden * hidden + 2 * hidden * inter)
+    embeddings = (vocab + 1) * hidden  # word + token-type tables (RoPE: no position table)
+    base = linear + embeddings
+    lora_per_layer = 3 * hidden * rank + 3 * hidden * rank + 2 * (hidden + inter) * rank
+    lora = tasks * (layers * lora_per_layer + (vocab + hidden) * rank)
+    ratio = (base + linear + lora) / base
+    assert 1.45 <= ratio <= 1.6, ratio
+
+
 def _big_call(provider: LocalProvider) -> list[str]:
     """Texts whose tokens reach MERGE_MIN_TOKENS: a call that merges the adapter."""
     per_text = provider.count_tokens([TEXTS[0]])[0]
@@ -281,7 +306,12 @@ def test_truncation_is_logged_as_a_count(
 def test_memory_bound_whatever_tasks_are_used(
     tmp_path: Path, stored: str, compute: torch.dtype
 ) -> None:
-    """Resident weights stay <= 2.2x the base weights in the compute dtype, over all tasks.
+    """Resident weights stay within the README's promise over all tasks: "the weights plus one
+    merged copy of the active task's adapters (~1.5x the fp32 base weights on CPU)".
+
+    The bound is the promise itself: base weights + one merged copy of every Linear weight +
+    the LoRA tables (5 % slack for allocator rounding); test_memory_promise_is_1_5x_for_the_real_model
+    shows that bound is ~1.5x at the real model's proportions.
 
     Sizes keep the LoRA share small, as in the real model (2.26 % of the parameters).
     """
@@ -290,13 +320,14 @@ def test_memory_bound_whatever_tasks_are_used(
     )
     provider = LocalProvider(str(model), device="cpu", dtype=compute)
     base = _base_bytes(model, compute.itemsize)
+    bound = 1.05 * (base + _promised_extra_bytes(model, compute.itemsize))
     tasks = ["retrieval.query", "retrieval.passage", "separation", "classification"]
     big = _big_call(provider)
     for task in [*tasks, "text-matching", None]:
         for texts in (big, TEXTS[:1]):
             provider.embed(texts, task=task)
             held = _held_bytes(provider.module)
-            assert held <= 2.2 * base, f"{held} bytes held after {task}, base is {base}"
+            assert held <= bound, f"{held} bytes held after {task}, base {base}, bound {bound}"
     provider.embed(big, task="separation")
     assert held > base  # a merged copy exists: the bound was tested with one
     if stored == "bfloat16":  # bf16 base kept as stored: less than one fp32 copy + merged
@@ -329,9 +360,16 @@ def test_small_calls_switch_task_without_a_merge(ckpt: Path) -> None:
 
 
 def test_int8_is_close_to_fp32(ckpt: Path) -> None:
+    """README: ``quantize="int8"`` runs int8 matmuls (so it is faster) at cosine >= 0.997 to fp32."""
     fp32 = LocalProvider(str(ckpt)).embed(TEXTS, task="retrieval.passage").vectors
-    int8 = LocalProvider(str(ckpt), quantize="int8").embed(TEXTS, task="retrieval.passage")
-    assert (fp32 * int8.vectors).sum(axis=1).min() > 0.99
+    provider = LocalProvider(str(ckpt), quantize="int8")
+    int8 = provider.embed(TEXTS, task="retrieval.passage").vectors
+    assert (fp32 * int8).sum(axis=1).min() >= 0.997
+    # Really quantized (a no-op int8 would give the fp32 vectors bit for bit): every Linear of
+    # the encoder runs a prepacked int8 weight, and the vectors carry the rounding error.
+    linears = [m for m in provider.module.modules() if hasattr(m, "packed")]
+    assert linears and all(m.packed is not None for m in linears)
+    assert np.abs(fp32 - int8).max() > 1e-5
     with pytest.raises(ConfigurationError, match="int8"):
         LocalProvider(str(ckpt), quantize="int8", dtype="bfloat16").load()
 

@@ -345,9 +345,17 @@ def test_shutdown_drains_in_flight_requests(conformance_dir: Path) -> None:
 def test_serve_refuses_public_bind_without_key(
     monkeypatch: pytest.MonkeyPatch, conformance_dir: Path
 ) -> None:
+    import uvicorn
+
+    def started(*args: Any, **kwargs: Any) -> None:  # a broken guard fails here, never hangs
+        pytest.fail(f"serve() started an unauthenticated server on {kwargs.get('host')}")
+
+    monkeypatch.setattr(uvicorn, "run", started)
     monkeypatch.delenv("JV3_SERVER_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="--insecure-no-auth"):
         serve(str(conformance_dir), host="0.0.0.0")
+    with pytest.raises(ConfigurationError, match="without an API key"):
+        serve(str(conformance_dir), host="10.1.2.3")
 
 
 def test_serve_key_from_env_and_insecure_flag(
