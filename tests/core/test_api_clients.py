@@ -106,8 +106,8 @@ def test_pymilvus_model_jina_embedding_function(
     jina_server_url: str, local_provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jina_module = pytest.importorskip(
-        "milvus_model.dense.jinaai",
-        reason="pymilvus-model is not installed (it pulls transformers and onnxruntime)",
+        "pymilvus.model.dense.jinaai",
+        reason="pymilvus-model is not installed (pip install pymilvus-model; in the test extra)",
     )
     monkeypatch.setattr(jina_module, "API_URL", f"{jina_server_url}/v1/embeddings")
     fn = jina_module.JinaEmbeddingFunction(

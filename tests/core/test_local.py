@@ -7,6 +7,7 @@ import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -424,3 +425,53 @@ def test_long_late_chunking_windows_the_sequence(conformance_dir: Path) -> None:
 def test_late_chunking_rejects_empty_chunk(local_provider: LocalProvider) -> None:
     with pytest.raises(InputError, match=r"texts\[1\]"):
         local_provider.embed(["a", ""], late_chunking=True)
+
+
+# -- device default and torch.compile (README: "Defaults: cuda (bf16) > mps > cpu (fp32)") ------
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "device", "dtype"),
+    [
+        (True, True, "cuda", torch.bfloat16),
+        (False, True, "mps", torch.float32),
+        (False, False, "cpu", torch.float32),
+    ],
+)
+def test_default_device_is_cuda_bf16_then_mps_then_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+    conformance_dir: Path,
+    cuda: bool,
+    mps: bool,
+    device: str,
+    dtype: torch.dtype,
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    provider = LocalProvider(str(conformance_dir))  # resolving the device loads nothing
+    assert provider.device.type == device and provider.dtype == dtype
+    explicit = LocalProvider(str(conformance_dir), device="cpu")
+    assert explicit.device.type == "cpu" and explicit.dtype == torch.float32
+
+
+def test_compile_runs_the_layers_through_torch_compile(
+    monkeypatch: pytest.MonkeyPatch, conformance_dir: Path
+) -> None:
+    """``compile=True`` hands the layer stack to torch.compile and keeps the vectors.
+
+    The eager dynamo backend traces the same graph without inductor's C++ build (which takes
+    minutes on 2 cores); what compile=True promises is the routing and equal vectors.
+    """
+    real, calls = torch.compile, []
+
+    def compile_eagerly(fn: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(fn, backend="eager", dynamic=kwargs.get("dynamic"))
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    texts = ["hello world", "a longer text about Berlin and its many bridges"]
+    eager = LocalProvider(str(conformance_dir)).embed(texts, task="retrieval.passage").vectors
+    compiled = LocalProvider(str(conformance_dir), compile=True)
+    got = compiled.embed(texts, task="retrieval.passage").vectors
+    assert calls, "compile=True never called torch.compile"
+    np.testing.assert_allclose(got, eager, atol=1e-5)
