@@ -194,6 +194,20 @@ def doc_chunks(doc: str | list[str]) -> list[str]:
     return [c.text.strip() for c in SentenceChunker().chunk(doc)] if isinstance(doc, str) else doc
 
 
+def test_usage_is_returned_per_document_without_counting_again(
+    local_provider: LocalProvider,
+) -> None:
+    docs: list[str | list[str]] = [DOC, SENTENCES[:3]]
+    out = embed_chunks_many(local_provider, docs)
+    for got in out:
+        chunks = [c.text.strip() for c in got]  # what the model sees
+        expected = local_provider.count_tokens(chunks, task="retrieval.passage", late_chunking=True)
+        assert got.usage.total_tokens == expected.total > 0
+    assert out[0].usage.total_tokens > out[1].usage.total_tokens  # per document, not summed
+    one = embed_chunks(local_provider, DOC)
+    assert isinstance(one, list) and one.usage == out[0].usage  # still a list of chunks
+
+
 def test_many_documents_are_never_encoded_together(local_provider: LocalProvider) -> None:
     recorder = Recorder(local_provider)
     many = embed_chunks_many(recorder, DOCS, max_concurrency=3)
@@ -411,6 +425,7 @@ def test_api_sends_one_request_for_a_document_that_fits(logged_api: Any) -> None
     provider, log = logged_api
     out = embed_chunks(provider, DOC)
     assert len(log.bodies) == 1 == provider.embed_calls
+    assert out.usage.total_tokens == log.usage[0] > 0
     body = log.bodies[0]
     assert body["late_chunking"] is True
     assert body["input"] == SENTENCES == [c.text.strip() for c in out]
@@ -435,6 +450,8 @@ def test_api_window_path_one_request_per_window_in_order(
 
     assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
     assert len(log.usage) == len(calls) == provider.embed_calls, "one request per window"
+    # the usage returned is what the server billed for every window (context counted twice)
+    assert out.usage.total_tokens == sum(log.usage) > 0
 
 
 async def test_api_async_windows_match_sync(api_provider: JinaAPIProvider) -> None:

@@ -332,10 +332,13 @@ async def test_late_chunking_through_our_server_matches_local(
         progress_bar=False,
     )
     local = JinaV3DocumentEmbedder(provider=local_provider, late_chunking=True, progress_bar=False)
-    expected = local.run(chunks)["documents"]
+    local_out = local.run(chunks)
+    expected = local_out["documents"]
     for out in (remote.run(chunks), await remote.run_async(chunks)):
-        # embed_chunks_many returns no usage and a remote provider cannot count: none reported
-        assert out["meta"]["usage"] == {}
+        # the server's own count of the late-chunking requests, as the API reports it
+        usage = out["meta"]["usage"]
+        assert usage["total_tokens"] > 0 and usage["prompt_tokens"] == usage["total_tokens"]
+        assert usage == local_out["meta"]["usage"]  # same model, same sequences, same tokens
         for got, want in zip(out["documents"], expected, strict=True):
             assert _close(got.embedding, want.embedding, 1e-4)
     await remote.close_async()

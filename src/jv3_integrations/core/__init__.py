@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._late_chunking import (
     EmbeddedChunk,
+    EmbeddedChunks,
     aembed_chunks,
     aembed_chunks_many,
     embed_chunks,
@@ -76,6 +77,7 @@ __all__ = [
     "ConfigurationError",
     "EmbedRequest",
     "EmbeddedChunk",
+    "EmbeddedChunks",
     "EmbeddingProvider",
     "Embeddings",
     "InputError",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -22,10 +22,11 @@ import numpy.typing as npt
 from ._chunkers import Chunk, Chunker, SentenceChunker, _is_blank, _merge, _model_text
 from ._errors import InputError, InputTypeError
 from ._provider import EmbeddingProvider, validate_dimensions
-from ._types import Embeddings, Task, TaskLike, resolve_task
+from ._types import Embeddings, Task, TaskLike, Usage, resolve_task
 
 __all__ = [
     "EmbeddedChunk",
+    "EmbeddedChunks",
     "aembed_chunks",
     "aembed_chunks_many",
     "embed_chunks",
@@ -68,6 +69,24 @@ class EmbeddedChunk:
         return (
             f"EmbeddedChunk(span={self.span}, chars={len(self.text)}, dims={self.vector.shape[0]})"
         )
+
+
+class EmbeddedChunks(list[EmbeddedChunk]):
+    """One document's embedded chunks, in order (a list), with the tokens it took.
+
+    Attributes:
+        usage: Token usage of the late-chunking calls that embedded this document, as the
+            provider reported it (context chunks sent in two windows count twice).
+    """
+
+    usage: Usage
+
+    def __init__(self, chunks: Iterable[EmbeddedChunk] = (), *, usage: Usage | None = None):
+        super().__init__(chunks)
+        self.usage = Usage() if usage is None else usage
+
+    def __repr__(self) -> str:
+        return f"EmbeddedChunks({list.__repr__(self)}, usage={self.usage!r})"
 
 
 # -- window planning (pure) --------------------------------------------------------------
@@ -164,6 +183,7 @@ class _Doc:
     chunks: list[Chunk]
     texts: list[str]  # what the model sees
     vectors: list[npt.NDArray[np.float32] | None]
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass(frozen=True)
@@ -362,17 +382,18 @@ def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
         raise RuntimeError(f"provider returned {len(emb)} vectors for {w.hi - w.lo} chunks")
     for i in range(w.start, w.end):
         doc.vectors[i] = np.array(emb.vectors[i - w.lo], dtype=np.float32)
+    doc.usage = doc.usage + emb.usage
 
 
-def _results(plan: _Plan) -> list[list[EmbeddedChunk]]:
-    out: list[list[EmbeddedChunk]] = []
+def _results(plan: _Plan) -> list[EmbeddedChunks]:
+    out: list[EmbeddedChunks] = []
     for doc in plan.docs:
         row: list[EmbeddedChunk] = []
         for c, v in zip(doc.chunks, doc.vectors, strict=True):
             if v is None:  # pragma: no cover - every chunk is kept by exactly one window
                 raise RuntimeError("late chunking left a chunk without a vector")
             row.append(EmbeddedChunk(c.text, c.span, v))
-        out.append(row)
+        out.append(EmbeddedChunks(row, usage=doc.usage))
     return out
 
 
@@ -387,7 +408,7 @@ def embed_chunks_many(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[list[EmbeddedChunk]]:
+) -> list[EmbeddedChunks]:
     """Late-chunk many documents; one list of embedded chunks per document, in order.
 
     Each late-chunking pass or request holds chunks of exactly one document. With the local
@@ -415,7 +436,9 @@ def embed_chunks_many(
             ``max_concurrency``).
 
     Returns:
-        For each document, its :class:`EmbeddedChunk` list (chunks tile the document).
+        For each document, its :class:`EmbeddedChunks` (a list of :class:`EmbeddedChunk` that
+        tile the document, with ``usage``: the tokens its calls took, as the provider
+        reported them; no extra tokenization).
 
     Raises:
         InputTypeError: documents or chunks of the wrong type.
@@ -469,7 +492,7 @@ def embed_chunks(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[EmbeddedChunk]:
+) -> EmbeddedChunks:
     """Late-chunk one document: every chunk's vector is pooled from the whole document's pass.
 
     Args:
@@ -480,7 +503,8 @@ def embed_chunks(
             :func:`embed_chunks_many`.
 
     Returns:
-        One :class:`EmbeddedChunk` per chunk, in document order.
+        :class:`EmbeddedChunks`: one :class:`EmbeddedChunk` per chunk, in document order, and
+        the ``usage`` of the calls.
 
     Raises:
         InputTypeError, InputError: see :func:`embed_chunks_many`.
@@ -519,7 +543,7 @@ async def aembed_chunks_many(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[list[EmbeddedChunk]]:
+) -> list[EmbeddedChunks]:
     """Async twin of :func:`embed_chunks_many` (requests bounded by ``max_concurrency``)."""
     plan = _make_plan(
         provider,
@@ -571,7 +595,7 @@ async def aembed_chunks(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[EmbeddedChunk]:
+) -> EmbeddedChunks:
     """Async twin of :func:`embed_chunks`."""
     if not isinstance(document, (str, Sequence)) or isinstance(document, bytes):
         raise InputTypeError(

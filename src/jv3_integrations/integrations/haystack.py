@@ -47,9 +47,7 @@ logger = logging.getLogger(__name__)
 _DEFAULT_KEY = Secret.from_env_var("JINA_API_KEY", strict=False)
 
 
-def _usage_meta(model: str, total_tokens: int | None) -> dict[str, Any]:
-    if total_tokens is None:  # late chunking through a remote provider: not reported
-        return {"model": model, "usage": {}}
+def _usage_meta(model: str, total_tokens: int) -> dict[str, Any]:
     return {
         "model": model,
         "usage": {"prompt_tokens": total_tokens, "total_tokens": total_tokens},
@@ -357,7 +355,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
     @staticmethod
     def _store(
         call: list[list[int]],
-        results: list[list[EmbeddedChunk]],
+        results: Sequence[Sequence[EmbeddedChunk]],
         vectors: list[list[float] | None],
     ) -> None:
         for group, embedded in zip(call, results, strict=True):
@@ -373,7 +371,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
         documents: list[Document],
         vectors: list[list[float] | None],
         model: str,
-        tokens: int | None,
+        tokens: int,
     ) -> dict[str, Any]:
         out = [
             dataclasses.replace(doc, embedding=vec) if vec is not None else dataclasses.replace(doc)
@@ -398,7 +396,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
         docs = self._check_documents(documents)
         provider = self._get_provider()
         vectors: list[list[float] | None] = [None] * len(docs)
-        tokens: int | None = 0
+        tokens = 0
         with progress(
             len(docs), "Embedding documents", enabled=self.progress_bar, unit="doc"
         ) as bar:
@@ -408,8 +406,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
                     results = embed_chunks_many(
                         provider, chunks, task=self.task, dimensions=self.dimensions
                     )
-                    late = _late_tokens(provider, chunks, self.task)
-                    tokens = None if late is None or tokens is None else tokens + late
+                    tokens += sum(r.usage.total_tokens for r in results)
                     self._store(call, results, vectors)
                     bar.update(sum(len(g) for g in call))
             else:
@@ -419,7 +416,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
                         task=self.task,
                         dimensions=self.dimensions,
                     )
-                    tokens = (tokens or 0) + emb.usage.total_tokens
+                    tokens += emb.usage.total_tokens
                     for i, vec in zip(batch, emb.vectors.tolist(), strict=True):
                         vectors[i] = vec
                     bar.update(len(batch))
@@ -431,7 +428,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
         docs = self._check_documents(documents)
         provider = self._get_provider()
         vectors: list[list[float] | None] = [None] * len(docs)
-        tokens: int | None = 0
+        tokens = 0
         with progress(
             len(docs), "Embedding documents", enabled=self.progress_bar, unit="doc"
         ) as bar:
@@ -441,8 +438,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
                     results = await aembed_chunks_many(
                         provider, chunks, task=self.task, dimensions=self.dimensions
                     )
-                    late = _late_tokens(provider, chunks, self.task)
-                    tokens = None if late is None or tokens is None else tokens + late
+                    tokens += sum(r.usage.total_tokens for r in results)
                     self._store(call, results, vectors)
                     bar.update(sum(len(g) for g in call))
             else:
@@ -452,21 +448,11 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
                         task=self.task,
                         dimensions=self.dimensions,
                     )
-                    tokens = (tokens or 0) + emb.usage.total_tokens
+                    tokens += emb.usage.total_tokens
                     for i, vec in zip(batch, emb.vectors.tolist(), strict=True):
                         vectors[i] = vec
                     bar.update(len(batch))
         return self._output(docs, vectors, provider.model_name, tokens)
-
-
-def _late_tokens(
-    provider: EmbeddingProvider, chunks: list[list[str]], task: Task | None
-) -> int | None:
-    """Tokens of the late-chunking passes, when the provider counts them exactly (local model)."""
-    counted = [provider.count_tokens(c, task=task, late_chunking=True) for c in chunks]
-    if not all(c.exact for c in counted):
-        return None
-    return sum(c.total for c in counted)
 
 
 def _late_chunking_groups(documents: Sequence[Document]) -> list[list[int]]:

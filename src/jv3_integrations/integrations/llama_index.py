@@ -300,7 +300,9 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
 
 
 def _store(
-    nodes: Sequence[BaseNode], groups: list[list[int]], results: list[list[EmbeddedChunk]]
+    nodes: Sequence[BaseNode],
+    groups: list[list[int]],
+    results: Sequence[Sequence[EmbeddedChunk]],
 ) -> None:
     for group, embedded in zip(groups, results, strict=True):
         for i, chunk in zip(group, embedded, strict=True):
