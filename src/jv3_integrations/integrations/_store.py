@@ -26,6 +26,7 @@ from ..core._progress import progress
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
 from ..core._types import Task
 from ..core._vecmath import truncate
+from ._groups import pack_groups
 
 __all__ = ["DOC_FIELDS", "TEXT_KEY", "Hit", "Record", "point_id"]
 
@@ -90,6 +91,10 @@ class Record:
 class _DocPlan:
     doc_id: str
     chunks: list[Record]
+
+
+def _chunk_count(plan: _DocPlan) -> int:
+    return len(plan.chunks)
 
 
 def _check_metadata(meta: object, where: str) -> dict[str, Any]:
@@ -239,22 +244,6 @@ class StoreCore:
     def _check_records(self, records: list[Record]) -> None:
         """Store-specific checks of everything about to be written (before any write)."""
 
-    @staticmethod
-    def _doc_groups(plans: list[_DocPlan], batch_size: int) -> list[list[_DocPlan]]:
-        """Whole documents grouped so each group has about ``batch_size`` chunks."""
-        groups: list[list[_DocPlan]] = []
-        current: list[_DocPlan] = []
-        size = 0
-        for plan in plans:
-            if current and size + len(plan.chunks) > batch_size:
-                groups.append(current)
-                current, size = [], 0
-            current.append(plan)
-            size += len(plan.chunks)
-        if current:
-            groups.append(current)
-        return groups
-
     def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
         """Full vectors and, in two-stage mode, their truncated renormalized prefix."""
         if self.small_dimensions is None:
@@ -373,7 +362,7 @@ class SyncStore(StoreCore, abc.ABC):
         self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = embed_chunks_many(
@@ -500,7 +489,7 @@ class AsyncStore(StoreCore, abc.ABC):
         await self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = await aembed_chunks_many(

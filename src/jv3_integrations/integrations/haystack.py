@@ -16,17 +16,18 @@ from typing import Any
 
 from ..core._deps import require
 from ..core._errors import ConfigurationError, InputError, InputTypeError
-from ..core._late_chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
+from ..core._late_chunking import EmbeddedChunks, aembed_chunks_many, embed_chunks_many
 from ..core._progress import progress
 from ..core._provider import EmbeddingProvider
 from ..core._types import Embeddings, Task
+from ._groups import pack_groups, source_groups
 from ._shared import (
     ProviderArg,
+    ProviderHolder,
     check_batch_size,
     check_dimensions,
     check_provider,
     check_task,
-    resolve_provider,
 )
 
 require("haystack", "haystack", "haystack-ai")
@@ -72,15 +73,15 @@ class _ProviderHolder:
         self.api_key = api_key
         self.task = check_task(task)
         self.dimensions = check_dimensions(dims)
-        self._provider: EmbeddingProvider | None = None
-        self._owned = False
+        self._holder = ProviderHolder(self.provider, api_key=self.api_key.resolve_value)
+
+    @property
+    def _provider(self) -> EmbeddingProvider | None:
+        return self._holder.current
 
     def warm_up(self) -> None:
         """Build the provider and load the local model (shared with same-settings components)."""
-        if self._provider is None:
-            key = self.api_key.resolve_value() if isinstance(self.provider, str) else None
-            self._provider, self._owned = resolve_provider(self.provider, api_key=key)
-        self._provider.load()
+        self._holder.get().load()
 
     async def warm_up_async(self) -> None:
         """Async twin of :meth:`warm_up` (loads the local model in a worker thread)."""
@@ -88,20 +89,15 @@ class _ProviderHolder:
 
     def _get_provider(self) -> EmbeddingProvider:
         self.warm_up()
-        assert self._provider is not None
-        return self._provider
+        return self._holder.get()
 
     def close(self) -> None:
         """Close a provider this component built (shared local models stay loaded)."""
-        if self._provider is not None and self._owned:
-            self._provider.close()
-        self._provider = None
+        self._holder.close()
 
     async def close_async(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._provider is not None and self._owned:
-            await self._provider.aclose()
-        self._provider = None
+        await self._holder.aclose()
 
     def _provider_param(self) -> str:
         if not isinstance(self.provider, str):
@@ -333,38 +329,21 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
             + self.suffix
         )
 
-    def _batches(self, n: int) -> list[list[int]]:
-        return [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
-
-    def _group_batches(self, documents: list[Document]) -> list[list[list[int]]]:
-        """Late-chunking groups (lists of document indexes), packed into provider calls."""
+    def _plan(self, documents: list[Document]) -> list[_Call]:
+        """The provider calls for ``documents``: batches, or whole source documents."""
+        if not self.late_chunking:
+            n, size = len(documents), self.batch_size
+            return [
+                _Call([list(range(i, min(i + size, n)))], late=False) for i in range(0, n, size)
+            ]
         groups = _late_chunking_groups(documents)
-        packed: list[list[list[int]]] = []
-        current: list[list[int]] = []
-        size = 0
-        for group in groups:
-            if current and size + len(group) > self.batch_size:
-                packed.append(current)
-                current, size = [], 0
-            current.append(group)
-            size += len(group)
-        if current:
-            packed.append(current)
-        return packed
+        return [_Call(call, late=True) for call in pack_groups(groups, len, self.batch_size)]
 
-    @staticmethod
-    def _store(
-        call: list[list[int]],
-        results: Sequence[Sequence[EmbeddedChunk]],
-        vectors: list[list[float] | None],
-    ) -> None:
-        for group, embedded in zip(call, results, strict=True):
-            if len(embedded) != len(group):
-                raise InputError(  # pragma: no cover - chunks given as a list are kept as is
-                    f"late chunking returned {len(embedded)} vectors for {len(group)} chunks"
-                )
-            for i, chunk in zip(group, embedded, strict=True):
-                vectors[i] = chunk.vector.tolist()
+    def _inputs(self, documents: list[Document], call: _Call) -> list[list[str]]:
+        """Per group: its chunks (late chunking), or the texts of one batch."""
+        if call.late:
+            return [[documents[i].content or "" for i in g] for g in call.groups]
+        return [[self._text_of(documents[i]) for i in g] for g in call.groups]
 
     @staticmethod
     def _output(
@@ -393,66 +372,69 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
             InputError: with late chunking, a chunk without text, duplicate ``split_id`` within
                 one source, or overlapping chunks.
         """
-        docs = self._check_documents(documents)
-        provider = self._get_provider()
-        vectors: list[list[float] | None] = [None] * len(docs)
-        tokens = 0
-        with progress(
-            len(docs), "Embedding documents", enabled=self.progress_bar, unit="doc"
-        ) as bar:
-            if self.late_chunking:
-                for call in self._group_batches(docs):
-                    chunks = [[docs[i].content or "" for i in group] for group in call]
-                    results = embed_chunks_many(
-                        provider, chunks, task=self.task, dimensions=self.dimensions
-                    )
-                    tokens += sum(r.usage.total_tokens for r in results)
-                    self._store(call, results, vectors)
-                    bar.update(sum(len(g) for g in call))
-            else:
-                for batch in self._batches(len(docs)):
-                    emb = provider.embed(
-                        [self._text_of(docs[i]) for i in batch],
-                        task=self.task,
-                        dimensions=self.dimensions,
-                    )
-                    tokens += emb.usage.total_tokens
-                    for i, vec in zip(batch, emb.vectors.tolist(), strict=True):
-                        vectors[i] = vec
-                    bar.update(len(batch))
-        return self._output(docs, vectors, provider.model_name, tokens)
+        docs, provider = self._check_documents(documents), self._get_provider()
+        result, task, dims = _Result(len(docs)), self.task, self.dimensions
+        with progress(len(docs), "Embedding", enabled=self.progress_bar, unit="doc") as bar:
+            for call in self._plan(docs):
+                inputs = self._inputs(docs, call)
+                if call.late:
+                    chunks = embed_chunks_many(provider, inputs, task=task, dimensions=dims)
+                    result.add_chunks(call, chunks)
+                else:
+                    result.add(call, provider.embed(inputs[0], task=task, dimensions=dims))
+                bar.update(call.size)
+        return self._output(docs, result.vectors, provider.model_name, result.tokens)
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
         """Async twin of :meth:`run`."""
-        docs = self._check_documents(documents)
-        provider = self._get_provider()
-        vectors: list[list[float] | None] = [None] * len(docs)
-        tokens = 0
-        with progress(
-            len(docs), "Embedding documents", enabled=self.progress_bar, unit="doc"
-        ) as bar:
-            if self.late_chunking:
-                for call in self._group_batches(docs):
-                    chunks = [[docs[i].content or "" for i in group] for group in call]
-                    results = await aembed_chunks_many(
-                        provider, chunks, task=self.task, dimensions=self.dimensions
-                    )
-                    tokens += sum(r.usage.total_tokens for r in results)
-                    self._store(call, results, vectors)
-                    bar.update(sum(len(g) for g in call))
-            else:
-                for batch in self._batches(len(docs)):
-                    emb = await provider.aembed(
-                        [self._text_of(docs[i]) for i in batch],
-                        task=self.task,
-                        dimensions=self.dimensions,
-                    )
-                    tokens += emb.usage.total_tokens
-                    for i, vec in zip(batch, emb.vectors.tolist(), strict=True):
-                        vectors[i] = vec
-                    bar.update(len(batch))
-        return self._output(docs, vectors, provider.model_name, tokens)
+        docs, provider = self._check_documents(documents), self._get_provider()
+        result, task, dims = _Result(len(docs)), self.task, self.dimensions
+        with progress(len(docs), "Embedding", enabled=self.progress_bar, unit="doc") as bar:
+            for call in self._plan(docs):
+                inputs = self._inputs(docs, call)
+                if call.late:
+                    chunks = await aembed_chunks_many(provider, inputs, task=task, dimensions=dims)
+                    result.add_chunks(call, chunks)
+                else:
+                    result.add(call, await provider.aembed(inputs[0], task=task, dimensions=dims))
+                bar.update(call.size)
+        return self._output(docs, result.vectors, provider.model_name, result.tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One provider call: groups of document indexes (one group per source with late chunking)."""
+
+    groups: list[list[int]]
+    late: bool
+
+    @property
+    def size(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+
+class _Result:
+    """Vectors by document index and the tokens used, filled call by call (pure)."""
+
+    def __init__(self, n: int) -> None:
+        self.vectors: list[list[float] | None] = [None] * n
+        self.tokens = 0
+
+    def add(self, call: _Call, emb: Embeddings) -> None:
+        for i, vec in zip(call.groups[0], emb.vectors.tolist(), strict=True):
+            self.vectors[i] = vec
+        self.tokens += emb.usage.total_tokens
+
+    def add_chunks(self, call: _Call, results: Sequence[EmbeddedChunks]) -> None:
+        for group, embedded in zip(call.groups, results, strict=True):
+            if len(embedded) != len(group):
+                raise InputError(  # pragma: no cover - chunks given as a list are kept as is
+                    f"late chunking returned {len(embedded)} vectors for {len(group)} chunks"
+                )
+            for i, chunk in zip(group, embedded, strict=True):
+                self.vectors[i] = chunk.vector.tolist()
+            self.tokens += embedded.usage.total_tokens
 
 
 def _late_chunking_groups(documents: Sequence[Document]) -> list[list[int]]:
@@ -462,51 +444,36 @@ def _late_chunking_groups(documents: Sequence[Document]) -> list[list[int]]:
     own group. Raises InputError for an empty chunk, a duplicate ``split_id`` within one source,
     or chunks whose ``split_idx_start`` ranges overlap (``DocumentSplitter(split_overlap>0)``).
     """
-    groups: dict[object, list[int]] = {}
-    order: list[object] = []
     for i, doc in enumerate(documents):
         if not doc.content:
             raise InputError(
                 f"documents[{i}] (id {doc.id}) has no text; late chunking needs text in every "
                 "chunk (drop empty documents first, e.g. with DocumentCleaner)"
             )
-        source = doc.meta.get("source_id")
-        key: object = ("own", i) if source is None else ("source", source)
-        if key not in groups:
-            groups[key] = []
-            order.append(key)
-        groups[key].append(i)
-
-    result: list[list[int]] = []
-    for key in order:
-        members = groups[key]
-        if len(members) > 1:
-            members = _order_by_split_id(documents, members, key)
-            _check_no_overlap(documents, members, key)
-        result.append(members)
-    return result
+    groups = source_groups(
+        [d.meta.get("source_id") for d in documents],
+        [d.meta.get("split_id") for d in documents],
+    )
+    for source, members in groups:
+        for prev, nxt in itertools.pairwise(members):
+            _check_pair(documents[prev], documents[nxt], source)
+    return [members for _, members in groups]
 
 
-def _order_by_split_id(documents: Sequence[Document], members: list[int], key: object) -> list[int]:
-    split_ids = [documents[i].meta.get("split_id") for i in members]
-    if any(s is None for s in split_ids):
-        return members  # no order information: keep input order
-    if len(set(split_ids)) != len(split_ids):
+def _check_pair(prev: Document, nxt: Document, source: object) -> None:
+    """Two consecutive chunks of one source: distinct ``split_id``, no overlap."""
+    split_prev, split_next = prev.meta.get("split_id"), nxt.meta.get("split_id")
+    if split_prev is not None and split_prev == split_next:
         raise InputError(
-            f"two documents of source {key[1]!r} have the same split_id; "  # type: ignore[index]
+            f"two documents of source {source!r} have the same split_id; "
             "late chunking needs each chunk once"
         )
-    return [i for _, i in sorted(zip(split_ids, members, strict=True))]
-
-
-def _check_no_overlap(documents: Sequence[Document], members: list[int], key: object) -> None:
-    for prev, nxt in itertools.pairwise(members):
-        start_prev = documents[prev].meta.get("split_idx_start")
-        start_next = documents[nxt].meta.get("split_idx_start")
-        if not isinstance(start_prev, int) or not isinstance(start_next, int):
-            continue
-        if start_next < start_prev + len(documents[prev].content or ""):
-            raise InputError(
-                f"chunks of source {key[1]!r} overlap; late chunking "  # type: ignore[index]
-                "needs non-overlapping chunks: use DocumentSplitter(split_overlap=0)"
-            )
+    start_prev = prev.meta.get("split_idx_start")
+    start_next = nxt.meta.get("split_idx_start")
+    if not isinstance(start_prev, int) or not isinstance(start_next, int):
+        return
+    if start_next < start_prev + len(prev.content or ""):
+        raise InputError(
+            f"chunks of source {source!r} overlap; late chunking "
+            "needs non-overlapping chunks: use DocumentSplitter(split_overlap=0)"
+        )
