@@ -30,6 +30,7 @@ from ..core import (
     load_provider,
 )
 from ..core._progress import progress
+from ..core._validate import check_int
 from .files import (
     Discovery,
     PdfSupportMissingError,
@@ -38,7 +39,7 @@ from .files import (
     is_under,
     read_document,
 )
-from .output import Hit
+from .output import DisplayHit
 from .state import FileEntry, IndexSettings, StateFile, redact_spec
 from .uri import StoreURI, parse_store_uri
 
@@ -89,9 +90,7 @@ def _positive(arg: str, spec: str) -> int:
         value = int(arg)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigurationError(f"chunker {spec!r}: the size must be a positive integer")
-    return value
+    return check_int(f"chunker {spec!r}: the size", value)
 
 
 def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
@@ -522,7 +521,7 @@ class SearchOptions:
     provider_instance: EmbeddingProvider | None = None
 
 
-def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
+def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
     """Embed the queries (``retrieval.query``) with the index's settings and search the store.
 
     Returns:
@@ -568,11 +567,11 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
     return [[_hit(h) for h in row] for row in raw]
 
 
-def _hit(h: Any) -> Hit:
+def _hit(h: Any) -> DisplayHit:
     meta = dict(h.metadata)
     path = str(meta.get("path") or meta.get("doc_id") or "")
     start, end = meta.get("start"), meta.get("end")
-    return Hit(
+    return DisplayHit(
         score=float(h.score),
         file=_display(path) if path else "?",
         text=h.text,

@@ -28,6 +28,7 @@ from ._types import (
     Usage,
     resolve_task,
 )
+from ._validate import check_int
 from ._vecmath import truncate
 
 if TYPE_CHECKING:
@@ -53,14 +54,6 @@ _DTYPES = {
 }
 
 DEFAULT_BATCH_TOKENS = 16384
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int >= {low}, not {type(value).__name__}")
-    if value < low:
-        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
-    return value
 
 
 def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
@@ -147,12 +140,12 @@ class LocalProvider(BaseProvider):
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigurationError("model must be a model directory or a Hub id (a str)")
         self._model_arg = str(model)
-        self._max_length = _check_int("max_length", max_length, 2)
-        self._overlap = _check_int("late_chunking_overlap", late_chunking_overlap, 0)
+        self._max_length = check_int("max_length", max_length, 2)
+        self._overlap = check_int("late_chunking_overlap", late_chunking_overlap, 0)
         if dimensions is not None:
-            _check_int("dimensions", dimensions, 1)
+            check_int("dimensions", dimensions, 1)
         self._dimensions = dimensions
-        self._batch_tokens = _check_int("batch_tokens", batch_tokens, 1)
+        self._batch_tokens = check_int("batch_tokens", batch_tokens, 1)
         if quantize not in (None, "int8"):
             raise ConfigurationError(f"quantize must be None or 'int8', got {quantize!r}")
         if adapter_mode not in ("merged", "lowrank"):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from ._errors import InputError, InputTypeError
 from ._types import Embeddings, Task, TaskLike, TokenCount, resolve_task
@@ -88,13 +88,41 @@ class EmbeddingProvider(Protocol):
         late_chunking: bool = False,
     ) -> Embeddings: ...
 
-    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def embed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    async def aembed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    async def aembed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
     def close(self) -> None: ...
 
@@ -310,21 +338,73 @@ class BaseProvider(abc.ABC):
             return Embeddings.empty(model=self.model_name, task=req.task, dimensions=req.dimensions)
         return await self._aembed(req)
 
-    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Embed passages for indexing (task ``retrieval.passage``)."""
-        return self.embed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+        return self.embed(
+            texts,
+            task=Task.RETRIEVAL_PASSAGE,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    def embed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Embed search queries (task ``retrieval.query``)."""
-        return self.embed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+        return self.embed(
+            texts,
+            task=Task.RETRIEVAL_QUERY,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    async def aembed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Async twin of :meth:`embed_documents`."""
-        return await self.aembed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+        return await self.aembed(
+            texts,
+            task=Task.RETRIEVAL_PASSAGE,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    async def aembed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Async twin of :meth:`embed_queries`."""
-        return await self.aembed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+        return await self.aembed(
+            texts,
+            task=Task.RETRIEVAL_QUERY,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
     # -- for subclasses -----------------------------------------------------------------
 

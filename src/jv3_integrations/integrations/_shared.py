@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._errors import ConfigurationError
 from ..core._load import load_provider
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task, TaskLike, resolve_task
@@ -22,8 +22,6 @@ from ..core._types import Task, TaskLike, resolve_task
 __all__ = [
     "ProviderArg",
     "ProviderHolder",
-    "check_batch_size",
-    "check_dimensions",
     "check_provider",
     "check_task",
     "is_local_spec",
@@ -164,26 +162,3 @@ class ProviderHolder:
 def check_task(task: TaskLike) -> Task | None:
     """Resolve a task argument at construction time (InputError for an unknown one)."""
     return resolve_task(task)
-
-
-def check_dimensions(dimensions: object) -> int | None:
-    """Check a ``dimensions`` argument: ``None`` or a positive int.
-
-    The upper bound is the model's size, which the provider checks on the first call.
-    """
-    if dimensions is None:
-        return None
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-        raise InputTypeError(f"dimensions must be a positive int, not {type(dimensions).__name__}")
-    if dimensions < 1:
-        raise InputError(f"dimensions must be in 1..model size, got {dimensions}")
-    return dimensions
-
-
-def check_batch_size(batch_size: object) -> int:
-    """Check a ``batch_size`` argument: a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise InputTypeError(f"batch_size must be a positive int, not {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    return batch_size

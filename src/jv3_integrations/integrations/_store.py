@@ -25,6 +25,7 @@ from ..core._load import load_provider
 from ..core._progress import progress
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
 from ..core._types import Task
+from ..core._validate import check_int
 from ..core._vecmath import truncate
 from ._groups import pack_groups
 
@@ -138,12 +139,6 @@ def _check_ids(ids: object, n: int, what: str) -> list[str] | None:
     return out
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class StoreCore:
     """Shared configuration and the I/O-free parts of every store (sync and async)."""
 
@@ -176,8 +171,10 @@ class StoreCore:
                     f"got {small_dimensions!r}"
                 ) from None
             self.small_dimensions = small
-        self.batch_size = _check_positive(
-            "batch_size", self.default_batch_size if batch_size is None else batch_size
+        self.batch_size = check_int(
+            "batch_size",
+            self.default_batch_size if batch_size is None else batch_size,
+            error=InputError,
         )
         self.progress_bar = bool(progress_bar)
 
@@ -252,7 +249,7 @@ class StoreCore:
 
     @staticmethod
     def _check_k(k: object) -> int:
-        return _check_positive("k", k)
+        return check_int("k", k, error=InputError)
 
     def _embed_kwargs(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions}
@@ -313,7 +310,11 @@ class SyncStore(StoreCore, abc.ABC):
             ConfigurationError: the existing collection has another dimension or metric.
         """
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         self.create()
@@ -356,7 +357,11 @@ class SyncStore(StoreCore, abc.ABC):
             The stored chunk ids, document by document, chunk by chunk.
         """
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         self.create()
@@ -457,7 +462,11 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_texts`."""
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         await self.create()
@@ -483,7 +492,11 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_documents`."""
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         await self.create()

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from ..core._deps import require
-from ..core._errors import InputTypeError
+from ..core._errors import InputError, InputTypeError
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
-from ._shared import ProviderHolder, check_dimensions, check_provider, check_task
+from ..core._validate import check_int_or_none
+from ._shared import ProviderHolder, check_provider, check_task
 
 require("langchain_core", "langchain", "langchain-core")
 
@@ -64,7 +65,9 @@ class JinaV3Embeddings(BaseModel, Embeddings):
     def __init__(self, provider: str | EmbeddingProvider | None = "api", **kwargs: Any) -> None:
         checked = check_provider(provider)
         if "dimensions" in kwargs:
-            kwargs["dimensions"] = check_dimensions(kwargs["dimensions"])
+            kwargs["dimensions"] = check_int_or_none(
+                "dimensions", kwargs["dimensions"], error=InputError
+            )
         for name in ("query_task", "document_task"):
             if name in kwargs:
                 task = check_task(kwargs[name])

@@ -19,11 +19,11 @@ from ..core._errors import InputError
 from ..core._late_chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
+from ..core._validate import check_int_or_none
 from ._groups import source_groups
 from ._shared import (
     ProviderArg,
     ProviderHolder,
-    check_dimensions,
     check_provider,
     check_task,
 )
@@ -127,7 +127,7 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         q_task, t_task = check_task(query_task), check_task(text_task)
         super().__init__(  # type: ignore[call-arg]
             provider=checked if isinstance(checked, str) else None,
-            dimensions=check_dimensions(dimensions),
+            dimensions=check_int_or_none("dimensions", dimensions, error=InputError),
             query_task=q_task.value if q_task is not None else None,
             text_task=t_task.value if t_task is not None else None,
             model_name=model_name,
@@ -247,7 +247,7 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
         resolved = check_task(task)
         super().__init__(  # type: ignore[call-arg]
             provider=checked if isinstance(checked, str) else None,
-            dimensions=check_dimensions(dimensions),
+            dimensions=check_int_or_none("dimensions", dimensions, error=InputError),
             task=resolved.value if resolved is not None else None,
             **kwargs,
         )

@@ -28,12 +28,11 @@ from jv3_integrations.core._late_chunking import (
 from jv3_integrations.core._progress import progress
 from jv3_integrations.core._provider import EmbeddingProvider
 from jv3_integrations.core._types import Embeddings, Task
+from jv3_integrations.core._validate import check_int, check_int_or_none
 from jv3_integrations.integrations._groups import pack_groups, source_groups
 from jv3_integrations.integrations._shared import (
     ProviderArg,
     ProviderHolder,
-    check_batch_size,
-    check_dimensions,
     check_provider,
     check_task,
 )
@@ -80,7 +79,7 @@ class _ProviderHolder:
             )
         self.api_key = api_key
         self.task = check_task(task)
-        self.dimensions = check_dimensions(dims)
+        self.dimensions = check_int_or_none("dimensions", dims, error=InputError)
         self._holder = ProviderHolder(self.provider, api_key=self.api_key.resolve_value)
 
     @property
@@ -277,7 +276,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
         self.late_chunking = bool(late_chunking)
         self.prefix = prefix
         self.suffix = suffix
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = check_int("batch_size", batch_size, error=InputError)
         self.progress_bar = progress_bar
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
@@ -405,10 +404,7 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
                     chunks = await aembed_chunks_many(provider, inputs, task=task, dimensions=dims)
                     result.add_chunks(call, chunks)
                 else:
-                    result.add(
-                        call,
-                        await provider.aembed(inputs[0], task=task, dimensions=dims),
-                    )
+                    result.add(call, await provider.aembed(inputs[0], task=task, dimensions=dims))
                 bar.update(call.size)
         return self._output(docs, result.vectors, provider.model_name, result.tokens)
 
