@@ -465,7 +465,7 @@ class JinaAPIProvider(BaseProvider):
 
     async def aembed(
         self,
-        texts: Any,
+        texts: Sequence[str],
         *,
         task: TaskLike = None,
         dimensions: int | None = None,
