@@ -39,6 +39,7 @@ from .core import (
     Task,
     default_provider_spec,
 )
+from .core._validate import check_int
 
 __all__ = ["build_parser", "main"]
 
@@ -69,9 +70,7 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    return check_int("", value, error=argparse.ArgumentTypeError)
 
 
 def _add_store_args(p: argparse.ArgumentParser, default_store: str) -> None:

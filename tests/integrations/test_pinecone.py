@@ -143,3 +143,17 @@ def test_loopback_server_checks_its_answers_against_the_openapi_schemas(
     model = srv.state.indexes["filters"].model(srv.base_url)
     assert not list(validators["IndexModel"].iter_errors(model))
     assert list(validators["QueryResponse"].iter_errors({"matches": [{"score": 1.0}]}))
+
+
+async def test_async_stats_matches_sync(srv: Any, pc: Pinecone, filled: PineconeStore) -> None:
+    from pinecone import AsyncPinecone
+
+    from jv3_integrations.pinecone import AsyncPineconeStore
+
+    apc = AsyncPinecone(api_key=srv.state.api_key, host=srv.base_url)
+    store = AsyncPineconeStore(filled.provider, client=apc, collection="filters", dimensions=32)
+    try:
+        assert await store.stats() == filled.stats() and filled.stats()["total"] > 0
+    finally:
+        await store.aclose()
+        await apc.close()

@@ -30,6 +30,7 @@ from ..core import (
     load_provider,
 )
 from ..core._progress import progress
+from ..core._validate import check_int
 from .files import (
     Discovery,
     PdfSupportMissingError,
@@ -38,7 +39,7 @@ from .files import (
     is_under,
     read_document,
 )
-from .output import Hit
+from .output import DisplayHit
 from .state import FileEntry, IndexSettings, StateFile, redact_spec
 from .uri import StoreURI, parse_store_uri
 
@@ -89,9 +90,7 @@ def _positive(arg: str, spec: str) -> int:
         value = int(arg)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigurationError(f"chunker {spec!r}: the size must be a positive integer")
-    return value
+    return check_int(f"chunker {spec!r}: the size", value)
 
 
 def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
@@ -318,20 +317,6 @@ def _resolve_settings(
     return spec, dims, chunker, late
 
 
-def _count_tokens(provider: EmbeddingProvider, text: str) -> tuple[int, bool]:
-    """Tokens of one document: exact with the local tokenizer, estimated for the API."""
-    count = getattr(provider, "count_tokens", None)
-    if callable(count):
-        try:
-            return int(sum(count([text], task=Task.RETRIEVAL_PASSAGE))), False
-        except Exception:  # token counts are informative only; never fail indexing on them
-            logger.debug("count_tokens failed", exc_info=True)
-    estimate = getattr(provider, "estimate_tokens", None)
-    if callable(estimate):
-        return int(estimate(text)), True
-    return 0, True
-
-
 def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded."""
     t0 = time.perf_counter()
@@ -484,7 +469,12 @@ def _embed_batch(
         old = files.get(key)
         if old is not None:
             report.chunks_deleted += len(set(old.ids) - set(new_ids))
-        tokens, estimated = _count_tokens(provider, text)
+        tokens, estimated = 0, True
+        try:  # token counts are informative only; never fail indexing on them
+            counted = provider.count_tokens([text], task=Task.RETRIEVAL_PASSAGE)
+            tokens, estimated = counted.total, not counted.exact
+        except Exception:
+            logger.debug("count_tokens failed", exc_info=True)
         report.tokens += tokens
         report.tokens_estimated = report.tokens_estimated or estimated
         files[key] = FileEntry(hash=digest, ids=list(new_ids), tokens=tokens)
@@ -531,7 +521,7 @@ class SearchOptions:
     provider_instance: EmbeddingProvider | None = None
 
 
-def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
+def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
     """Embed the queries (``retrieval.query``) with the index's settings and search the store.
 
     Returns:
@@ -577,11 +567,11 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
     return [[_hit(h) for h in row] for row in raw]
 
 
-def _hit(h: Any) -> Hit:
+def _hit(h: Any) -> DisplayHit:
     meta = dict(h.metadata)
     path = str(meta.get("path") or meta.get("doc_id") or "")
     start, end = meta.get("start"), meta.get("end")
-    return Hit(
+    return DisplayHit(
         score=float(h.score),
         file=_display(path) if path else "?",
         text=h.text,

@@ -19,7 +19,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,7 +37,8 @@ from ._errors import (
     InputError,
 )
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, Usage
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, TokenCount, Usage
+from ._validate import check_int
 from ._wire import (
     DEFAULT_BASE_URL,
     EMBEDDINGS_PATH,
@@ -205,10 +206,10 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
-        _check_int("max_retries", max_retries, 0)
-        _check_int("max_concurrency", max_concurrency, 1)
-        _check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
-        _check_int("max_batch_tokens", max_batch_tokens, 1)
+        check_int("max_retries", max_retries, 0)
+        check_int("max_concurrency", max_concurrency, 1)
+        check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
+        check_int("max_batch_tokens", max_batch_tokens, 1)
         for name, value in (
             ("timeout", timeout),
             ("backoff_base", backoff_base),
@@ -224,12 +225,12 @@ class JinaAPIProvider(BaseProvider):
                 f"wire_format must be 'float' or 'base64', got {wire_format!r}"
             )
         if max_dimensions is not None:
-            _check_int("max_dimensions", max_dimensions, 1)
+            check_int("max_dimensions", max_dimensions, 1)
         elif self._official:
             max_dimensions = JINA_EMBEDDINGS_V3.dim
         self._max_dims: int | None = max_dimensions
         if dimensions is not None:
-            _check_int("dimensions", dimensions, 1, max_dimensions)
+            check_int("dimensions", dimensions, 1, max_dimensions)
         self._dimensions = dimensions
         self._timeout = float(timeout)
         self._max_retries = max_retries
@@ -277,6 +278,17 @@ class JinaAPIProvider(BaseProvider):
                 return JINA_EMBEDDINGS_V3.dim
             self._max_dims = found
         return self._max_dims
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once (the ``max_concurrency`` it was built with)."""
+        return self._max_concurrency
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> TokenCount:
+        """Conservative token estimates (:meth:`estimate_tokens`; ``exact=False``, no I/O)."""
+        return super().count_tokens(texts, task=task, late_chunking=late_chunking)
 
     def estimate_tokens(self, text: str, *, task: TaskLike = None) -> int:
         """A conservative token estimate for ``text`` (no tokenizer, no network)."""
@@ -453,7 +465,7 @@ class JinaAPIProvider(BaseProvider):
 
     async def aembed(
         self,
-        texts: Any,
+        texts: Sequence[str],
         *,
         task: TaskLike = None,
         dimensions: int | None = None,
@@ -745,14 +757,3 @@ class JinaAPIProvider(BaseProvider):
             raise
         total = sum(tokens)
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < lo
-        or (hi is not None and value > hi)
-    ):
-        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ConfigurationError(f"{name} must be an int {bound}, got {value!r}")

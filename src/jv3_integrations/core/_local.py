@@ -19,7 +19,16 @@ from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
 from ._errors import ConfigurationError, InputError, ModelLoadError, missing_extra
 from ._progress import progress
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, Usage, resolve_task
+from ._types import (
+    JINA_EMBEDDINGS_V3,
+    Embeddings,
+    Task,
+    TaskLike,
+    TokenCount,
+    Usage,
+    resolve_task,
+)
+from ._validate import check_int
 from ._vecmath import truncate
 
 if TYPE_CHECKING:
@@ -45,14 +54,6 @@ _DTYPES = {
 }
 
 DEFAULT_BATCH_TOKENS = 16384
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int >= {low}, not {type(value).__name__}")
-    if value < low:
-        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
-    return value
 
 
 def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
@@ -139,12 +140,12 @@ class LocalProvider(BaseProvider):
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigurationError("model must be a model directory or a Hub id (a str)")
         self._model_arg = str(model)
-        self._max_length = _check_int("max_length", max_length, 2)
-        self._overlap = _check_int("late_chunking_overlap", late_chunking_overlap, 0)
+        self._max_length = check_int("max_length", max_length, 2)
+        self._overlap = check_int("late_chunking_overlap", late_chunking_overlap, 0)
         if dimensions is not None:
-            _check_int("dimensions", dimensions, 1)
+            check_int("dimensions", dimensions, 1)
         self._dimensions = dimensions
-        self._batch_tokens = _check_int("batch_tokens", batch_tokens, 1)
+        self._batch_tokens = check_int("batch_tokens", batch_tokens, 1)
         if quantize not in (None, "int8"):
             raise ConfigurationError(f"quantize must be None or 'int8', got {quantize!r}")
         if adapter_mode not in ("merged", "lowrank"):
@@ -206,6 +207,21 @@ class LocalProvider(BaseProvider):
     def max_length(self) -> int:
         """Token limit per text (and the late-chunking window)."""
         return self._max_length
+
+    @property
+    def max_tokens(self) -> int:
+        """Token limit per text: ``max_length`` (late chunking windows past it by itself)."""
+        return self._max_length
+
+    @property
+    def max_concurrency(self) -> int:
+        """1: one forward pass already uses every core (calls are serialized)."""
+        return 1
+
+    @property
+    def supports_long_late_chunking(self) -> bool:
+        """True: documents longer than ``max_length`` are windowed here, in one call."""
+        return True
 
     @property
     def late_chunking_overlap(self) -> int:
@@ -379,20 +395,23 @@ class LocalProvider(BaseProvider):
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
-    ) -> list[int]:
+    ) -> TokenCount:
         """Real token counts, not truncated (``<s>``, ``</s>`` and the instruction included).
 
         With ``late_chunking=True`` each count is the chunk's span length, so the sum is the
         length of the whole document sequence.
+
+        Returns:
+            A :class:`TokenCount` with ``exact=True`` (counted by the checkpoint's tokenizer).
         """
         enc = self._text_encoder()
         name = self._task_name(task)
         if late_chunking:
             if not texts:
-                return []
+                return TokenCount([], exact=True)
             _, spans = enc.late_chunk(list(texts), name)
-            return [end - start for start, end in spans]
-        return [len(ids) for ids in enc.encode(texts, name)]
+            return TokenCount([end - start for start, end in spans], exact=True)
+        return TokenCount([len(ids) for ids in enc.encode(texts, name)], exact=True)
 
     # -- embedding ----------------------------------------------------------------------------
 

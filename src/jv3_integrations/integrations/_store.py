@@ -25,7 +25,9 @@ from ..core._load import load_provider
 from ..core._progress import progress
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
 from ..core._types import Task
+from ..core._validate import check_int
 from ..core._vecmath import truncate
+from ._groups import pack_groups
 
 __all__ = ["DOC_FIELDS", "TEXT_KEY", "Hit", "Record", "point_id"]
 
@@ -92,6 +94,10 @@ class _DocPlan:
     chunks: list[Record]
 
 
+def _chunk_count(plan: _DocPlan) -> int:
+    return len(plan.chunks)
+
+
 def _check_metadata(meta: object, where: str) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -133,12 +139,6 @@ def _check_ids(ids: object, n: int, what: str) -> list[str] | None:
     return out
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class StoreCore:
     """Shared configuration and the I/O-free parts of every store (sync and async)."""
 
@@ -155,7 +155,7 @@ class StoreCore:
         progress_bar: bool = False,
     ) -> None:
         self.provider: EmbeddingProvider = load_provider(provider)
-        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        max_dims = self.provider.max_dimensions
         dims = self.provider.dimensions if dimensions is None else dimensions
         try:
             self.dimensions: int = validate_dimensions(dims, max_dims)
@@ -171,8 +171,10 @@ class StoreCore:
                     f"got {small_dimensions!r}"
                 ) from None
             self.small_dimensions = small
-        self.batch_size = _check_positive(
-            "batch_size", self.default_batch_size if batch_size is None else batch_size
+        self.batch_size = check_int(
+            "batch_size",
+            self.default_batch_size if batch_size is None else batch_size,
+            error=InputError,
         )
         self.progress_bar = bool(progress_bar)
 
@@ -239,22 +241,6 @@ class StoreCore:
     def _check_records(self, records: list[Record]) -> None:
         """Store-specific checks of everything about to be written (before any write)."""
 
-    @staticmethod
-    def _doc_groups(plans: list[_DocPlan], batch_size: int) -> list[list[_DocPlan]]:
-        """Whole documents grouped so each group has about ``batch_size`` chunks."""
-        groups: list[list[_DocPlan]] = []
-        current: list[_DocPlan] = []
-        size = 0
-        for plan in plans:
-            if current and size + len(plan.chunks) > batch_size:
-                groups.append(current)
-                current, size = [], 0
-            current.append(plan)
-            size += len(plan.chunks)
-        if current:
-            groups.append(current)
-        return groups
-
     def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
         """Full vectors and, in two-stage mode, their truncated renormalized prefix."""
         if self.small_dimensions is None:
@@ -263,7 +249,7 @@ class StoreCore:
 
     @staticmethod
     def _check_k(k: object) -> int:
-        return _check_positive("k", k)
+        return check_int("k", k, error=InputError)
 
     def _embed_kwargs(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions}
@@ -324,7 +310,11 @@ class SyncStore(StoreCore, abc.ABC):
             ConfigurationError: the existing collection has another dimension or metric.
         """
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         self.create()
@@ -367,13 +357,17 @@ class SyncStore(StoreCore, abc.ABC):
             The stored chunk ids, document by document, chunk by chunk.
         """
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = embed_chunks_many(
@@ -468,7 +462,11 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_texts`."""
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         await self.create()
@@ -494,13 +492,17 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_documents`."""
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         await self.create()
         total = sum(len(p.chunks) for p in plans)
         with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = await aembed_chunks_many(

@@ -249,13 +249,7 @@ class PineconeStore(_PineconeCommon, SyncStore):
     def stats(self) -> dict[str, Any]:
         """The index stats: ``dimension``, ``metric``, ``total`` and per-namespace counts."""
         self.create()
-        s = self._idx().describe_index_stats()
-        return {
-            "dimension": s.dimension,
-            "metric": getattr(s, "metric", None),
-            "total": s.total_vector_count,
-            "namespaces": {n: v.vector_count for n, v in (s.namespaces or {}).items()},
-        }
+        return _stats(self._idx().describe_index_stats())
 
 
 class AsyncPineconeStore(_PineconeCommon, AsyncStore):
@@ -356,7 +350,22 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         await self.create()
         return self._count(await self._idx().describe_index_stats())
 
+    async def stats(self) -> dict[str, Any]:
+        """Async twin of :meth:`PineconeStore.stats`."""
+        await self.create()
+        return _stats(await self._idx().describe_index_stats())
+
     async def aclose(self) -> None:
         """Close the index handle this store opened (not a client you passed in)."""
         if self.index is not None and self.index is not self.client:
             await self.index.close()
+
+
+def _stats(s: Any) -> dict[str, Any]:
+    """The index stats: ``dimension``, ``metric``, ``total`` and per-namespace counts."""
+    return {
+        "dimension": s.dimension,
+        "metric": getattr(s, "metric", None),
+        "total": s.total_vector_count,
+        "namespaces": {n: v.vector_count for n, v in (s.namespaces or {}).items()},
+    }
