@@ -512,7 +512,9 @@ class MilvusStore(_MilvusCommon, SyncStore):
         mode: str,
     ) -> list[list[Hit]]:
         if full is None:
-            return self._hits(self.client.search(**self._keyword_args(queries, k, filter)), bm25=True)
+            return self._hits(
+                self.client.search(**self._keyword_args(queries, k, filter)), bm25=True
+            )
         return self._hits(self.client.hybrid_search(**self._hybrid_args(queries, full, k, filter)))
 
     def count(self) -> int:

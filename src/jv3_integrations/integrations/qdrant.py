@@ -252,9 +252,7 @@ class _QdrantCommon:
         assert terms is not None  # hybrid stores always have a term encoder
         if full is None:
             return [
-                models.QueryRequest(
-                    query=t, using=SPARSE, filter=flt, limit=k, with_payload=True
-                )
+                models.QueryRequest(query=t, using=SPARSE, filter=flt, limit=k, with_payload=True)
                 for t in terms
             ]
         params = self._params()
