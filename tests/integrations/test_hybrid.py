@@ -490,3 +490,23 @@ def test_api_provider_needs_a_local_tokenizer_before_any_request(
     store = qdrant_store(api_provider)
     store.add_texts(TEXTS, METAS)
     assert store.search("ERR-4471", k=K)[0].text == RARE
+
+
+@pytest.mark.parametrize("kind", ["qdrant", "milvus", "pinecone"])
+def test_different_codes_are_different_terms(
+    kind: str, local_provider: EmbeddingProvider, milvus: Any, pinecone_srv: Any
+) -> None:
+    """Two passages that differ only in their code: each code finds its own passage first
+    (the tiny tokenizer knows no digits: unknown pieces must keep their identity)."""
+    decoy = RARE.replace("ERR-4471", "ERR-9150")
+    if kind == "qdrant":
+        store = qdrant_store(local_provider)
+    elif kind == "milvus":
+        store = milvus_store(local_provider, milvus)
+    else:
+        store = pinecone_store(local_provider, pinecone_srv)
+    store.add_texts([*TEXTS, decoy])
+    for code, text in (("ERR-4471", RARE), ("ERR-9150", decoy)):
+        hits = store.search(code, k=2, mode="keyword")
+        assert hits[0].text == text
+        assert len(hits) == 1 or hits[1].score < hits[0].score
