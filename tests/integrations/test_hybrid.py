@@ -27,9 +27,9 @@ from jv3_integrations import (
     InputError,
     JinaAPIProvider,
     SentenceChunker,
+    TermEncoder,
     embed_chunks_many,
 )
-from jv3_integrations.core._sparse import TermEncoder
 from tests.conftest import CONFORMANCE_DIR
 from tests.integrations.test_stores_common import name
 

@@ -41,6 +41,7 @@ from ._provider import (
     validate_dimensions,
     validate_texts,
 )
+from ._sparse import TermEncoder, TermVector
 from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, Usage, resolve_task
 from ._vecmath import (
     b64_decode_f32,
@@ -83,6 +84,8 @@ __all__ = [
     "SentenceChunker",
     "ServerError",
     "Task",
+    "TermEncoder",
+    "TermVector",
     "TokenChunker",
     "Usage",
     "aembed_chunks",
