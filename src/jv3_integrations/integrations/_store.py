@@ -68,7 +68,8 @@ class Hit:
 
     Attributes:
         id: The point/vector id in the store.
-        score: Cosine similarity to the query (higher is better).
+        score: Higher is better: cosine similarity to the query (dense search), the BM25
+            score (``mode="keyword"``) or the store's fused score (``mode="hybrid"``).
         text: The stored passage text.
         metadata: The stored metadata (for late-chunked documents also ``doc_id``,
             ``chunk_index``, ``start``, ``end``: the chunk's character span in its document).
