@@ -305,9 +305,9 @@ def test_filters_and_deletes_apply_to_both_sides(indexed: Any) -> None:
         hits = store.search("ERR-4471", k=K, filter={"g": 0}, mode=mode)
         assert RARE not in [h.text for h in hits]
         assert all(h.metadata["g"] == 0 for h in hits)
-    # delete on a copy of the store, so the module's index stays whole
+    # deletes (the passage is added back afterwards: the module's index stays whole)
     if kind == "milvus":
-        return  # Milvus deletes are checked in test_delete_removes_keyword_side below
+        return  # Milvus: see test_milvus_delete_removes_keyword_side
     before = store.count()
     store.delete([ids[RARE_AT]])
     try:
@@ -479,17 +479,31 @@ async def test_async_twins_agree_with_sync(
 def test_api_provider_needs_a_local_tokenizer_before_any_request(
     api_provider: JinaAPIProvider, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    import shutil
+
     monkeypatch.delenv("JV3_TOKENIZER", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))  # empty
     counting = Counting(api_provider)
     store = qdrant_store(counting)
     with pytest.raises(ConfigurationError, match="tokenizer_file=PATH"):
         store.add_texts(TEXTS)
+    with pytest.raises(ConfigurationError, match="tokenizer_file=PATH"):
+        store.search("ERR-4471")
     assert counting.calls == 0 and store.count() == 0
+
     monkeypatch.setenv("JV3_TOKENIZER", str(CONFORMANCE_DIR / "tokenizer.json"))
     store = qdrant_store(api_provider)
     store.add_texts(TEXTS, METAS)
     assert store.search("ERR-4471", k=K)[0].text == RARE
+
+    # the Hugging Face cache's copy of the model's tokenizer is found without any setting
+    monkeypatch.delenv("JV3_TOKENIZER")
+    repo = tmp_path / "models--jinaai--jina-embeddings-v3"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc", encoding="utf-8")
+    (repo / "snapshots" / "abc").mkdir(parents=True)
+    shutil.copy(CONFORMANCE_DIR / "tokenizer.json", repo / "snapshots" / "abc")
+    assert api_provider.tokenizer_file() == repo / "snapshots" / "abc" / "tokenizer.json"
 
 
 @pytest.mark.parametrize("kind", ["qdrant", "milvus", "pinecone"])
