@@ -152,7 +152,13 @@ def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
 # -- stores -----------------------------------------------------------------------------------
 
 
-def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int) -> Any:
+def open_store(
+    uri: StoreURI,
+    collection: str,
+    provider: EmbeddingProvider,
+    dimensions: int,
+    hybrid: bool = False,
+) -> Any:
     """The package's store adapter for ``uri`` (``QdrantStore``, ``MilvusStore`` ...)."""
     try:
         if uri.kind == "qdrant":
@@ -168,7 +174,7 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             else:
                 client = QdrantClient(url=uri.target, api_key=os.environ.get("QDRANT_API_KEY"))
             return QdrantStore(
-                provider, client=client, collection=collection, dimensions=dimensions
+                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
             )
         if uri.kind == "milvus":
             from pymilvus import MilvusClient
@@ -189,9 +195,9 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             else:
                 client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
             return MilvusStore(
-                provider, client=client, collection=collection, dimensions=dimensions
+                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
             )
-        return _open_pinecone(uri, collection, provider, dimensions)
+        return _open_pinecone(uri, collection, provider, dimensions, hybrid)
     except MissingDependencyError:
         raise
     except ImportError:
@@ -208,7 +214,7 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
 
 
 def _open_pinecone(
-    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int
+    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int, hybrid: bool
 ) -> Any:
     from ..pinecone import PineconeStore
 
@@ -223,7 +229,12 @@ def _open_pinecone(
     host = os.environ.get("PINECONE_HOST") or os.environ.get("PINECONE_CONTROLLER_HOST")
     client = Pinecone(api_key=key, host=host) if host else Pinecone(api_key=key)
     return PineconeStore(
-        provider, client=client, collection=uri.target, namespace=collection, dimensions=dimensions
+        provider,
+        client=client,
+        collection=uri.target,
+        namespace=collection,
+        dimensions=dimensions,
+        hybrid=hybrid,
     )
 
 
@@ -251,6 +262,8 @@ class IndexOptions:
     dimensions: int | None = None
     late_chunking: bool | None = None
     chunker: str | None = None
+    #: Also index keyword (BM25) vectors (``None``: as the index was built; default off).
+    hybrid: bool | None = None
     progress: bool = True
     #: A provider already built from ``provider`` (reused across commands, e.g. by the demo).
     provider_instance: EmbeddingProvider | None = None
@@ -317,6 +330,21 @@ def _resolve_settings(
     return spec, dims, chunker, late
 
 
+def _resolve_hybrid(
+    wanted: bool | None, prior: IndexSettings | None, store: str, collection: str
+) -> bool:
+    if prior is None:
+        return bool(wanted)
+    if wanted is not None and wanted != prior.hybrid:
+        built = "with" if prior.hybrid else "without"
+        raise ConfigurationError(
+            f"collection {collection!r} in {store} was built {built} --hybrid; a collection "
+            "cannot change that: use another --collection (or --store) to index "
+            f"{'without' if prior.hybrid else 'with'} it"
+        )
+    return prior.hybrid
+
+
 def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded."""
     t0 = time.perf_counter()
@@ -338,6 +366,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         dimensions=provider.dimensions,
         chunker=chunker_spec,
         late_chunking=late,
+        hybrid=_resolve_hybrid(opts.hybrid, prior, report.store, opts.collection),
     )
     if prior is not None and prior.model != settings.model:
         raise ConfigurationError(
@@ -351,7 +380,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    store = open_store(uri, opts.collection, provider, settings.dimensions)
+    store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
     try:
         store.create()  # checks the store's own dimension before anything is written
         if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
@@ -519,6 +548,8 @@ class SearchOptions:
     provider: str | None = None
     k: int = 5
     provider_instance: EmbeddingProvider | None = None
+    #: ``hybrid``, ``dense`` or ``keyword``; None: hybrid if the index was built with it.
+    mode: str | None = None
 
 
 def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
@@ -554,14 +585,21 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
             f"Use --provider {settings.provider}"
         )
     dims = settings.dimensions if settings else provider.dimensions
-    store = open_store(uri, opts.collection, provider, dims)
+    hybrid = settings.hybrid if settings else False
+    if opts.mode not in (None, "dense") and not hybrid:
+        raise ConfigurationError(
+            f"--mode {opts.mode} needs keyword vectors, but {uri.display()} [{opts.collection}] "
+            "was indexed without --hybrid; index with `jv3 index --hybrid` into a new "
+            "--collection, or search with --mode dense"
+        )
+    store = open_store(uri, opts.collection, provider, dims, hybrid)
     try:
         if settings is None and int(store.count()) == 0:
             raise ConfigurationError(
                 f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
                 "`jv3 index PATH...` first"
             )
-        raw = store.search_many(list(opts.queries), k=opts.k)
+        raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
     finally:
         close_store(store)
     return [[_hit(h) for h in row] for row in raw]

@@ -42,6 +42,7 @@ from ._provider import (
     validate_dimensions,
     validate_texts,
 )
+from ._sparse import TermEncoder, TermVector
 from ._types import (
     JINA_EMBEDDINGS_V3,
     Embeddings,
@@ -93,6 +94,8 @@ __all__ = [
     "SentenceChunker",
     "ServerError",
     "Task",
+    "TermEncoder",
+    "TermVector",
     "TokenChunker",
     "TokenCount",
     "Usage",

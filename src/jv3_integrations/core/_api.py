@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -166,6 +167,9 @@ class JinaAPIProvider(BaseProvider):
         backoff_base: First retry delay in seconds (doubled per attempt, with jitter).
         backoff_max: Largest retry delay in seconds.
         rate_limit_pause: Seconds to hold all requests when the server reports no budget left.
+        tokenizer_file: The model's ``tokenizer.json`` on local disk, for the keyword vectors of
+            hybrid search (default: ``$JV3_TOKENIZER``, else the Hugging Face cache's copy of
+            ``jinaai/jina-embeddings-v3``, if any). No embedding call needs it.
 
     Raises:
         ConfigurationError: a constructor argument that cannot work (no I/O is done here).
@@ -197,6 +201,7 @@ class JinaAPIProvider(BaseProvider):
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rate_limit_pause: float = 1.0,
+        tokenizer_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             raise ConfigurationError(f"api_key must be a str or None, not {type(api_key).__name__}")
@@ -242,6 +247,7 @@ class JinaAPIProvider(BaseProvider):
         self._backoff_base = float(backoff_base)
         self._backoff_max = float(backoff_max)
         self._gate = _RateGate(float(rate_limit_pause))
+        self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._lock = threading.Lock()
         self._client: httpx.Client | None = http_client
@@ -416,6 +422,30 @@ class JinaAPIProvider(BaseProvider):
             if same_loop:
                 await aclient.aclose()
         self.close()
+
+    def tokenizer_file(self) -> Path:
+        """The model's ``tokenizer.json`` on local disk (hybrid search's keyword vectors).
+
+        Looked up without any network call: the ``tokenizer_file`` argument, else
+        ``$JV3_TOKENIZER``, else the Hugging Face cache's copy of the model.
+
+        Raises:
+            ConfigurationError: none is available; the message says how to get one.
+        """
+        path = self._tokenizer_path
+        if path is None and os.environ.get("JV3_TOKENIZER", "").strip():
+            path = Path(os.environ["JV3_TOKENIZER"].strip())
+        if path is None:
+            path = _cached_tokenizer(JINA_EMBEDDINGS_V3.hub_id)
+        if path is None or not path.is_file():
+            where = f" ({path} is not a file)" if path is not None else ""
+            raise ConfigurationError(
+                f"hybrid search needs {self._model}'s tokenizer.json on this machine for its "
+                f"keyword vectors{where}; download it once (huggingface-cli download "
+                f"{JINA_EMBEDDINGS_V3.hub_id} tokenizer.json), then pass "
+                "JinaAPIProvider(tokenizer_file=PATH) or set JV3_TOKENIZER=PATH"
+            )
+        return path
 
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
@@ -757,3 +787,13 @@ class JinaAPIProvider(BaseProvider):
             raise
         total = sum(tokens)
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
+
+
+def _cached_tokenizer(repo: str) -> Path | None:
+    """``tokenizer.json`` of ``repo`` from the Hugging Face cache, if there (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo, "tokenizer.json")
+    return Path(found) if isinstance(found, str) else None

@@ -247,6 +247,12 @@ class LocalProvider(BaseProvider):
         """The ``tokenizers.Tokenizer`` (loads the tokenizer files only)."""
         return self._text_encoder().tokenizer
 
+    def tokenizer_file(self) -> Path:
+        """The checkpoint's ``tokenizer.json`` (fetched with the model files for a Hub id)."""
+        path = self._source.file(TOKENIZER_FILE)
+        assert path is not None  # a required file: file() raises when it is absent
+        return path
+
     def __repr__(self) -> str:
         return (
             f"LocalProvider(model={self._model_arg!r}, max_length={self._max_length}, "

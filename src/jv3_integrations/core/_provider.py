@@ -13,10 +13,11 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from ._errors import InputError, InputTypeError
+from ._errors import ConfigurationError, InputError, InputTypeError
 from ._types import Embeddings, Task, TaskLike, TokenCount, resolve_task
 from ._wire import MAX_TOKENS, estimate_tokens
 
@@ -127,6 +128,8 @@ class EmbeddingProvider(Protocol):
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    def tokenizer_file(self) -> Path: ...
 
 
 def validate_texts(texts: object) -> list[str]:
@@ -422,6 +425,18 @@ class BaseProvider(abc.ABC):
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         self.close()
+
+    def tokenizer_file(self) -> Path:
+        """The model's ``tokenizer.json`` on local disk (keyword term vectors of hybrid search).
+
+        Raises:
+            ConfigurationError: this provider has no local tokenizer (the default).
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} has no local tokenizer file, which hybrid search needs for "
+            "its keyword vectors; use a provider that has one (LocalProvider, or "
+            "JinaAPIProvider(tokenizer_file=...)) or search with mode='dense'"
+        )
 
     def __enter__(self) -> Self:
         return self
