@@ -251,13 +251,13 @@ def test_rare_token_ranks_first_with_keyword_and_hybrid(indexed: Any) -> None:
     assert dense[0] != RARE, "the random test model was meant to miss it densely"
 
 
+# Pinecone fuses by weights, not ranks: its fusion is checked by the alpha test.
+@pytest.mark.parametrize("indexed", [s for s in STORES if s != "pinecone"], indirect=True)
 @pytest.mark.parametrize("flt", [None, {"g": 0}], ids=["all", "filtered"])
 def test_fused_ranking_equals_numpy_rrf(
     indexed: Any, local_provider: EmbeddingProvider, flt: Any
 ) -> None:
     kind, store, _ = indexed
-    if kind == "pinecone":
-        pytest.skip("Pinecone fuses by weights, not ranks: see the alpha test")
     keep = [i for i in range(len(TEXTS)) if flt is None or METAS[i]["g"] == flt["g"]]
     n = K * FACTOR
     small = 8 if kind == "qdrant-two-stage-bq" else None
