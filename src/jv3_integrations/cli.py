@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'sentences' (grouped up to 1000 characters; default), 'sentences:MAX_CHARS' or "
         "'tokens:N'",
     )
+    p.add_argument(
+        "--include-hidden",
+        action="store_true",
+        help="also index hidden files and files in hidden folders (.notes/ ...); default: "
+        "skipped and counted in the summary",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -234,6 +240,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             late_chunking=args.late_chunking,
             chunker=args.chunker,
             progress=args.progress,
+            include_hidden=args.include_hidden,
         ),
         warn=stderr_warn,
     )

@@ -133,3 +133,24 @@ def test_async_store_on_lite(
     asyncio.run(run())
     with pytest.raises(ConfigurationError, match="AsyncMilvusClient"):
         AsyncMilvusStore(local_provider, client=lite[0])  # type: ignore[arg-type]
+
+
+def test_async_store_accepts_uri_like_the_sync_store(
+    lite: tuple[MilvusClient, str], local_provider: EmbeddingProvider
+) -> None:
+    """Issue 17: AsyncMilvusStore said "(same arguments)" but rejected ``uri=``."""
+    client, uri = lite
+    MilvusStore(local_provider, client=client, collection="async-uri", dimensions=16).create()
+
+    async def run() -> None:
+        store = AsyncMilvusStore(local_provider, uri=uri, collection="async-uri", dimensions=16)
+        assert store._client is None, "the constructor must do no I/O"
+        try:
+            ids = await store.add_texts(TEXTS[:4])
+            assert await store.count() == 4
+            hits = await store.search(TEXTS[2], k=4)
+            assert sorted(h.id for h in hits) == sorted(ids)
+        finally:
+            await store.client.close()
+
+    asyncio.run(run())

@@ -164,6 +164,12 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             if uri.memory:
                 client = QdrantClient(":memory:")
             elif uri.local:
+                if uri.path.exists() and not uri.path.is_dir():
+                    raise ConfigurationError(
+                        f"qdrant:{uri.target} is a file, but Qdrant local mode keeps its index "
+                        "in a folder: give a folder path (e.g. --store qdrant:./jv3-qdrant), or "
+                        "--store milvus:FILE.db for Milvus Lite"
+                    )
                 uri.path.mkdir(parents=True, exist_ok=True)
                 client = QdrantClient(path=str(uri.path))
             else:
@@ -255,6 +261,8 @@ class IndexOptions:
     progress: bool = True
     #: A provider already built from ``provider`` (reused across commands, e.g. by the demo).
     provider_instance: EmbeddingProvider | None = None
+    #: Also index files inside hidden folders and hidden files (``--include-hidden``).
+    include_hidden: bool = False
 
 
 @dataclass
@@ -279,6 +287,8 @@ class IndexReport:
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: What the folder walk passed over, by reason (hidden folder/file, unsupported type).
+    ignored: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -292,11 +302,22 @@ class IndexReport:
         if self.empty:
             parts.append(f"{self.empty} empty")
         tokens = f"{'~' if self.tokens_estimated else ''}{self.tokens:,} tokens"
-        return (
-            f"Indexed {self.files} files ({', '.join(parts)}): {self.chunks_embedded} chunks "
-            f"embedded, {self.chunks_deleted} deleted, {self.chunks_total} in the index; "
+        line = (
+            f"Indexed {_plural(self.files, 'file')} ({', '.join(parts)}): "
+            f"{_plural(self.chunks_embedded, 'chunk')} embedded, {self.chunks_deleted} deleted, "
+            f"{self.chunks_total} in the index; "
             f"{tokens}; {self.seconds:.1f} s -> {self.store} [{self.collection}]"
         )
+        if self.ignored:
+            reasons = ", ".join(_plural(n, why) for why, n in sorted(self.ignored.items()))
+            hint = " (--include-hidden indexes hidden ones)" if "hidden" in reasons else ""
+            line += f"; not indexed: {reasons}{hint}"
+        return line
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``0 files``: plural only when not exactly one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _resolve_settings(
@@ -341,9 +362,10 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     prior = coll.settings
     report = IndexReport(store=uri.display(), collection=opts.collection)
 
-    found: Discovery = discover(opts.paths)
+    found: Discovery = discover(opts.paths, include_hidden=opts.include_hidden)
     if found.missing:
         raise ConfigurationError(f"no such file or folder: {', '.join(found.missing)}")
+    report.ignored = dict(found.ignored)
 
     spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
     provider = opts.provider_instance or make_provider(spec, dims)

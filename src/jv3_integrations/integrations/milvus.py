@@ -399,7 +399,8 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
 
 class AsyncMilvusStore(_MilvusCommon, AsyncStore):
-    """:class:`MilvusStore` for asyncio, over an ``AsyncMilvusClient`` (same arguments).
+    """:class:`MilvusStore` for asyncio, over an ``AsyncMilvusClient`` (same arguments:
+    ``client=`` or ``uri=``, the default client opening on first use).
 
     On Milvus Lite, create the collection first with :meth:`MilvusStore.create` (Lite does not
     implement what the async ``create_collection`` waits on); verifying, writing and searching
@@ -412,9 +413,10 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         self,
         provider: EmbeddingProvider | str | None = None,
         *,
-        client: AsyncMilvusClient,
+        client: AsyncMilvusClient | None = None,
         collection: str = "jv3",
         dimensions: int | None = None,
+        uri: str = "./jv3.db",
         small_dimensions: int | None = None,
         funnel_factor: int = 4,
         index_type: str = "AUTOINDEX",
@@ -429,11 +431,22 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
             progress_bar=progress_bar,
         )
         self._init_milvus(collection, funnel_factor, index_type)
-        if not isinstance(client, AsyncMilvusClient):
+        if client is not None and not isinstance(client, AsyncMilvusClient):
             raise ConfigurationError(
-                f"client must be an AsyncMilvusClient, not {type(client).__name__}"
+                f"client must be an AsyncMilvusClient, not {type(client).__name__} "
+                "(use MilvusStore for a MilvusClient)"
             )
-        self.client = client
+        self._client = client
+        self.uri = uri
+
+    @property
+    def client(self) -> AsyncMilvusClient:
+        """The ``AsyncMilvusClient``; the default one (``uri``) opens on first use."""
+        if self._client is None:
+            if "://" not in self.uri:
+                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            self._client = AsyncMilvusClient(self.uri)
+        return self._client
 
     async def create(self) -> None:
         """Async twin of :meth:`MilvusStore.create` (see the class note on Milvus Lite).
