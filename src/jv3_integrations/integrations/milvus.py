@@ -215,7 +215,15 @@ class _MilvusCommon:
             params.add_index(name, index_type=self.index_type, metric_type="COSINE")
         return params
 
+    if TYPE_CHECKING:  # provided by StoreCore
+
+        def store_facts(self) -> dict[str, str]: ...
+
+        def _check_facts(self, found: Any, where: str) -> None: ...
+
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
+        # How it was built: the collection properties this store set when it created it.
+        self._check_facts(description.get("properties"), f"Milvus collection {self.collection!r}")
         fields = {f["name"]: f for f in description.get("fields", [])}
         for name in ("id", TEXT_KEY, "metadata"):
             if name not in fields:
@@ -436,7 +444,10 @@ class MilvusStore(_MilvusCommon, SyncStore):
             self.client.load_collection(self.collection)
         else:
             self.client.create_collection(
-                self.collection, schema=self._schema(), index_params=self._index_params()
+                self.collection,
+                schema=self._schema(),
+                index_params=self._index_params(),
+                properties=self.store_facts(),
             )
         self._ready = True
 
@@ -545,7 +556,10 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         else:
             try:
                 await self.client.create_collection(
-                    self.collection, schema=self._schema(), index_params=self._index_params()
+                    self.collection,
+                    schema=self._schema(),
+                    index_params=self._index_params(),
+                    properties=self.store_facts(),
                 )
             except Exception as exc:
                 if "UNIMPLEMENTED" not in str(exc) and "not implemented" not in str(exc):

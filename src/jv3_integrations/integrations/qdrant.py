@@ -15,7 +15,7 @@ the same collection on a Qdrant server (``url=``) or in Qdrant Edge runs them fo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigurationError, missing_extra
 from ..core._provider import EmbeddingProvider
@@ -79,14 +79,26 @@ class _QdrantCommon:
                     hnsw_config=models.HnswConfigDiff(m=0),
                 ),
             }
-        config: dict[str, Any] = {"vectors_config": vectors}
+        config: dict[str, Any] = {"vectors_config": vectors, "metadata": self.store_facts()}
         if self.binary_quantization:
             config["quantization_config"] = models.BinaryQuantization(
                 binary=models.BinaryQuantizationConfig(always_ram=True)
             )
         return config
 
+    if TYPE_CHECKING:  # provided by StoreCore
+
+        def store_facts(self) -> dict[str, str]: ...
+
+        def _check_facts(self, found: Any, where: str) -> None: ...
+
+    def _extra_facts(self) -> dict[str, str]:
+        return {"jv3_quantization": "binary" if self.binary_quantization else "none"}
+
     def _verify(self, info: models.CollectionInfo) -> None:
+        # How it was built (collection metadata, Qdrant >= 1.16; absent before: not checked).
+        where = f"Qdrant collection {self.collection!r}"
+        self._check_facts(info.config.metadata, where)
         vectors = info.config.params.vectors
         expected: dict[str, int] = (
             {"": self.dimensions}
