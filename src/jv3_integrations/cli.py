@@ -485,6 +485,8 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     if args.command == "serve" or not hasattr(args, "provider"):
         return message  # `jv3 serve` takes no provider: the provider hints do not apply
+    from ._cli.state import redact_spec
+
     spec = args.provider or default_provider_spec()
     provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
     remote = spec.startswith(("http://", "https://"))
@@ -492,7 +494,7 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
         return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
     if isinstance(exc, AuthenticationError) and remote:
         return (
-            f"{message}. The server at {spec.split('?')[0]} refused the key: for http(s):// "
+            f"{message}. The server at {redact_spec(spec)} refused the key: for http(s):// "
             "providers jv3 sends $JINA_API_KEY as the Bearer key, so set JINA_API_KEY to that "
             "server's key (its --api-key / JV3_SERVER_API_KEY)"
         )

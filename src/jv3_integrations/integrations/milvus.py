@@ -222,8 +222,6 @@ class _MilvusCommon:
         def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
-        # How it was built: the collection properties this store set when it created it.
-        self._check_facts(description.get("properties"), f"Milvus collection {self.collection!r}")
         fields = {f["name"]: f for f in description.get("fields", [])}
         for name in ("id", TEXT_KEY, "metadata"):
             if name not in fields:
@@ -251,6 +249,8 @@ class _MilvusCommon:
                     f"field {name!r} of Milvus collection {self.collection!r} is indexed with "
                     f"metric {metric or 'none'}; jina-embeddings-v3 needs COSINE"
                 )
+        # How it was built: the collection properties this store set when it created it.
+        self._check_facts(description.get("properties"), f"Milvus collection {self.collection!r}")
 
     def _check_records(self, records: list[Record]) -> None:
         for i, r in enumerate(records):

@@ -66,9 +66,6 @@ class _PineconeCommon:
         def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _verify(self, dimension: int | None, metric: str | None, tags: Any = None) -> None:
-        # How it was built: the index tags this store set when it created it (an Index handle
-        # given without the control plane has no tags to read: only its dimension is checked).
-        self._check_facts(dict(tags) if tags else None, f"Pinecone index {self.collection!r}")
         if dimension != self.dimensions:
             raise ConfigurationError(
                 f"Pinecone index {self.collection!r} has dimension {dimension}, but this store "
@@ -79,6 +76,9 @@ class _PineconeCommon:
                 f"Pinecone index {self.collection!r} uses metric {metric}; jina-embeddings-v3 "
                 "needs cosine: use another index"
             )
+        # How it was built: the index tags this store set when it created it (an Index handle
+        # given without the control plane has no tags to read: only its dimension is checked).
+        self._check_facts(dict(tags) if tags else None, f"Pinecone index {self.collection!r}")
 
     def _check_records(self, records: list[Record]) -> None:
         for i, r in enumerate(records):

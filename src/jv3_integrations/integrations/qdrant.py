@@ -96,9 +96,6 @@ class _QdrantCommon:
         return {"jv3_quantization": "binary" if self.binary_quantization else "none"}
 
     def _verify(self, info: models.CollectionInfo) -> None:
-        # How it was built (collection metadata, Qdrant >= 1.16; absent before: not checked).
-        where = f"Qdrant collection {self.collection!r}"
-        self._check_facts(info.config.metadata, where)
         vectors = info.config.params.vectors
         expected: dict[str, int] = (
             {"": self.dimensions}
@@ -131,6 +128,8 @@ class _QdrantCommon:
                     f"{label}Qdrant collection {self.collection!r} uses {params.distance.value} "
                     "distance; jina-embeddings-v3 needs Cosine: use another collection"
                 )
+        # How it was built (collection metadata; a collection without it is not checked).
+        self._check_facts(info.config.metadata, f"Qdrant collection {self.collection!r}")
 
     def _points(
         self, records: list[Record], full: Vectors, small: Vectors | None
