@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import jv3_integrations
 from jv3_integrations.cli import main
 
 
@@ -289,8 +290,9 @@ def test_first_run_of_the_readme_command_has_no_error_line(
         if k not in {"JINA_API_KEY", "JV3_PROVIDER", "JV3_STORE", "JV3_DEBUG", "GRPC_VERBOSITY"}
     }
     env.update({"HF_HOME": str(tmp_path / "hf-home"), "NO_COLOR": "1"})
-    src = Path(__file__).resolve().parent.parent / "src"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH")) if p)
+    # the package this test imported (the checkout's src/, or the installed wheel under tox)
+    here = str(Path(jv3_integrations.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "jv3_integrations", "demo", "--provider",
          f"local:{conformance_dir}"],

@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+import jv3_integrations
 from tests.conftest import ROOT, SERVER_API_KEY
 
 pytestmark = pytest.mark.slow
@@ -219,8 +220,9 @@ def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) 
         pytest.skip(f"README marks it: {block.skip}")
     env = dict(os.environ)
     env["JV3_PROVIDER"] = f"local:{conformance_dir}"
-    src = str(ROOT / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    # the package this test imported (the checkout's src/, or the installed wheel under tox)
+    here = str(Path(jv3_integrations.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     commands = _bash_commands(_scaled(block.code, conformance_dir))
     assert commands, f"README block at line {block.line} has nothing to run"
     for command in commands:
