@@ -53,7 +53,13 @@ def main() -> None:
             srv = stack.enter_context(running_pinecone(validate=False))
             pc = Pinecone(api_key=srv.state.api_key, host=srv.base_url)
         else:
-            pc = Pinecone(api_key=os.environ.get("PINECONE_API_KEY"), host=args.host)
+            key = os.environ.get("PINECONE_API_KEY", "").strip()
+            if not key:
+                sys.exit(
+                    "pinecone_quickstart: set PINECONE_API_KEY to your Pinecone key, or run "
+                    "with --loopback to try it offline against the test server"
+                )
+            pc = Pinecone(api_key=key, host=args.host)
         store = PineconeStore(
             args.provider or default_provider_spec(),
             client=pc,

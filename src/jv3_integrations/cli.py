@@ -11,7 +11,10 @@ Commands::
     jv3 serve --model DIR_OR_HUB_ID [--host 127.0.0.1] [--port 8080] [--api-key KEY]
 
 Also runs as ``python -m jv3_integrations``. Errors a user can fix are one line on stderr and
-a non-zero exit status (set ``JV3_DEBUG=1`` for the traceback).
+a non-zero exit status (set ``JV3_DEBUG=1`` for the traceback). Exit statuses: 0 ok, 1 error,
+2 usage, 3 ``jv3 serve``'s port is already in use (checked before the model loads), 130 Ctrl-C.
+Third-party log lines (gRPC, Milvus Lite, the Hugging Face Hub) are shown only with
+``JV3_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = ["build_parser", "main"]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_PORT_IN_USE = 3
 EXIT_INTERRUPTED = 130
 
 _STORE_HELP = (
@@ -141,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also index keyword (BM25) vectors of the same chunks, for hybrid and keyword "
         "search (default: off; fixed per index)",
     )
+    p.add_argument(
+        "--include-hidden",
+        action="store_true",
+        help="also index hidden files and files in hidden folders (.notes/ ...); default: "
+        "skipped and counted in the summary",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -207,7 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve",
         help="serve the local model over a Jina-compatible HTTP API",
-        description="Run a Jina-compatible /v1/embeddings server on the local model.",
+        description="Run a Jina-compatible /v1/embeddings server on the local model. The "
+        "jina-embeddings-v3 weights are licensed CC BY-NC 4.0 (non-commercial); this "
+        "package's code is Apache-2.0.",
     )
     p.add_argument(
         "--model",
@@ -248,6 +260,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             chunker=args.chunker,
             hybrid=args.hybrid,
             progress=args.progress,
+            include_hidden=args.include_hidden,
         ),
         warn=stderr_warn,
     )
@@ -297,6 +310,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         IndexOptions,
         SearchOptions,
         make_provider,
+        random_weights_notice,
         run_index,
         run_search,
         stderr_warn,
@@ -306,6 +320,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     corpus = load_demo_corpus()
     spec = args.provider or default_provider_spec()
+    note = random_weights_notice(spec)
+    if note and not args.json:
+        print(f"Note: {note}.")
     provider = make_provider(spec, None)  # loaded once, used to index and to search
     kind = args.store_kind or parse_store_uri(default_store()).kind
     results = []
@@ -364,13 +381,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 print(f"\n[{query['lang']}] {query['text']}   (expected {query['expect']}: {mark})")
                 print(format_hits(hits, query["text"], color=color, width=160))
     if args.json:
-        print(json.dumps({"index": report.to_json(), "queries": results}, ensure_ascii=False))
+        out = {"index": report.to_json(), "queries": results, "note": note}
+        print(json.dumps(out, ensure_ascii=False))
     else:
         hit_count = sum(r["found"] for r in results)
         print(
             f"\n{hit_count}/{len(results)} queries found their expected passage in the top "
             f"{args.k}. Index your own files with: jv3 index PATH"
         )
+        if note:
+            print("(Random test weights: these hits and scores say nothing about the model.)")
     return 0
 
 
@@ -430,6 +450,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             "the server needs the server extra: pip install 'jv3-integrations[server]'"
         ) from None
+    _check_port_free(args.host, args.port)
     serve(
         args.model,
         host=args.host,
@@ -438,6 +459,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         insecure_no_auth=args.insecure_no_auth,
     )
     return 0
+
+
+class PortInUseError(ConfigurationError):
+    """``jv3 serve``: the address is taken (exit status :data:`EXIT_PORT_IN_USE`)."""
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once (as uvicorn will) so a busy port fails before the model loads."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"cannot listen on {host}:{port}: {exc.strerror}"
+                ) from None
+            raise PortInUseError(
+                f"port {port} on {host} is already in use (another jv3 serve?); stop that "
+                f"process or pick another port with --port"
+            ) from None
 
 
 _COMMANDS = {
@@ -452,11 +498,24 @@ _COMMANDS = {
 def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     """One line for the user: the error, plus how to fix it when the provider is the problem."""
     message = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
-    provider_given = bool(getattr(args, "provider", None)) or bool(os.environ.get("JV3_PROVIDER"))
+    if args.command == "serve" or not hasattr(args, "provider"):
+        return message  # `jv3 serve` takes no provider: the provider hints do not apply
+    from ._cli.state import redact_spec
+
+    spec = args.provider or default_provider_spec()
+    provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
+    remote = spec.startswith(("http://", "https://"))
     if isinstance(exc, ModelLoadError) and not provider_given:
         return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
+    if isinstance(exc, AuthenticationError) and remote:
+        return (
+            f"{message}. The server at {redact_spec(spec)} refused the key: for http(s):// "
+            "providers jv3 sends $JINA_API_KEY as the Bearer key, so set JINA_API_KEY to that "
+            "server's key (its --api-key / JV3_SERVER_API_KEY)"
+        )
     if (
         isinstance(exc, AuthenticationError | ConfigurationError)
+        and spec == "api"
         and ("JINA_API_KEY" in message or "API key" in message or "api_key" in message)
         and not os.environ.get("JINA_API_KEY")
     ):
@@ -500,6 +559,18 @@ class _OneLineHandler(logging.Handler):
         print(f"jv3: {record.levelname.lower()}: {message}", file=sys.stderr)
 
 
+def _own_records(record: logging.LogRecord) -> bool:
+    return record.name == "jv3_integrations" or record.name.startswith("jv3_integrations.")
+
+
+def _quiet_native_logs() -> None:
+    """gRPC's C core writes to stderr itself (``too_many_pings`` ...): silence it by default.
+
+    Must run before grpc is imported (the store clients import it lazily, after this).
+    """
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
 @contextmanager
 def _command_logging(debug: bool) -> Iterator[None]:
     """The command is an application: it (not the library) decides how logs are shown.
@@ -517,6 +588,10 @@ def _command_logging(debug: bool) -> Iterator[None]:
         root.setLevel(logging.DEBUG)
     else:
         handler = _OneLineHandler(logging.WARNING)
+        # Only our own warnings: gRPC's "Exception calling application: Method not
+        # implemented!" (Milvus Lite), the Hub's retry chatter etc. are not failures of the
+        # command; real failures reach the user as exceptions, in one line.
+        handler.addFilter(_own_records)
         # Milvus Lite logs a traceback when a store is locked; the command says it in one line.
         milvus_lite.setLevel(logging.CRITICAL)
     root.addHandler(handler)
@@ -529,13 +604,16 @@ def _command_logging(debug: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``jv3`` command; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    """Run the ``jv3`` command; returns the exit status (0 ok, 1 error, 2 usage, 3 port in use,
+    130 Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     debug = os.environ.get("JV3_DEBUG", "").strip() not in {"", "0"}
+    if not debug:
+        _quiet_native_logs()
     try:
         with _command_logging(debug):
             return _COMMANDS[args.command](args)
@@ -543,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"jv3: error: {_explain(exc, args)}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_PORT_IN_USE if isinstance(exc, PortInUseError) else EXIT_ERROR
     except BrokenPipeError:
         # Output piped into `head` etc.: stop quietly, like other Unix tools (Python docs recipe).
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -142,6 +142,24 @@ def test_dimensions_larger_than_model(conformance_dir: Path) -> None:
         _ = LocalProvider(str(conformance_dir), dimensions=4096).dimensions
 
 
+def test_dimensions_above_the_checkpoint_fail_at_construction(conformance_dir: Path) -> None:
+    """Issue 17: dimensions=2000 failed only at embed time while dimensions=0 failed at once."""
+    with pytest.raises(ConfigurationError, match=r"dimensions=2000 exceeds .*\(128\)"):
+        LocalProvider(str(conformance_dir), dimensions=2000)
+    # The official Hub id's size is known without a download.
+    with pytest.raises(ConfigurationError, match=r"\(1024\); pass dimensions in 1\.\.1024"):
+        LocalProvider("jinaai/jina-embeddings-v3", dimensions=2000)
+    assert LocalProvider(str(conformance_dir), dimensions=128).dimensions == 128
+
+
+def test_dimensions_checked_at_load_when_unknown_before(tmp_path: Path) -> None:
+    """A directory that appears after construction is checked by load(), before the weights."""
+    provider = LocalProvider(str(tmp_path / "m"), dimensions=64)  # nothing there yet
+    build_checkpoint(tmp_path / "m", skip_files=["model.safetensors"], hidden=48)
+    with pytest.raises(ConfigurationError, match=r"dimensions=64 exceeds .*\(48\)"):
+        provider.load()  # without the check: ModelLoadError about model.safetensors
+
+
 # -- loading errors -------------------------------------------------------------------------
 
 

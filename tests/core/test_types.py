@@ -42,6 +42,17 @@ def test_unknown_task_lists_the_five() -> None:
     assert isinstance(err.value, InputError) and isinstance(err.value, Jv3Error)
 
 
+def test_task_constructor_lists_the_five() -> None:
+    """``Task("query")`` (the enum itself, not only resolve_task) names every valid task."""
+    with pytest.raises(InputError) as err:
+        Task("query")
+    assert isinstance(err.value, ValueError)
+    assert "'query'" in str(err.value)
+    for t in Task:
+        assert repr(t.value) in str(err.value)
+    assert Task("separation") is Task.SEPARATION
+
+
 def test_embeddings_rows_and_lists() -> None:
     e = Embeddings(np.eye(3, 2), "m", Task.SEPARATION, 2, Usage(7))
     assert e.vectors.dtype == np.float32 and len(e) == 3

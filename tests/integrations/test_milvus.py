@@ -133,3 +133,87 @@ def test_async_store_on_lite(
     asyncio.run(run())
     with pytest.raises(ConfigurationError, match="AsyncMilvusClient"):
         AsyncMilvusStore(local_provider, client=lite[0])  # type: ignore[arg-type]
+
+
+def test_async_store_accepts_uri_like_the_sync_store(
+    lite: tuple[MilvusClient, str], local_provider: EmbeddingProvider
+) -> None:
+    """Issue 17: AsyncMilvusStore said "(same arguments)" but rejected ``uri=``."""
+    client, uri = lite
+    MilvusStore(local_provider, client=client, collection="async-uri", dimensions=16).create()
+
+    async def run() -> None:
+        store = AsyncMilvusStore(local_provider, uri=uri, collection="async-uri", dimensions=16)
+        assert store._client is None, "the constructor must do no I/O"
+        try:
+            ids = await store.add_texts(TEXTS[:4])
+            assert await store.count() == 4
+            hits = await store.search(TEXTS[2], k=4)
+            assert sorted(h.id for h in hits) == sorted(ids)
+        finally:
+            await store.client.close()
+
+    asyncio.run(run())
+
+
+def test_embedding_function_is_a_drop_in_for_pymilvus_model(
+    local_provider: EmbeddingProvider, jina_server_url: str
+) -> None:
+    """Issue 17: the peer's options (api_key, task, late_chunking), duck-typed."""
+    import inspect
+
+    from jv3_integrations import JinaAPIProvider
+    from tests.conftest import SERVER_API_KEY
+
+    ours = set(inspect.signature(JinaV3EmbeddingFunction).parameters)
+    assert {"api_key", "task", "dimensions", "late_chunking"} <= ours
+
+    # api_key with a server spec; the key never shows in the repr
+    ef = JinaV3EmbeddingFunction(jina_server_url, api_key=SERVER_API_KEY, dimensions=32)
+    assert ef.dim == 32 and SERVER_API_KEY not in repr(ef.provider)
+    np.testing.assert_allclose(
+        np.stack(ef.encode_queries(QUERIES[:2])),
+        local_provider.embed_queries(QUERIES[:2], dimensions=32).vectors,
+        atol=1e-5,
+    )
+    # the peer's first argument, the model name, means Jina's API (no call made for dim)
+    peer_style = JinaV3EmbeddingFunction("jina-embeddings-v3", api_key="jina_x")
+    assert isinstance(peer_style.provider, JinaAPIProvider) and peer_style.dim == 1024
+
+    # task= drives __call__ (default retrieval.passage, as the peer)
+    sep = JinaV3EmbeddingFunction(local_provider, task="separation", dimensions=32)
+    np.testing.assert_allclose(
+        np.stack(sep(TEXTS[:3])),
+        local_provider.embed(TEXTS[:3], task="separation", dimensions=32).vectors,
+        atol=1e-6,
+    )
+    default = JinaV3EmbeddingFunction(local_provider, dimensions=32)
+    np.testing.assert_allclose(
+        np.stack(default(TEXTS[:3])),
+        local_provider.embed_documents(TEXTS[:3], dimensions=32).vectors,
+        atol=1e-6,
+    )
+    # late_chunking=True: the texts are the chunks of one document
+    late = JinaV3EmbeddingFunction(local_provider, late_chunking=True, dimensions=32)
+    chunks = ["Berlin is the capital of Germany. ", "Its population is 3.8 million."]
+    expected = local_provider.embed(
+        chunks, task="retrieval.passage", dimensions=32, late_chunking=True
+    ).vectors
+    np.testing.assert_allclose(np.stack(late.encode_documents(chunks)), expected, atol=1e-6)
+    assert not np.allclose(np.stack(default.encode_documents(chunks)), expected, atol=1e-3)
+
+    with pytest.raises(InputError, match="retrieval.passage"):
+        JinaV3EmbeddingFunction(local_provider, task="query")
+    with pytest.raises(ConfigurationError, match="api_key"):
+        JinaV3EmbeddingFunction(local_provider, api_key="k")
+
+
+def test_embedding_function_subclasses_pymilvus_model_when_installed() -> None:
+    """With pymilvus-model installed (not an extra: it pulls transformers and onnxruntime)."""
+    import inspect
+
+    base = pytest.importorskip("pymilvus.model.base")
+    peer = pytest.importorskip("pymilvus.model.dense").JinaEmbeddingFunction
+    assert issubclass(JinaV3EmbeddingFunction, base.BaseEmbeddingFunction)
+    peer_options = set(inspect.signature(peer).parameters) - {"model_name", "kwargs"}
+    assert peer_options <= set(inspect.signature(JinaV3EmbeddingFunction).parameters)

@@ -57,6 +57,31 @@ class PineconeHTTPError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def _check_tags(tags: Any) -> dict[str, str] | None:
+    """IndexTags of the 2026-07 spec: at most 20; keys <= 80 of [A-Za-z0-9_-]; values <= 120
+    printable ASCII characters or spaces; an empty value unsets the key."""
+    if tags is None:
+        return None
+    if not isinstance(tags, dict) or len(tags) > 20:
+        raise _bad("tags must be an object of at most 20 string values")
+    out = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key):
+            raise _bad(f"tag key {key!r} must be 1-80 characters of letters, digits, '_' or '-'")
+        if (
+            not isinstance(value, str)
+            or len(value) > 120
+            or not all(" " <= c <= "~" for c in value)
+        ):
+            raise _bad(f"tag {key!r}: values are at most 120 printable ASCII characters")
+        if value:
+            out[key] = value
+    return out or None
+
+
 def _bad(message: str) -> PineconeHTTPError:
     return PineconeHTTPError(400, "INVALID_ARGUMENT", message)
 
@@ -119,6 +144,7 @@ class Index:
     dimension: int
     metric: str
     deployment: dict[str, Any]
+    tags: dict[str, str] | None = None
     namespaces: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = field(
         default_factory=dict
     )
@@ -126,7 +152,9 @@ class Index:
     sparse: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def model(self, base: str) -> dict[str, Any]:
+        tags = {"tags": dict(self.tags)} if self.tags else {}  # omitted when none ("nullable")
         return {
+            **tags,
             "name": self.name,
             "host": f"{base}/x/{self.name}",
             "status": {"ready": True, "state": "Ready"},
@@ -285,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
             "cloud": "aws",
             "region": "us-east-1",
         }
-        index = Index(name, dim, metric, deployment)
+        index = Index(name, dim, metric, deployment, tags=_check_tags(body.get("tags")))
         state.indexes[name] = index
         return index
 

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -44,26 +44,36 @@ class Discovery:
         files: Supported files, resolved and sorted, without duplicates.
         roots: The resolved directories and files that were searched (for removal detection).
         missing: Paths given on the command line that do not exist.
+        ignored: What the walk passed over, counted by reason (``hidden folder``,
+            ``hidden file``, ``unsupported type``), so a summary can say so.
     """
 
     files: list[Path]
     roots: list[Path]
     missing: list[str]
+    ignored: dict[str, int] = field(default_factory=dict)
 
 
 def _hidden(name: str) -> bool:
     return name.startswith(".") and name not in {".", ".."}
 
 
-def discover(paths: Sequence[str | os.PathLike[str]]) -> Discovery:
+def discover(paths: Sequence[str | os.PathLike[str]], *, include_hidden: bool = False) -> Discovery:
     """Find supported documents under ``paths`` (files or folders, searched recursively).
 
-    Hidden files and folders (``.git``, ``.venv`` ...) are skipped inside folders; a file named
-    explicitly is taken even if hidden, as long as its suffix is supported.
+    Hidden files and folders (``.git``, ``.venv`` ...) are skipped inside folders unless
+    ``include_hidden``; a file named explicitly is taken even if hidden, as long as its suffix
+    is supported. Every skip is counted by reason in :attr:`Discovery.ignored`.
     """
     found: dict[Path, None] = {}
     roots: list[Path] = []
     missing: list[str] = []
+    ignored: dict[str, int] = {}
+
+    def skip(reason: str, n: int = 1) -> None:
+        if n:
+            ignored[reason] = ignored.get(reason, 0) + n
+
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
@@ -74,15 +84,22 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> Discovery:
         if resolved.is_file():
             if resolved.suffix.lower() in SUPPORTED_SUFFIXES:
                 found[resolved] = None
+            else:
+                skip("unsupported type")
             continue
         for dirpath, dirnames, filenames in os.walk(resolved):
-            dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+            if not include_hidden:
+                skip("hidden folder", sum(1 for d in dirnames if _hidden(d)))
+                dirnames[:] = [d for d in dirnames if not _hidden(d)]
+            dirnames.sort()
             for name in sorted(filenames):
-                if _hidden(name):
-                    continue
-                if Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                if _hidden(name) and not include_hidden:
+                    skip("hidden file")
+                elif Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
                     found[Path(dirpath) / name] = None
-    return Discovery(files=sorted(found), roots=roots, missing=missing)
+                else:
+                    skip("unsupported type")
+    return Discovery(files=sorted(found), roots=roots, missing=missing, ignored=ignored)
 
 
 def is_under(path: Path, roots: Iterable[Path]) -> bool:

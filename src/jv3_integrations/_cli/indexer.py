@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core import (
+    JINA_EMBEDDINGS_V3,
+    APIConnectionError,
     Chunk,
     ConfigurationError,
     EmbeddingProvider,
@@ -142,8 +144,96 @@ def _absolute_local(spec: str) -> str:
     return spec
 
 
+_OFFICIAL_SHAPE = {"hidden_size": 1024, "num_layers": 24, "vocab_size": 250002}
+
+
+def _local_model(spec: str) -> str | None:
+    return spec[len("local:") :].strip() or None if spec.startswith("local:") else None
+
+
+def first_download_notice(spec: str) -> str | None:
+    """The line shown before a local Hub model is downloaded (what, how big, its licence).
+
+    ``None`` when nothing will be downloaded: not a ``local:`` Hub id, already in the cache,
+    downloads off (``HF_HUB_OFFLINE``) or the Hub unreachable (that error comes next).
+    """
+    from ..core._checkpoint import _HUB_ID, _offline_env, hub_cached, hub_reachable
+
+    model = _local_model(spec)
+    if model is None or Path(model).expanduser().exists() or not _HUB_ID.match(model):
+        return None
+    if _offline_env() or hub_cached(model) or not hub_reachable():
+        return None
+    size = " (about 1.1 GB)" if model == JINA_EMBEDDINGS_V3.hub_id else ""
+    return (
+        f"downloading {model}{size} from the Hugging Face Hub, once (then cached). The "
+        "jina-embeddings-v3 weights are licensed CC BY-NC 4.0 (non-commercial use; "
+        "commercial use needs Jina's API or a licence from Jina AI); this package's code is "
+        f"Apache-2.0. See https://huggingface.co/{model}"
+    )
+
+
+def random_weights_notice(spec: str) -> str | None:
+    """A warning for the demo when the local checkpoint is not the official model.
+
+    The official checkpoint has 24 layers, 1024 dimensions and XLM-RoBERTa's 250,002-token
+    vocabulary; a checkpoint of another shape (the tiny conformance model ...) has random
+    weights, so its scores and rankings mean nothing.
+    """
+    from ..core._checkpoint import ModelSource
+
+    model = _local_model(spec)
+    if model is None or not Path(model).expanduser().is_dir():
+        return None  # the API, a server, or the Hub id (the official model)
+    try:
+        cfg = ModelSource(model).config()
+    except Exception:  # the provider reports a broken directory itself
+        return None
+    shape = {k: getattr(cfg, k) for k in _OFFICIAL_SHAPE}
+    if shape == _OFFICIAL_SHAPE:
+        return None
+    return (
+        f"the model in {model} is not the official jina-embeddings-v3 ({cfg.num_layers} "
+        f"layers, {cfg.hidden_size} dimensions instead of 24 and 1024): its weights are "
+        "random test weights, so the scores and rankings below are meaningless"
+    )
+
+
+def _check_host_resolves(spec: str) -> None:
+    """Offline, fail in a second before any store opens, not after it (the API client would
+    fail at the first request too, without retrying, but only once the store is up)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    text = spec.strip()
+    if text == "api":
+        if not os.environ.get("JINA_API_KEY", "").strip():
+            return  # the missing key is the first thing to fix, and the provider says so
+        from ..core._wire import DEFAULT_BASE_URL
+
+        text = DEFAULT_BASE_URL
+    if not text.startswith(("http://", "https://")):
+        return
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return  # the proxy resolves names, not us
+    host = urlsplit(text).hostname
+    if not host:
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        raise APIConnectionError(
+            f"could not reach {redact_spec(text)}: the host name {host!r} does not resolve "
+            "(offline, or a typo in the URL)"
+        ) from None
+
+
 def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
     """``load_provider(spec)`` with the Matryoshka size, if any."""
+    notice = first_download_notice(spec)
+    if notice:
+        print(f"jv3: {notice}", file=sys.stderr)
+    _check_host_resolves(spec)
     if dimensions is None:
         return load_provider(spec)
     return load_provider(spec, dimensions=dimensions)
@@ -169,6 +259,12 @@ def open_store(
             if uri.memory:
                 client = QdrantClient(":memory:")
             elif uri.local:
+                if uri.path.exists() and not uri.path.is_dir():
+                    raise ConfigurationError(
+                        f"qdrant:{uri.target} is a file, but Qdrant local mode keeps its index "
+                        "in a folder: give a folder path (e.g. --store qdrant:./jv3-qdrant), or "
+                        "--store milvus:FILE.db for Milvus Lite"
+                    )
                 uri.path.mkdir(parents=True, exist_ok=True)
                 client = QdrantClient(path=str(uri.path))
             else:
@@ -267,6 +363,8 @@ class IndexOptions:
     progress: bool = True
     #: A provider already built from ``provider`` (reused across commands, e.g. by the demo).
     provider_instance: EmbeddingProvider | None = None
+    #: Also index files inside hidden folders and hidden files (``--include-hidden``).
+    include_hidden: bool = False
 
 
 @dataclass
@@ -291,6 +389,8 @@ class IndexReport:
     seconds: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: What the folder walk passed over, by reason (hidden folder/file, unsupported type).
+    ignored: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,11 +404,22 @@ class IndexReport:
         if self.empty:
             parts.append(f"{self.empty} empty")
         tokens = f"{'~' if self.tokens_estimated else ''}{self.tokens:,} tokens"
-        return (
-            f"Indexed {self.files} files ({', '.join(parts)}): {self.chunks_embedded} chunks "
-            f"embedded, {self.chunks_deleted} deleted, {self.chunks_total} in the index; "
+        line = (
+            f"Indexed {_plural(self.files, 'file')} ({', '.join(parts)}): "
+            f"{_plural(self.chunks_embedded, 'chunk')} embedded, {self.chunks_deleted} deleted, "
+            f"{self.chunks_total} in the index; "
             f"{tokens}; {self.seconds:.1f} s -> {self.store} [{self.collection}]"
         )
+        if self.ignored:
+            reasons = ", ".join(_plural(n, why) for why, n in sorted(self.ignored.items()))
+            hint = " (--include-hidden indexes hidden ones)" if "hidden" in reasons else ""
+            line += f"; not indexed: {reasons}{hint}"
+        return line
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``0 files``: plural only when not exactly one."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _resolve_settings(
@@ -354,9 +465,10 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     prior = coll.settings
     report = IndexReport(store=uri.display(), collection=opts.collection)
 
-    found: Discovery = discover(opts.paths)
+    found: Discovery = discover(opts.paths, include_hidden=opts.include_hidden)
     if found.missing:
         raise ConfigurationError(f"no such file or folder: {', '.join(found.missing)}")
+    report.ignored = dict(found.ignored)
 
     spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
     provider = opts.provider_instance or make_provider(spec, dims)

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import socket
 import ssl
 import threading
 import time
@@ -141,6 +142,22 @@ class _RateGate:
         if requests_left == 0 or (tokens_left is not None and tokens_left <= 0):
             wait = parse_retry_after(headers.get("retry-after"))
             self.block(self._pause if wait is None else wait)
+
+
+class _HostNotFoundError(APIConnectionError):
+    """The host name does not resolve: final, never retried (still an APIConnectionError)."""
+
+
+def _name_not_resolved(exc: BaseException) -> bool:
+    """Whether a connection error comes from a failed DNS lookup (``socket.gaierror``)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, socket.gaierror):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 class JinaAPIProvider(BaseProvider):
@@ -615,7 +632,8 @@ class JinaAPIProvider(BaseProvider):
     def _give_up(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
         """Raise ``error`` if it is final; else return the delay before the next attempt."""
         retryable = error.status is None or error.status in RETRYABLE_STATUS
-        if isinstance(error, APIResponseError) or not retryable or attempt >= self._max_retries:
+        final = isinstance(error, APIResponseError | _HostNotFoundError)
+        if final or not retryable or attempt >= self._max_retries:
             raise error
         delay = self._retry_delay(attempt, error, response)
         if error.status == 429:
@@ -640,6 +658,13 @@ class JinaAPIProvider(BaseProvider):
             return APITimeoutError(
                 f"the embeddings request to {self._base_url} timed out after {self._timeout} s "
                 f"({type(exc).__name__}); raise timeout= or lower max_batch_items"
+            )
+        if _name_not_resolved(exc):
+            # No DNS answer for the host (offline, or a typo): retrying for 45 s cannot help.
+            host = httpx.URL(self._base_url).host
+            return _HostNotFoundError(
+                f"could not reach {self._base_url}: the host name {host!r} does not resolve "
+                "(offline, or a typo in the URL)"
             )
         return APIConnectionError(
             f"could not reach {self._base_url}: {type(exc).__name__}: {exc}".rstrip(": ")

@@ -45,6 +45,42 @@ def _offline_env() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_HUB_PROBE_TIMEOUT = 3.0
+_reachable: dict[str, bool] = {}
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face Hub endpoint in use (``HF_ENDPOINT``, default https://huggingface.co)."""
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to the Hub opens within ``timeout`` s (probed once per process).
+
+    Offline, huggingface_hub retries each request for about 24 s before giving up; this probe
+    lets a missing model fail in seconds with one message instead. Behind a proxy (``*_PROXY``
+    set) a direct connection says nothing, so the Hub is assumed reachable.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return True
+    endpoint = hub_endpoint()
+    if endpoint not in _reachable:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+            _reachable[endpoint] = True
+        except OSError:
+            _reachable[endpoint] = False
+    return _reachable[endpoint]
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The sizes and settings of a jina-embeddings-v3 checkpoint, read from its config.json."""
@@ -209,6 +245,9 @@ class ModelSource:
 
             raise missing_extra("local", "huggingface_hub") from exc
         offline = self.local_files_only or _offline_env()
+        unreachable = False
+        if not offline and not hub_reachable():
+            offline = unreachable = True  # the cache only: no 24 s of retries
         try:
             result = huggingface_hub.hf_hub_download(
                 self.model,
@@ -221,11 +260,12 @@ class ModelSource:
             if name not in _REQUIRED:
                 return None
             files = " ".join(MODEL_FILES)
-            why = (
-                "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True)"
-                if offline
-                else "it could not be downloaded"
-            )
+            if unreachable:
+                why = f"the Hugging Face Hub ({hub_endpoint()}) cannot be reached (offline?)"
+            elif offline:
+                why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True)"
+            else:
+                why = "it could not be downloaded"
             raise ModelLoadError(
                 f"{name} of {self.model!r} is not in the Hugging Face cache and {why}. "
                 f"Download it once with `hf download {self.model} {files}` "
@@ -258,6 +298,15 @@ class ModelSource:
                 raise ModelLoadError(f"{path} is not a JSON object")
             self._config = ModelConfig.from_dict(raw, source=str(path))
         return self._config
+
+
+def hub_cached(model: str, name: str = WEIGHTS_FILE) -> bool:
+    """Whether ``name`` of Hub repo ``model`` is already in the Hugging Face cache."""
+    try:
+        import huggingface_hub
+    except ImportError:  # pragma: no cover - part of the [local] extra
+        return False
+    return isinstance(huggingface_hub.try_to_load_from_cache(model, name), str)
 
 
 # -- checkpoint keys --------------------------------------------------------------------------

@@ -173,6 +173,33 @@ class LocalProvider(BaseProvider):
         self._net: JinaEmbeddingsV3 | None = None
         self._device: torch.device | None = None
         self._dtype: torch.dtype | None = None
+        self._check_dimensions_early()
+
+    def _check_dimensions_early(self) -> None:
+        """Refuse ``dimensions`` above the model's size now when that size is known cheaply.
+
+        Known without a download: the official Hub id (1024), or a local directory's
+        config.json (a small file; no weights). Otherwise :meth:`load` checks it.
+        """
+        if self._dimensions is None:
+            return
+        full: int | None = None
+        if self._model_arg == JINA_EMBEDDINGS_V3.hub_id:
+            full = JINA_EMBEDDINGS_V3.dim
+        elif self._source.local_dir is not None:
+            try:
+                full = self.config.hidden_size
+            except ModelLoadError:
+                return  # a broken directory is reported by load(), with its own message
+        if full is not None:
+            self._check_dimensions(full)
+
+    def _check_dimensions(self, full: int) -> None:
+        if self._dimensions is not None and self._dimensions > full:
+            raise ConfigurationError(
+                f"dimensions={self._dimensions} exceeds the size of model {self.model_name!r} "
+                f"({full}); pass dimensions in 1..{full}"
+            )
 
     # -- facts (no weights needed) ------------------------------------------------------------
 
@@ -196,10 +223,7 @@ class LocalProvider(BaseProvider):
         """Default output size: ``dimensions``, else config ``truncate_dim``, else full."""
         full = self.max_dimensions
         if self._dimensions is not None:
-            if self._dimensions > full:
-                raise ConfigurationError(
-                    f"dimensions={self._dimensions} exceeds the model's size {full}"
-                )
+            self._check_dimensions(full)
             return self._dimensions
         return self.config.truncate_dim or full
 
@@ -331,6 +355,7 @@ class LocalProvider(BaseProvider):
             except ImportError as exc:
                 raise missing_extra("local", getattr(exc, "name", None) or "torch") from exc
             cfg = self.config
+            self._check_dimensions(cfg.hidden_size)
             self._text_encoder()
             weights = self._source.file(WEIGHTS_FILE)
             assert weights is not None and self._dtype is not None and self._device is not None

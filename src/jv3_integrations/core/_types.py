@@ -32,6 +32,13 @@ class Task(enum.StrEnum):
     CLASSIFICATION = "classification"
     TEXT_MATCHING = "text-matching"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Task:
+        # ``Task("query")`` raises our InputError (a ValueError) listing the valid names,
+        # instead of Enum's bare "'query' is not a valid Task".
+        valid = ", ".join(repr(t.value) for t in cls)
+        raise InputError(f"unknown task {value!r}; use one of {valid}")
+
 
 TaskLike = Task | str | None
 

@@ -102,6 +102,15 @@ def _chunk_count(plan: _DocPlan) -> int:
     return len(plan.chunks)
 
 
+_FACT_PREFIX = "jv3_"
+
+
+def _tag_value(text: str) -> str:
+    """``text`` as printable ASCII of at most 120 characters (Pinecone's tag values)."""
+    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else "?" for c in ascii_text)[:120]
+
+
 def _check_metadata(meta: object, where: str) -> dict[str, Any]:
     if meta is None:
         return {}
@@ -291,6 +300,51 @@ class StoreCore:
 
     def _embed_kwargs(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions}
+
+    # -- how the store was built (kept in the collection's own metadata) -----------------
+
+    def store_facts(self) -> dict[str, str]:
+        """What this store writes into the collection's metadata when it creates it.
+
+        ``jv3_model`` (the provider's model name), ``jv3_dimensions``, and where they apply
+        ``jv3_small_dimensions`` and ``jv3_quantization``. Keys and values fit every host's
+        rules (Pinecone tags: ``[A-Za-z0-9_-]`` keys, printable ASCII values of at most 120
+        characters).
+        """
+        facts = {
+            "jv3_model": _tag_value(self.provider.model_name),
+            "jv3_dimensions": str(self.dimensions),
+        }
+        if self.small_dimensions is not None:
+            facts["jv3_small_dimensions"] = str(self.small_dimensions)
+        facts.update(self._extra_facts())
+        return facts
+
+    def _extra_facts(self) -> dict[str, str]:
+        return {}
+
+    def _check_facts(self, found: Mapping[str, Any] | None, where: str) -> None:
+        """Refuse a collection built with another model, size or layout (before any I/O on it).
+
+        A collection without our keys (made before they were recorded, or by another tool)
+        is accepted: its vector size and metric are still verified by the store.
+
+        Raises:
+            ConfigurationError: naming the collection's value and this store's.
+        """
+        theirs = {k: str(v) for k, v in (found or {}).items() if k.startswith(_FACT_PREFIX)}
+        if not theirs:
+            return
+        mine = self.store_facts()
+        for key in sorted(set(theirs) | set(mine)):
+            built, now = theirs.get(key, "none"), mine.get(key, "none")
+            if built != now:
+                what = key[len(_FACT_PREFIX) :]
+                raise ConfigurationError(
+                    f"{where} was built with {what}={built!r}, but this store uses "
+                    f"{what}={now!r}; open it with the same provider and settings "
+                    f"({what}={built!r}), or use another collection"
+                )
 
 
 class SyncStore(StoreCore, abc.ABC):

@@ -1,8 +1,10 @@
 """Milvus adapter: :class:`MilvusStore` / :class:`AsyncMilvusStore` and an embedding function.
 
-:class:`JinaV3EmbeddingFunction` has the interface pymilvus.model users know
-(``encode_documents``, ``encode_queries``, ``__call__``, ``dim``) without depending on
-pymilvus-model; ``dim`` comes from configuration, never from a network call.
+:class:`JinaV3EmbeddingFunction` is a drop-in for pymilvus-model's ``JinaEmbeddingFunction``
+(``encode_documents``, ``encode_queries``, ``__call__``, ``dim``; ``api_key``, ``task``,
+``late_chunking``), a ``BaseEmbeddingFunction`` when pymilvus-model is installed (imported only
+when the name is first used), without depending on it; ``dim`` comes from configuration, never
+from a network call.
 
 :class:`MilvusStore` works on a ``MilvusClient`` (default: a Milvus Lite file ``./jv3.db``).
 Collection schema: ``id`` (VARCHAR primary key), ``text`` (VARCHAR), ``metadata`` (JSON) and
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +40,7 @@ import numpy.typing as npt
 from ..core._errors import ConfigurationError, InputError, missing_extra
 from ..core._load import load_provider
 from ..core._provider import EmbeddingProvider, validate_dimensions
+from ..core._types import JINA_EMBEDDINGS_V3, Task, resolve_task
 from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, rescore, simple_filter
 
 try:
@@ -66,12 +69,26 @@ _MAX_TEXT_BYTES = 65535
 _ID_LENGTH = 64
 
 
-class JinaV3EmbeddingFunction:
-    """jina-embeddings-v3 as a pymilvus.model-style embedding function.
+class _JinaV3EmbeddingFunction:
+    """jina-embeddings-v3 as a drop-in for pymilvus-model's ``JinaEmbeddingFunction``.
+
+    A subclass of pymilvus-model's ``BaseEmbeddingFunction`` when that package is installed
+    (see :func:`embedding_function_class`), with the same methods and options:
+    ``encode_documents`` (``retrieval.passage``), ``encode_queries`` (``retrieval.query``),
+    ``__call__`` (``task``), ``dim``. Unlike the peer, ``dim`` comes from configuration (no
+    billable call) and inputs are batched and retried.
 
     Args:
-        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
+        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec. The peer's first
+            argument, the model name ``"jina-embeddings-v3"``, also works and means ``"api"``.
+        api_key: Jina API key (default: ``$JINA_API_KEY``); only with a spec string.
+        task: Task of ``__call__`` (default ``retrieval.passage``, as the peer).
         dimensions: Output size (default: the provider's).
+        late_chunking: Treat each call's texts as the chunks of one document (as the peer).
+
+    Raises:
+        ConfigurationError: ``api_key`` with a provider instance, bad ``dimensions``.
+        InputError: an unknown ``task`` (the message lists the valid ones).
 
     Example:
         >>> ef = JinaV3EmbeddingFunction("local:./tiny-v3", dimensions=64)  # doctest: +SKIP
@@ -81,9 +98,27 @@ class JinaV3EmbeddingFunction:
     """
 
     def __init__(
-        self, provider: EmbeddingProvider | str | None = None, *, dimensions: int | None = None
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        api_key: str | None = None,
+        task: str = Task.RETRIEVAL_PASSAGE.value,
+        dimensions: int | None = None,
+        late_chunking: bool = False,
     ) -> None:
-        self.provider = load_provider(provider)
+        if isinstance(provider, str) and provider.strip() == JINA_EMBEDDINGS_V3.name:
+            provider = "api"  # pymilvus-model's JinaEmbeddingFunction("jina-embeddings-v3")
+        if api_key is not None:
+            if provider is not None and not isinstance(provider, str):
+                raise ConfigurationError(
+                    "api_key goes with a provider spec ('api', 'http://...'); a provider "
+                    "instance carries its own key"
+                )
+            self.provider = load_provider(provider, api_key=api_key)
+        else:
+            self.provider = load_provider(provider)
+        self.task = resolve_task(task)
+        self.late_chunking = bool(late_chunking)
         max_dims = self.provider.max_dimensions
         self._dim = validate_dimensions(
             self.provider.dimensions if dimensions is None else dimensions, max_dims
@@ -94,17 +129,59 @@ class JinaV3EmbeddingFunction:
         """Size of the vectors (from configuration; no network call)."""
         return self._dim
 
+    def _encode(self, texts: Sequence[str], task: Task | None) -> list[npt.NDArray[np.float32]]:
+        emb = self.provider.embed(
+            texts, task=task, dimensions=self._dim, late_chunking=self.late_chunking
+        )
+        return list(emb.vectors)
+
     def encode_documents(self, documents: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Embed passages for indexing (``retrieval.passage``): one float32 array per text."""
-        return list(self.provider.embed_documents(documents, dimensions=self._dim).vectors)
+        return self._encode(documents, Task.RETRIEVAL_PASSAGE)
 
     def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Embed search queries (``retrieval.query``): one float32 array per text."""
-        return list(self.provider.embed_queries(queries, dimensions=self._dim).vectors)
+        return self._encode(queries, Task.RETRIEVAL_QUERY)
 
     def __call__(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
-        """Same as :meth:`encode_documents` (pymilvus.model convention)."""
-        return self.encode_documents(texts)
+        """Embed with the configured ``task`` (pymilvus.model convention)."""
+        return self._encode(texts, self.task)
+
+
+_ef_class: type[_JinaV3EmbeddingFunction] | None = None
+
+
+def embedding_function_class() -> type[_JinaV3EmbeddingFunction]:
+    """The class exported as ``JinaV3EmbeddingFunction``, built on first use.
+
+    With pymilvus-model installed it also derives from ``BaseEmbeddingFunction``. Importing
+    ``pymilvus.model`` imports torch, transformers and onnxruntime (about 20 s on a small
+    CPU), so it happens only when the name is first looked up, never for ``MilvusStore``
+    alone (``jv3 index`` / ``jv3 search``).
+    """
+    global _ef_class
+    if _ef_class is None:
+        try:
+            from pymilvus.model.base import BaseEmbeddingFunction
+        except ImportError:
+            _ef_class = _JinaV3EmbeddingFunction
+        else:
+            _ef_class = type(
+                "JinaV3EmbeddingFunction",
+                (_JinaV3EmbeddingFunction, BaseEmbeddingFunction),
+                {"__module__": __name__, "__doc__": _JinaV3EmbeddingFunction.__doc__},
+            )
+    return _ef_class
+
+
+if TYPE_CHECKING:
+    JinaV3EmbeddingFunction = _JinaV3EmbeddingFunction
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "JinaV3EmbeddingFunction":
+            return embedding_function_class()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _literal(value: Any) -> str:
@@ -189,6 +266,12 @@ class _MilvusCommon:
             params.add_index(SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return params
 
+    if TYPE_CHECKING:  # provided by StoreCore
+
+        def store_facts(self) -> dict[str, str]: ...
+
+        def _check_facts(self, found: Any, where: str) -> None: ...
+
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
         fields = {f["name"]: f for f in description.get("fields", [])}
         for name in ("id", TEXT_KEY, "metadata"):
@@ -228,6 +311,8 @@ class _MilvusCommon:
                     f"Milvus collection {self.collection!r} has no BM25 field {SPARSE!r} (it was "
                     "created without hybrid=True); use another collection for hybrid search"
                 )
+        # How it was built: the collection properties this store set when it created it.
+        self._check_facts(description.get("properties"), f"Milvus collection {self.collection!r}")
 
     def _check_records(self, records: list[Record]) -> None:
         for i, r in enumerate(records):
@@ -472,7 +557,10 @@ class MilvusStore(_MilvusCommon, SyncStore):
             self.client.load_collection(self.collection)
         else:
             self.client.create_collection(
-                self.collection, schema=self._schema(), index_params=self._index_params()
+                self.collection,
+                schema=self._schema(),
+                index_params=self._index_params(),
+                properties=self.store_facts(),
             )
         self._ready = True
 
@@ -527,7 +615,8 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
 
 class AsyncMilvusStore(_MilvusCommon, AsyncStore):
-    """:class:`MilvusStore` for asyncio, over an ``AsyncMilvusClient`` (same arguments).
+    """:class:`MilvusStore` for asyncio, over an ``AsyncMilvusClient`` (same arguments:
+    ``client=`` or ``uri=``, the default client opening on first use).
 
     On Milvus Lite, create the collection first with :meth:`MilvusStore.create` (Lite does not
     implement what the async ``create_collection`` waits on); verifying, writing and searching
@@ -540,9 +629,10 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         self,
         provider: EmbeddingProvider | str | None = None,
         *,
-        client: AsyncMilvusClient,
+        client: AsyncMilvusClient | None = None,
         collection: str = "jv3",
         dimensions: int | None = None,
+        uri: str = "./jv3.db",
         small_dimensions: int | None = None,
         funnel_factor: int = 4,
         index_type: str = "AUTOINDEX",
@@ -562,11 +652,22 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         )
         self._init_milvus(collection, funnel_factor, index_type)
         self._init_hybrid(analyzer_params, rrf_k)
-        if not isinstance(client, AsyncMilvusClient):
+        if client is not None and not isinstance(client, AsyncMilvusClient):
             raise ConfigurationError(
-                f"client must be an AsyncMilvusClient, not {type(client).__name__}"
+                f"client must be an AsyncMilvusClient, not {type(client).__name__} "
+                "(use MilvusStore for a MilvusClient)"
             )
-        self.client = client
+        self._client = client
+        self.uri = uri
+
+    @property
+    def client(self) -> AsyncMilvusClient:
+        """The ``AsyncMilvusClient``; the default one (``uri``) opens on first use."""
+        if self._client is None:
+            if "://" not in self.uri:
+                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            self._client = AsyncMilvusClient(self.uri)
+        return self._client
 
     async def create(self) -> None:
         """Async twin of :meth:`MilvusStore.create` (see the class note on Milvus Lite).
@@ -588,7 +689,10 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         else:
             try:
                 await self.client.create_collection(
-                    self.collection, schema=self._schema(), index_params=self._index_params()
+                    self.collection,
+                    schema=self._schema(),
+                    index_params=self._index_params(),
+                    properties=self.store_facts(),
                 )
             except Exception as exc:
                 if "UNIMPLEMENTED" not in str(exc) and "not implemented" not in str(exc):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigurationError, InputError, missing_extra
 from ..core._provider import EmbeddingProvider
@@ -83,7 +83,13 @@ class _PineconeCommon:
     def _spec(self) -> ServerlessSpec:
         return ServerlessSpec(cloud=self.cloud, region=self.region)
 
-    def _verify(self, dimension: int | None, metric: str | None) -> None:
+    if TYPE_CHECKING:  # provided by StoreCore
+
+        def store_facts(self) -> dict[str, str]: ...
+
+        def _check_facts(self, found: Any, where: str) -> None: ...
+
+    def _verify(self, dimension: int | None, metric: str | None, tags: Any = None) -> None:
         if dimension != self.dimensions:
             raise ConfigurationError(
                 f"Pinecone index {self.collection!r} has dimension {dimension}, but this store "
@@ -98,6 +104,9 @@ class _PineconeCommon:
             raise ConfigurationError(
                 f"Pinecone index {self.collection!r} uses metric {metric}; {why}: use another index"
             )
+        # How it was built: the index tags this store set when it created it (an Index handle
+        # given without the control plane has no tags to read: only its dimension is checked).
+        self._check_facts(dict(tags) if tags else None, f"Pinecone index {self.collection!r}")
 
     def _check_records(self, records: list[Record]) -> None:
         for i, r in enumerate(records):
@@ -276,13 +285,14 @@ class PineconeStore(_PineconeCommon, SyncStore):
         if isinstance(self.client, Pinecone):
             if self.client.has_index(self.collection):
                 model = self.client.describe_index(self.collection)
-                self._verify(model.dimension, model.metric)
+                self._verify(model.dimension, model.metric, model.tags)
             else:
                 model = self.client.create_index(
                     self.collection,
                     dimension=self.dimensions,
                     metric=self.metric,
                     spec=self._spec(),
+                    tags=self.store_facts(),
                 )
             self.index = self.client.Index(host=str(model.host))  # type: ignore[assignment]
         else:
@@ -399,13 +409,14 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         if isinstance(self.client, AsyncPinecone):
             if await self.client.has_index(self.collection):
                 model = await self.client.describe_index(self.collection)
-                self._verify(model.dimension, model.metric)
+                self._verify(model.dimension, model.metric, model.tags)
             else:
                 model = await self.client.create_index(
                     self.collection,
                     dimension=self.dimensions,
                     metric=self.metric,
                     spec=self._spec(),
+                    tags=self.store_facts(),
                 )
             self.index = self.client.IndexAsyncio(host=str(model.host))
         else:

@@ -22,7 +22,7 @@ the same collection on a Qdrant server (``url=``) or in Qdrant Edge runs them fo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core._errors import ConfigurationError, missing_extra
 from ..core._provider import EmbeddingProvider
@@ -91,7 +91,7 @@ class _QdrantCommon:
                     hnsw_config=models.HnswConfigDiff(m=0),
                 ),
             }
-        config: dict[str, Any] = {"vectors_config": vectors}
+        config: dict[str, Any] = {"vectors_config": vectors, "metadata": self.store_facts()}
         if self.hybrid:
             config["sparse_vectors_config"] = {
                 SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
@@ -101,6 +101,15 @@ class _QdrantCommon:
                 binary=models.BinaryQuantizationConfig(always_ram=True)
             )
         return config
+
+    if TYPE_CHECKING:  # provided by StoreCore
+
+        def store_facts(self) -> dict[str, str]: ...
+
+        def _check_facts(self, found: Any, where: str) -> None: ...
+
+    def _extra_facts(self) -> dict[str, str]:
+        return {"jv3_quantization": "binary" if self.binary_quantization else "none"}
 
     def _verify(self, info: models.CollectionInfo) -> None:
         vectors = info.config.params.vectors
@@ -151,6 +160,8 @@ class _QdrantCommon:
                 f"Qdrant collection {self.collection!r} was created with hybrid=True; open it "
                 "with hybrid=True too, so new points get their keyword vectors"
             )
+        # How it was built (collection metadata; a collection without it is not checked).
+        self._check_facts(info.config.metadata, f"Qdrant collection {self.collection!r}")
 
     def _points(
         self, records: list[Record], full: Vectors, small: Vectors | None
