@@ -98,3 +98,12 @@ def test_quantization_round_trip_keeps_signs(v: np.ndarray) -> None:
     assert np.array_equal(
         binary_to_ubinary(quantize_binary(v[None, :])), quantize_ubinary(v[None, :])
     )
+
+
+def test_tiny_nonzero_vectors_are_normalized_too() -> None:
+    """Found by hypothesis: a row with norm ~1e-10 came back unnormalized (and not zero)."""
+    for scale in (1e-10, 1e-30, 1e-44):  # the last is subnormal in float32
+        v = np.array([[3.0, 4.0, 0.0]], dtype=np.float32) * np.float32(scale)
+        out = truncate(v, 2)
+        np.testing.assert_allclose(out, [[0.6, 0.8]], atol=1e-6)
+    assert np.array_equal(truncate(np.zeros((1, 3), np.float32), 2), np.zeros((1, 2), np.float32))

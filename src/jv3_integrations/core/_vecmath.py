@@ -30,8 +30,18 @@ def l2_normalize(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Scale each row to unit L2 norm (rows of zeros stay zero)."""
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    out: npt.NDArray[np.float32] = (v / np.maximum(norms, _EPS)).astype(np.float32, copy=False)
-    return out
+    if np.all(norms > _EPS):  # the usual case: float32 all the way
+        out: npt.NDArray[np.float32] = (v / norms).astype(np.float32, copy=False)
+        return out
+    # Zero rows, or rows so small (down to float32 subnormals) that their float32 norm is
+    # below _EPS or underflows to 0: in float64, where their norm is exact, so they come back
+    # at unit norm too; zero rows stay zero.
+    v64 = v.astype(np.float64)
+    n64 = np.linalg.norm(v64, axis=-1, keepdims=True)
+    tiny: npt.NDArray[np.float32] = np.divide(
+        v64, n64, out=np.zeros_like(v64), where=n64 > 0
+    ).astype(np.float32)
+    return tiny
 
 
 def truncate(
