@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="'sentences' (grouped up to 1000 characters; default), 'sentences:MAX_CHARS' or "
         "'tokens:N'",
     )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="forget the index state (even an unreadable one) and embed every file again",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -288,6 +293,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             late_chunking=args.late_chunking,
             chunker=args.chunker,
             progress=args.progress,
+            rebuild=args.rebuild,
         ),
         warn=stderr_warn,
     )
