@@ -18,8 +18,9 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,7 @@ BODY_BYTES_PER_TOKEN = 16
 _PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 TokenCounter = Callable[[list[str], Task | None, bool], list[int]]
+_T = TypeVar("_T")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -99,6 +101,7 @@ class _Server:
         self.batcher = batcher
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.cpu: ThreadPoolExecutor | None = None
         self.owns_provider = owns_provider
         self.count = _counter(provider)
         self.max_dimensions = provider.max_dimensions
@@ -106,6 +109,16 @@ class _Server:
         self.max_tokens = int(limit) if isinstance(limit, int) else MAX_TOKENS
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run CPU-bound Python work (parsing, counting, rendering) on the app's 2 threads.
+
+        Not the default executor's many threads: each of them competes with the event loop
+        for the GIL, and under overload the loop must keep answering 429s and /health fast.
+        """
+        if self.cpu is None:
+            self.cpu = ThreadPoolExecutor(2, thread_name_prefix="jv3-cpu")
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
     def rate_headers(self, rid: str) -> dict[str, str]:
         return {
@@ -289,11 +302,11 @@ class _Server:
     ) -> Response:
         try:
             if len(raw_body) > _PARSE_OFF_LOOP_BYTES:
-                req = await asyncio.to_thread(self.parse, raw_body, rid)
+                req = await self.off_loop(self.parse, raw_body, rid)
             else:
                 req = self.parse(raw_body, rid)
             del raw_body
-            counts = await asyncio.to_thread(self.count, req.texts, req.task, req.late_chunking)
+            counts = await self.off_loop(self.count, req.texts, req.task, req.late_chunking)
             billed = self.check_lengths(req, counts, rid)
             total = sum(billed)
             if gone.done():
@@ -319,7 +332,7 @@ class _Server:
             return _gone(rid)
         try:
             raw = work.result()
-            content = await asyncio.to_thread(self.render, req, raw, total)
+            content = await self.off_loop(self.render, req, raw, total)
         except Exception:
             logger.exception("request %s failed while embedding %d inputs", rid, len(req.texts))
             return _json(
@@ -453,6 +466,9 @@ def build_app(
             yield
         finally:
             await batcher.stop()
+            if state.cpu is not None:
+                state.cpu.shutdown(wait=False)
+                state.cpu = None
             if owns_provider:
                 provider.close()
 
