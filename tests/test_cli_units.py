@@ -155,7 +155,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
     assert again.collection("docs").settings == coll.settings
     assert again.collection("docs").files["/a"] == FileEntry("sha256:1", ["id1", "id2"], 12)
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(Exception, match="delete it"):
+    with pytest.raises(ConfigurationError, match="jv3 index --rebuild"):  # one line, with the fix
         StateFile(path)
 
 

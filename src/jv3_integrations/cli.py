@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also index hidden files and files in hidden folders (.notes/ ...); default: "
         "skipped and counted in the summary",
     )
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="forget the index state (even an unreadable one) and embed every file again",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -240,7 +245,61 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve without any key (only for trusted networks)",
     )
+    limits = p.add_argument_group("limits (see SECURITY.md)")
+    limits.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="largest request body; 413 past it (default 67108864 = 64 MiB)",
+    )
+    limits.add_argument(
+        "--max-queue-requests",
+        type=_positive_int,
+        metavar="N",
+        help="requests queued or running at once; 429 past it (default 256)",
+    )
+    limits.add_argument(
+        "--max-queue-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="tokens queued or running at once; 429 past it (default 1048576)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="open connections; the oldest idle ones are closed past it (default 1024)",
+    )
+    limits.add_argument(
+        "--head-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to send a complete request head, else closed (default 10)",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to send the whole body; 408 past it (default 60)",
+    )
+    limits.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        metavar="S",
+        help="seconds an idle keep-alive connection stays open (default 5)",
+    )
     return parser
+
+
+_SERVE_LIMITS = (
+    "max_body_bytes",
+    "max_queue_requests",
+    "max_queue_tokens",
+    "max_connections",
+    "head_timeout",
+    "body_timeout",
+    "timeout_keep_alive",
+)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -261,6 +320,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             hybrid=args.hybrid,
             progress=args.progress,
             include_hidden=args.include_hidden,
+            rebuild=args.rebuild,
         ),
         warn=stderr_warn,
     )
@@ -457,6 +517,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         api_key=args.api_key,
         insecure_no_auth=args.insecure_no_auth,
+        **{k: getattr(args, k) for k in _SERVE_LIMITS if getattr(args, k) is not None},
     )
     return 0
 

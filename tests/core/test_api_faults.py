@@ -40,9 +40,11 @@ KEY = "jina_canary_4f9a2b7c1d"
 URL = "http://jina.test"
 
 
-def expected(text: str) -> list[float]:
-    """The vector our fake server gives ``text`` (so tests know the right answer)."""
-    return [float(len(text)), float(sum(map(ord, text)) % 997), 1.0, -1.0]
+def expected(text: str, dims: int = DIMS) -> list[float]:
+    """The unit vector our fake server gives ``text`` (so tests know the right answer)."""
+    raw = [float(len(text)), float(sum(map(ord, text)) % 997), 1.0, -1.0][:dims]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [float(np.float32(x / norm)) for x in raw]
 
 
 def ok(request: httpx.Request, *, reverse: bool = False) -> httpx.Response:
@@ -51,7 +53,7 @@ def ok(request: httpx.Request, *, reverse: bool = False) -> httpx.Response:
     texts = body["input"]
     dims = body.get("dimensions", DIMS)
     data = [
-        {"object": "embedding", "index": i, "embedding": expected(t)[:dims]}
+        {"object": "embedding", "index": i, "embedding": expected(t, dims)}
         for i, t in enumerate(texts)
     ]
     if reverse:

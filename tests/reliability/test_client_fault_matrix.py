@@ -73,7 +73,8 @@ SPOILED = ("missing_item", "short_vector", "dup_index")  # a 200 whose data cann
 def vector(text: str) -> np.ndarray:
     """The right vector of ``text``: eight floats from its SHA-256 (independent of the client)."""
     digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return (np.frombuffer(digest[:DIMS], dtype=np.uint8).astype(np.float32) - 127.5) / 128.0
+    raw = (np.frombuffer(digest[:DIMS], dtype=np.uint8).astype(np.float32) - 127.5) / 128.0
+    return (raw / np.linalg.norm(raw)).astype(np.float32)  # unit: normalized is the default
 
 
 def outcome(plan: Sequence[str]) -> type[APIError] | None:

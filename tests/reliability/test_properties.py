@@ -67,7 +67,9 @@ def test_local_batching_never_reorders_or_drops(
 
 def _vector(text: str) -> list[float]:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return [b / 255.0 for b in digest[:6]]
+    raw = [(b + 1) / 256.0 for b in digest[:6]]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [float(np.float32(x / norm)) for x in raw]  # unit: normalized is the default
 
 
 def _echo_server(request: httpx.Request) -> httpx.Response:

@@ -7,7 +7,9 @@ Each connection takes the next action of a script (then ``"ok"`` forever):
 - ``"hang"``: read the request and never answer (the client's read timeout fires);
 - ``"close"``: read the request and close without a byte (RemoteProtocolError);
 - ``"html502"``: an nginx-style HTML 502 page;
-- ``"truncated"``: a 200 whose JSON body is cut in the middle (Content-Length honest).
+- ``"truncated"``: a 200 whose JSON body is cut in the middle (Content-Length honest);
+- ``"drip"``: a valid answer, one byte every 0.1 s (each read is quick, the whole is slow);
+- ``"drip_head"``: the same, status line and headers included.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 
-def answer(text: str) -> list[float]:
-    """The vector the fault server's ``ok`` gives ``text``."""
-    return [float(len(text)), float(sum(map(ord, text)) % 997), 1.0, -1.0]
+
+def answer(text: str, dims: int = 4) -> list[float]:
+    """The (unit) vector the fault server's ``ok`` gives ``text``."""
+    raw = [float(len(text)), float(sum(map(ord, text)) % 997), 1.0, -1.0][:dims]
+    norm = sum(x * x for x in raw) ** 0.5
+    return [float(np.float32(x / norm)) for x in raw]  # float32-exact: compared with ==
 
 
 def _read_request(sock: socket.socket) -> dict[str, Any] | None:
@@ -61,7 +68,7 @@ def _ok_body(request: dict[str, Any]) -> bytes:
     texts = request.get("input", [])
     dims = request.get("dimensions", 4)
     data = [
-        {"object": "embedding", "index": i, "embedding": answer(t)[:dims]}
+        {"object": "embedding", "index": i, "embedding": answer(t, dims)}
         for i, t in enumerate(texts)
     ]
     usage = {"total_tokens": 10 * len(texts), "prompt_tokens": 10 * len(texts)}
@@ -91,6 +98,18 @@ class FaultServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
 
+    def _drip(self, sock: socket.socket, answer: bytes, *, head: bool) -> None:
+        start = 0 if head else answer.index(b"\r\n\r\n") + 4
+        try:
+            sock.sendall(answer[:start])
+            for i in range(start, len(answer)):
+                if self.release.is_set():
+                    return
+                sock.sendall(answer[i : i + 1])
+                time.sleep(0.1)
+        except OSError:  # the client gave up: what the test wants
+            return
+
     def handle(self, sock: socket.socket) -> None:
         request = _read_request(sock)
         if request is None:
@@ -110,6 +129,10 @@ class FaultServer:
                 )
             ),
             "truncated": lambda: sock.sendall(_response("200 OK", _ok_body(request)[:-20])),
+            "drip": lambda: self._drip(sock, _response("200 OK", _ok_body(request)), head=False),
+            "drip_head": lambda: self._drip(
+                sock, _response("200 OK", _ok_body(request)), head=True
+            ),
         }
         handlers[action]()
 

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..core import (
     ConfigurationError,
     EmbeddingProvider,
     InputError,
+    Jv3Error,
     MissingDependencyError,
     SentenceChunker,
     Task,
@@ -42,7 +44,7 @@ from .files import (
     read_document,
 )
 from .output import DisplayHit
-from .state import FileEntry, IndexSettings, StateFile, redact_spec
+from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
 
 __all__ = [
@@ -365,6 +367,8 @@ class IndexOptions:
     provider_instance: EmbeddingProvider | None = None
     #: Also index files inside hidden folders and hidden files (``--include-hidden``).
     include_hidden: bool = False
+    #: Forget the collection's state (even an unreadable one) and embed every file again.
+    rebuild: bool = False
 
 
 @dataclass
@@ -457,11 +461,32 @@ def _resolve_hybrid(
 
 
 def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
-    """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded."""
-    t0 = time.perf_counter()
+    """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded.
+
+    The store's lock is taken before the state is read and held until its last write: a
+    second run on the same store waits for this one, then sees what it wrote.
+    """
     uri = parse_store_uri(opts.store)
-    state = StateFile(uri.state_path())
+    with store_lock(
+        uri.state_path(),
+        on_wait=lambda: warn("another `jv3 index` is writing to this store; waiting for it"),
+    ):
+        return _run_index_locked(opts, uri, warn)
+
+
+def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexReport:
+    t0 = time.perf_counter()
+    path = uri.state_path()
+    try:
+        state = StateFile(path)
+    except ConfigurationError:
+        if not opts.rebuild:
+            raise
+        state = StateFile(path, fresh=True)  # unreadable: --rebuild starts over
     coll = state.collection(opts.collection)
+    if opts.rebuild:
+        coll.files.clear()
+        coll.settings = None
     prior = coll.settings
     report = IndexReport(store=uri.display(), collection=opts.collection)
 
@@ -492,9 +517,21 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+    store: Any = None
     try:
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
         store.create()  # checks the store's own dimension before anything is written
+    except Jv3Error:
+        raise
+    except Exception:
+        if not (opts.rebuild and uri.local and not uri.memory):
+            raise
+        if store is not None:
+            close_store(store)
+        _set_aside(uri.path, warn)  # --rebuild of a damaged local store: start a new one
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+        store.create()
+    try:
         if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
             warn(
                 f"the index state lists {len(coll.files)} files but the store is empty "
@@ -704,17 +741,54 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
             "was indexed without --hybrid; index with `jv3 index --hybrid` into a new "
             "--collection, or search with --mode dense"
         )
-    store = open_store(uri, opts.collection, provider, dims, hybrid)
+    indexed = [e for e in state.collection(opts.collection).files.values() if e.ids]
+    with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
+        store = open_store(uri, opts.collection, provider, dims, hybrid)
     try:
-        if settings is None and int(store.count()) == 0:
+        with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
+            count = int(store.count())
+        if settings is None and count == 0:
             raise ConfigurationError(
                 f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
                 "`jv3 index PATH...` first"
+            )
+        if indexed and count == 0:
+            raise ConfigurationError(
+                f"the index state lists {len(indexed)} indexed files for {uri.display()} "
+                f"[{opts.collection}] but the store holds no chunks (missing, emptied or "
+                "corrupt); rebuild it with `jv3 index --rebuild PATH...`"
             )
         raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
     finally:
         close_store(store)
     return [[_hit(h) for h in row] for row in raw]
+
+
+@contextmanager
+def _unreadable_store_is_said(uri: StoreURI, collection: str, indexed: int) -> Iterator[None]:
+    """A local store that fails to open or count while the state lists files is damaged."""
+    try:
+        yield
+    except Jv3Error:
+        raise
+    except Exception as exc:
+        if not indexed or not uri.local or uri.memory:
+            raise
+        reason = " ".join(str(exc).split())[:200]
+        raise ConfigurationError(
+            f"the store {uri.display()} [{collection}] cannot be read though the index state "
+            f"lists {indexed} indexed files (corrupt? {type(exc).__name__}: {reason}); rebuild "
+            "it with `jv3 index --rebuild PATH...`"
+        ) from None
+
+
+def _set_aside(path: Path, warn: Warn) -> None:
+    """Move a damaged local store out of the way (kept, never deleted) for ``--rebuild``."""
+    if not path.exists():
+        return
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    warn(f"the store could not be opened; moved it to {aside} and building a new one")
 
 
 def _hit(h: Any) -> DisplayHit:

@@ -12,6 +12,10 @@ One small JSON file per store (``<store path>.jv3-state.json`` for local stores,
 state files without it were written before hybrid search existed and mean false.
 
 The provider spec is stored without secrets (no API keys, no URL passwords).
+
+Writers take the store's lock (:func:`store_lock`, a ``flock`` on ``<state file>.lock``)
+*before* reading the state and keep it until the last write, so two ``jv3 index`` runs on one
+store take turns instead of overwriting each other's state.
 """
 
 from __future__ import annotations
@@ -19,20 +23,27 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from ..core._errors import ConfigurationError
 
 __all__ = [
     "STATE_VERSION",
     "CollectionState",
     "FileEntry",
     "IndexSettings",
+    "StateCorruptError",
     "StateFile",
     "chunk_id",
     "redact_spec",
+    "store_lock",
 ]
 
 STATE_VERSION = 1
@@ -130,17 +141,71 @@ class CollectionState:
         return cls(IndexSettings.from_json(settings) if settings else None, files)
 
 
-class StateCorruptError(Exception):
-    """The state file exists but cannot be parsed."""
+class StateCorruptError(ConfigurationError):
+    """The state file exists but cannot be parsed (the message says how to rebuild)."""
+
+
+LOCK_TIMEOUT = 600.0  # seconds a run waits for another run on the same store
+
+
+@contextmanager
+def store_lock(
+    state_path: Path | None,
+    *,
+    timeout: float = LOCK_TIMEOUT,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold the store's exclusive lock (a no-op for in-memory stores or without ``fcntl``).
+
+    Raises:
+        ConfigurationError: another run kept the lock for ``timeout`` seconds.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: no cross-process lock
+        yield
+        return
+    if state_path is None:
+        yield
+        return
+    lock_path = state_path.with_name(state_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
+                if time.monotonic() > deadline:
+                    raise ConfigurationError(
+                        f"another `jv3 index` has held the store's lock ({lock_path}) for "
+                        f"{timeout:.0f} s; wait for it to finish, or stop it"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class StateFile:
-    """The JSON state of one store (``path=None``: kept in memory only, e.g. ``:memory:``)."""
+    """The JSON state of one store (``path=None``: kept in memory only, e.g. ``:memory:``).
 
-    def __init__(self, path: Path | None) -> None:
+    ``fresh=True`` starts from an empty state whatever the file holds (``--rebuild``).
+    """
+
+    def __init__(self, path: Path | None, *, fresh: bool = False) -> None:
         self.path = path
         self._collections: dict[str, CollectionState] = {}
-        if path is not None and path.exists():
+        if path is not None and path.exists() and not fresh:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if int(data.get("version", 0)) != STATE_VERSION:
@@ -150,9 +215,10 @@ class StateFile:
                     for name, c in (data.get("collections") or {}).items()
                 }
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                reason = " ".join(str(exc).split())[:200]
                 raise StateCorruptError(
-                    f"the index state file {path} is unreadable ({exc}); delete it and the store "
-                    "to start over"
+                    f"the index state file {path} is unreadable ({reason}); rebuild the index "
+                    "with `jv3 index --rebuild PATH...` (same --store and --collection)"
                 ) from None
 
     def collection(self, name: str) -> CollectionState:

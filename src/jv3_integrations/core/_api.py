@@ -20,11 +20,14 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -76,14 +79,108 @@ def _is_official(base_url: str) -> bool:
 
 def _normalize_base_url(base_url: str) -> str:
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        shown = safe_url(base_url) if isinstance(base_url, str) else repr(base_url)
         raise ConfigurationError(
-            f"base_url must be an http(s):// URL, e.g. {DEFAULT_BASE_URL!r}, got {base_url!r}"
+            f"base_url must be an http(s):// URL, e.g. {DEFAULT_BASE_URL!r}, got {shown!r}"
         )
-    url = base_url.rstrip("/")
+    parts = urlsplit(base_url.strip())
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        # Credentials in a URL end up in logs (httpx logs every request URL), reprs, pickles
+        # and error messages; refuse them, naming only the parts that are safe to show.
+        raise ConfigurationError(
+            f"base_url {safe_url(base_url)!r} carries a user/password, a query string or a "
+            "fragment; give the server's plain URL and pass the key with api_key= (or "
+            "JINA_API_KEY; --api-key / JV3_SERVER_API_KEY on the server side)"
+        )
+    url = base_url.strip().rstrip("/")
     for suffix in (EMBEDDINGS_PATH, "/v1"):
         if url.endswith(suffix):
             url = url[: -len(suffix)]
     return url
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: scheme, host, port and path; no user, password or query."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<unparsable URL>"
+    if not parts.scheme:
+        return "<not a URL>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class _Slots:
+    """The provider's bound on requests in flight, shared by threads and event loops.
+
+    Sync callers block their thread; async callers wait on a future of their own loop (the
+    loop is never blocked). A released slot is handed to the oldest waiter, sync or async.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiters: deque[threading.Event | tuple[asyncio.AbstractEventLoop, Any]] = deque()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                event = None
+            else:
+                event = threading.Event()
+                self._waiters.append(event)
+        if event is not None:
+            event.wait()  # set by release(): the slot was handed to us
+        try:
+            yield
+        finally:
+            self.release()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._free > 0 and not self._waiters:
+                self._free -= 1
+                return
+            waiter = (loop, loop.create_future())
+            self._waiters.append(waiter)
+        try:
+            await waiter[1]
+        except asyncio.CancelledError:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                    raise
+            # release() handed us the slot already: give it on (unless _hand will, seeing the
+            # cancelled future)
+            if waiter[1].done() and not waiter[1].cancelled():
+                self.release()
+            raise
+
+    def release(self) -> None:
+        with self._lock:
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if isinstance(waiter, threading.Event):
+                    waiter.set()
+                    return
+                loop, future = waiter
+                try:
+                    loop.call_soon_threadsafe(self._hand, future)
+                    return
+                except RuntimeError:  # that loop is closed: its waiter is gone
+                    continue
+            self._free += 1
+
+    def _hand(self, future: asyncio.Future[None]) -> None:
+        if future.done():  # cancelled meanwhile: pass the slot on
+            self.release()
+        else:
+            future.set_result(None)
 
 
 @dataclass(frozen=True)
@@ -169,9 +266,13 @@ class JinaAPIProvider(BaseProvider):
         base_url: ``https://api.jina.ai`` or the root URL of a compatible server.
         model: The model name sent on the wire.
         dimensions: Default Matryoshka size (``None``: the model's full size).
-        timeout: Seconds for each HTTP attempt (connect, read, write).
+        timeout: Seconds for each HTTP attempt, all of it: connecting, sending, and receiving
+            the whole answer (a server dripping bytes does not stretch it).
+        total_timeout: Seconds for a whole call, retries and their waits included
+            (``None``: no bound beyond ``timeout`` per attempt and ``max_retries``).
         max_retries: Retries of a request after a 429, 5xx, timeout or connection error.
-        max_concurrency: Requests in flight at once (sync and async, over all calls).
+        max_concurrency: Requests in flight at once for this provider instance: over all its
+            calls, threads and event loops, sync and async together.
         max_batch_items: Texts per request (at most 2048, the API's limit).
         max_batch_tokens: Estimated tokens per request (see :meth:`estimate_tokens`).
         wire_format: ``"float"`` or ``"base64"`` (a third of the bytes, same vectors).
@@ -206,6 +307,7 @@ class JinaAPIProvider(BaseProvider):
         model: str = MODEL_NAME,
         dimensions: int | None = None,
         timeout: float = 60.0,
+        total_timeout: float | None = None,
         max_retries: int = 6,
         max_concurrency: int = 4,
         max_batch_items: int = MAX_INPUTS,
@@ -242,6 +344,15 @@ class JinaAPIProvider(BaseProvider):
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
         if timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if total_timeout is not None and (
+            isinstance(total_timeout, bool)
+            or not isinstance(total_timeout, (int, float))
+            or total_timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
+            )
+        self._total_timeout = None if total_timeout is None else float(total_timeout)
         if wire_format not in _WIRE_FORMATS:
             raise ConfigurationError(
                 f"wire_format must be 'float' or 'base64', got {wire_format!r}"
@@ -265,14 +376,13 @@ class JinaAPIProvider(BaseProvider):
         self._backoff_max = float(backoff_max)
         self._gate = _RateGate(float(rate_limit_pause))
         self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
-        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._slots = _Slots(max_concurrency)
         self._lock = threading.Lock()
         self._client: httpx.Client | None = http_client
         self._owns_client = http_client is None
         self._aclient: httpx.AsyncClient | None = async_http_client
         self._owns_aclient = async_http_client is None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
-        self._aslots: asyncio.Semaphore | None = None
         self._aserial: asyncio.Lock | None = None
         self._serial = threading.Lock()
         self._aslots_loop: asyncio.AbstractEventLoop | None = None
@@ -294,12 +404,16 @@ class JinaAPIProvider(BaseProvider):
 
     @property
     def max_dimensions(self) -> int:
-        """The model's full output size: 1024 for Jina's API; a self-hosted server is asked once."""
+        """The model's full output size: 1024 for Jina's API; a self-hosted server is asked.
+
+        The answer of ``GET /v1/models`` is kept; a failed probe (after the usual retries of
+        429/5xx/network errors) raises and is never replaced by a guess.
+
+        Raises:
+            APIError: the server could not tell (pass ``max_dimensions=`` to skip asking).
+        """
         if self._max_dims is None:
-            found = self._discover(self._get_client())
-            if found is None:  # unreachable now: ask again next time
-                return JINA_EMBEDDINGS_V3.dim
-            self._max_dims = found
+            self._max_dims = self._discover(self._get_client())
         return self._max_dims
 
     @property
@@ -333,6 +447,7 @@ class JinaAPIProvider(BaseProvider):
             "model": self._model,
             "dimensions": self._dimensions,
             "timeout": self._timeout,
+            "total_timeout": self._total_timeout,
             "max_retries": self._max_retries,
             "max_concurrency": self._max_concurrency,
             "max_batch_items": self._max_batch_items,
@@ -399,7 +514,7 @@ class JinaAPIProvider(BaseProvider):
                 self._client = httpx.Client(**self._new_client_options())
             return self._client
 
-    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore, asyncio.Lock]:
+    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Lock]:
         loop = asyncio.get_running_loop()
         if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
             # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
@@ -409,11 +524,10 @@ class JinaAPIProvider(BaseProvider):
         if client is None:  # closed while in use: start afresh on this loop
             client = self._aclient = httpx.AsyncClient(**self._new_client_options())
             self._aclient_loop = loop
-        if self._aslots is None or self._aserial is None or self._aslots_loop is not loop:
-            self._aslots = asyncio.Semaphore(self._max_concurrency)
+        if self._aserial is None or self._aslots_loop is not loop:
             self._aserial = asyncio.Lock()
             self._aslots_loop = loop
-        return client, self._aslots, self._aserial
+        return client, self._aserial
 
     def close(self) -> None:
         """Close the HTTP clients this provider created (injected clients stay open)."""
@@ -467,14 +581,28 @@ class JinaAPIProvider(BaseProvider):
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
     def _parse_models(self, response: httpx.Response) -> int:
-        """The model size from a ``/v1/models`` answer; 1024 when it does not say."""
-        default = JINA_EMBEDDINGS_V3.dim
+        """The model size from a ``/v1/models`` answer.
+
+        A server without the endpoint (404/405) or whose list does not give the size serves
+        the full-size model: 1024. Any other answer is no answer (never a guess).
+
+        Raises:
+            APIError: any other non-200 answer, or a body that is not the models list.
+        """
+        if response.status_code in (404, 405):
+            return JINA_EMBEDDINGS_V3.dim
         if response.status_code != 200:
-            return default
+            raise error_from_response(
+                response.status_code, response.headers, response.content, redact=self._redact()
+            )
         try:
             data = response.json().get("data", [])
         except (ValueError, AttributeError):
-            return default
+            raise APIResponseError(
+                f"GET {self._base_url}{MODELS_PATH} answered 200 with a body that is not the "
+                "models list; pass max_dimensions= to the provider",
+                status=200,
+            ) from None
         for entry in data if isinstance(data, list) else []:
             if not isinstance(entry, dict):
                 continue
@@ -483,32 +611,51 @@ class JinaAPIProvider(BaseProvider):
                 size = entry.get("max_output_length")
                 if isinstance(size, int) and not isinstance(size, bool) and size > 0:
                     return size
-        return default
+        return JINA_EMBEDDINGS_V3.dim
 
-    def _discover(self, client: httpx.Client) -> int | None:
-        try:
-            response = client.get(
-                self._base_url + MODELS_PATH,
-                headers=self._headers(),
-                timeout=min(self._timeout, 10.0),
+    def _probe_failed(self, attempt: int, error: APIError) -> float:
+        """The delay before probing again, or raise ``error`` (with the fix) if it is final."""
+        retryable = error.status is None or error.status in RETRYABLE_STATUS
+        if not retryable or attempt >= self._max_retries:
+            error.args = (
+                f"could not read the model size from {self._base_url}{MODELS_PATH}: {error} "
+                "(pass max_dimensions= to the provider to skip asking)",
             )
-        except httpx.HTTPError as exc:
-            logger.debug("could not read the model size from %s: %s", self._base_url, exc)
-            return None
-        return self._parse_models(response)
+            raise error
+        return self._retry_delay(attempt, error, None)
+
+    def _discover(self, client: httpx.Client) -> int:
+        for attempt in range(self._max_retries + 1):
+            try:
+                response = client.get(
+                    self._base_url + MODELS_PATH,
+                    headers=self._headers(),
+                    timeout=min(self._timeout, 10.0),
+                )
+                return self._parse_models(response)
+            except httpx.HTTPError as exc:
+                error: APIError = self._network_error(exc)
+            except APIError as exc:
+                error = exc
+            self._sleep(self._probe_failed(attempt, error))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _adiscover(self) -> None:
-        client, _, _ = self._get_aclient()
-        try:
-            response = await client.get(
-                self._base_url + MODELS_PATH,
-                headers=self._headers(),
-                timeout=min(self._timeout, 10.0),
-            )
-        except httpx.HTTPError as exc:
-            logger.debug("could not read the model size from %s: %s", self._base_url, exc)
-            return
-        self._max_dims = self._parse_models(response)
+        client, _ = self._get_aclient()
+        for attempt in range(self._max_retries + 1):
+            try:
+                response = await client.get(
+                    self._base_url + MODELS_PATH,
+                    headers=self._headers(),
+                    timeout=min(self._timeout, 10.0),
+                )
+                self._max_dims = self._parse_models(response)
+                return
+            except httpx.HTTPError as exc:
+                error: APIError = self._network_error(exc)
+            except APIError as exc:
+                error = exc
+            await self._asleep(self._probe_failed(attempt, error))
 
     async def aembed(
         self,
@@ -609,6 +756,7 @@ class JinaAPIProvider(BaseProvider):
                 n_items=batch.stop - batch.start,
                 dimensions=request.dimensions,
                 embedding_type=self._wire_format,
+                normalized=request.normalized,
             )
         except APIResponseError as exc:
             exc.status = response.status_code
@@ -678,8 +826,55 @@ class JinaAPIProvider(BaseProvider):
         else:
             self._sleep(seconds)
 
+    def _attempt_deadline(self, call_deadline: float | None) -> float:
+        deadline = time.monotonic() + self._timeout
+        return deadline if call_deadline is None else min(deadline, call_deadline)
+
+    def _call_deadline(self) -> float | None:
+        return None if self._total_timeout is None else time.monotonic() + self._total_timeout
+
+    def _check_call_deadline(self, call_deadline: float | None, error: APIError | None) -> None:
+        if call_deadline is not None and time.monotonic() >= call_deadline:
+            raise APITimeoutError(
+                f"the embeddings call to {self._base_url} did not finish within total_timeout="
+                f"{self._total_timeout:g} s (retries included)"
+                + (f"; last error: {error}" if error is not None else "")
+            )
+
+    def _post(
+        self, client: httpx.Client, url: str, content: bytes, headers: dict[str, str], end: float
+    ) -> httpx.Response:
+        """POST and read the whole answer before ``end`` (monotonic), however it trickles in."""
+        left = end - time.monotonic()
+        if left <= 0:
+            raise httpx.TimeoutException("the attempt's deadline passed")
+        with client.stream(
+            "POST", url, content=content, headers=headers, timeout=httpx.Timeout(left)
+        ) as streamed:
+            if streamed.is_stream_consumed:  # already in memory (an in-process transport)
+                streamed.read()
+                return streamed
+            body = bytearray()
+            for chunk in streamed.iter_raw():
+                body += chunk
+                if time.monotonic() > end:
+                    raise httpx.ReadTimeout(
+                        "the answer did not arrive within the attempt's deadline",
+                        request=streamed.request,
+                    )
+            return httpx.Response(
+                streamed.status_code,
+                headers=streamed.headers,
+                content=bytes(body),
+                request=streamed.request,
+            )
+
     def _send(
-        self, request: EmbedRequest, batch: _Batch, abort: threading.Event | None = None
+        self,
+        request: EmbedRequest,
+        batch: _Batch,
+        abort: threading.Event | None = None,
+        call_deadline: float | None = None,
     ) -> tuple[npt.NDArray[np.float32], int]:
         client = self._get_client()
         url = self._base_url + EMBEDDINGS_PATH
@@ -687,10 +882,12 @@ class JinaAPIProvider(BaseProvider):
         headers = self._headers()
         attempt = 0
         serial = False  # holding self._serial: the one request allowed while a budget is spent
+        last: APIError | None = None
         try:
             while True:
                 if abort is not None and abort.is_set():
                     raise _Aborted
+                self._check_call_deadline(call_deadline, last)
                 if not serial and self._gate.serial():
                     if not self._serial.acquire(timeout=0.2):
                         continue
@@ -701,16 +898,20 @@ class JinaAPIProvider(BaseProvider):
                     if abort is not None and abort.is_set():
                         raise _Aborted
                 response: httpx.Response | None = None
-                with self._slots:
+                with self._slots.hold():
                     try:
-                        response = client.post(url, content=content, headers=headers)
+                        end = self._attempt_deadline(call_deadline)
+                        response = self._post(client, url, content, headers, end)
                         return self._result(response, request, batch)
                     except httpx.HTTPError as exc:
                         error: APIError = self._network_error(exc)
                         error.__cause__ = exc
                     except APIError as exc:
                         error = exc
+                last = error
                 delay = self._give_up(attempt, error, response)
+                if call_deadline is not None:
+                    delay = min(delay, max(0.0, call_deadline - time.monotonic()))
                 if delay > 0:
                     self._pause(delay, abort)
                 attempt += 1
@@ -723,15 +924,16 @@ class JinaAPIProvider(BaseProvider):
         self._headers()  # a missing key fails here, before any request
         out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
         total = 0
+        call_deadline = self._call_deadline()
         if len(batches) == 1:
-            vectors, total = self._send(request, batches[0])
+            vectors, total = self._send(request, batches[0], None, call_deadline)
             out[:] = vectors
         else:
             workers = min(self._max_concurrency, len(batches))
             abort = threading.Event()
             with ThreadPoolExecutor(workers, thread_name_prefix="jv3-api") as pool:
                 futures: list[Future[tuple[npt.NDArray[np.float32], int]]] = [
-                    pool.submit(self._send, request, b, abort) for b in batches
+                    pool.submit(self._send, request, b, abort, call_deadline) for b in batches
                 ]
                 try:
                     done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -752,16 +954,18 @@ class JinaAPIProvider(BaseProvider):
     # -- async I/O ----------------------------------------------------------------------------
 
     async def _asend(
-        self, request: EmbedRequest, batch: _Batch
+        self, request: EmbedRequest, batch: _Batch, call_deadline: float | None = None
     ) -> tuple[npt.NDArray[np.float32], int]:
-        client, slots, serial_lock = self._get_aclient()
+        client, serial_lock = self._get_aclient()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
         attempt = 0
         serial = False
+        last: APIError | None = None
         try:
             while True:
+                self._check_call_deadline(call_deadline, last)
                 if not serial and self._gate.serial():
                     await serial_lock.acquire()
                     serial = True
@@ -769,16 +973,27 @@ class JinaAPIProvider(BaseProvider):
                 if wait_s > 0:
                     await self._asleep(wait_s)
                 response: httpx.Response | None = None
-                async with slots:
-                    try:
+                await self._slots.acquire()
+                try:
+                    end = self._attempt_deadline(call_deadline)
+                    async with asyncio.timeout(max(0.0, end - time.monotonic())):
                         response = await client.post(url, content=content, headers=headers)
-                        return self._result(response, request, batch)
-                    except httpx.HTTPError as exc:
-                        error: APIError = self._network_error(exc)
-                        error.__cause__ = exc
-                    except APIError as exc:
-                        error = exc
+                    return self._result(response, request, batch)
+                except TimeoutError:  # the whole attempt's deadline, however bytes trickle
+                    error = self._network_error(
+                        httpx.TimeoutException("the attempt's deadline passed")
+                    )
+                except httpx.HTTPError as exc:
+                    error = self._network_error(exc)
+                    error.__cause__ = exc
+                except APIError as exc:
+                    error = exc
+                finally:
+                    self._slots.release()
+                last = error
                 delay = self._give_up(attempt, error, response)
+                if call_deadline is not None:
+                    delay = min(delay, max(0.0, call_deadline - time.monotonic()))
                 if delay > 0:
                     await self._asleep(delay)
                 attempt += 1
@@ -792,11 +1007,12 @@ class JinaAPIProvider(BaseProvider):
         out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
         tokens = [0] * len(batches)
         pending = iter(range(len(batches)))
+        call_deadline = self._call_deadline()
 
         async def worker() -> None:
             for i in pending:  # one shared iterator: each batch is taken by one worker
                 batch = batches[i]
-                vectors, tokens[i] = await self._asend(request, batch)
+                vectors, tokens[i] = await self._asend(request, batch, call_deadline)
                 out[batch.start : batch.stop] = vectors
 
         # At most max_concurrency workers (and the provider-wide semaphore across calls).

@@ -238,13 +238,36 @@ def decode_embedding(value: Any, embedding_type: str, dimensions: int) -> npt.ND
     return vec
 
 
+NORM_TOLERANCE: Final = 1e-3  # |norm - 1| allowed for a vector asked for normalized
+
+
+def _wire_shape_error(value: Any, embedding_type: str) -> str | None:
+    """Why ``value`` is not in the wire encoding ``embedding_type`` (None: it is)."""
+    if isinstance(value, dict):
+        if embedding_type in value:
+            return _wire_shape_error(value[embedding_type], embedding_type)
+        return f"is an object of {sorted(map(str, value))[:4]}, not the {embedding_type} asked for"
+    if embedding_type == "base64" and not isinstance(value, str):
+        return f"is a {type(value).__name__}, not the base64 string asked for"
+    if embedding_type == "float" and not isinstance(value, list):
+        return f"is a {type(value).__name__}, not the list of floats asked for"
+    return None
+
+
 def parse_embeddings_response(
-    payload: Any, *, n_items: int, dimensions: int, embedding_type: str = "float"
+    payload: Any,
+    *,
+    n_items: int,
+    dimensions: int,
+    embedding_type: str = "float",
+    normalized: bool = False,
 ) -> tuple[npt.NDArray[np.float32], int]:
     """Check and decode a 200 body of ``POST /v1/embeddings``.
 
     Rows are placed by ``data[i].index`` (any order is accepted); the count, the index range,
-    duplicates and every vector's size are checked.
+    duplicates and every vector's size are checked, each embedding must be in the encoding
+    that was asked for (``float`` or ``base64``; a ``{"ubinary": ...}`` object is refused) and,
+    with ``normalized``, of unit norm within ``NORM_TOLERANCE``.
 
     Returns:
         ``(vectors of shape (n_items, dimensions), usage.total_tokens)``.
@@ -274,10 +297,26 @@ def parse_embeddings_response(
             raise APIResponseError(f"the server returned two embeddings for input {index}")
         seen[index] = True
         value = item.get("embedding", item.get("embeddings"))
+        if embedding_type in ("float", "base64"):
+            mismatch = _wire_shape_error(value, embedding_type)
+            if mismatch is not None:
+                raise APIResponseError(f"data[{pos}] (input {index}): the embedding {mismatch}")
+            if isinstance(value, dict):
+                value = value[embedding_type]
         try:
             out[index] = decode_embedding(value, embedding_type, dimensions)
         except ValueError as exc:
             raise APIResponseError(f"data[{pos}] (input {index}): {exc}") from None
+    if normalized and n_items:
+        norms = np.linalg.norm(out.astype(np.float64), axis=1)
+        bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+        if bad.size:
+            i = int(bad[0])
+            raise APIResponseError(
+                f"the server returned {bad.size} embedding(s) that are not unit vectors though "
+                f"normalized ones were asked for (input {i} has norm {norms[i]:.4g}); refusing "
+                "them"
+            )
     usage = payload.get("usage")
     total = usage.get("total_tokens", 0) if isinstance(usage, dict) else 0
     total_tokens = total if isinstance(total, int) and not isinstance(total, bool) else 0

@@ -23,7 +23,7 @@ from ..core._provider import BaseProvider
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "uvicorn_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,13 @@ _APP_OPTIONS = frozenset(
         "max_queue_requests",
         "max_queue_tokens",
         "max_body_bytes",
+        "body_timeout",
     }
 )
+# Connection limits: options of uvicorn (and of our protocol), not of the app.
+DEFAULT_TIMEOUT_KEEP_ALIVE = 5
+DEFAULT_HEAD_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1024
 
 
 def create_app(
@@ -54,8 +59,9 @@ def create_app(
         **options: Server limits — ``batch_tokens`` (tokens per forward pass, 16384),
             ``max_wait`` (seconds to gather a batch, 0.002), ``max_queue_requests`` (256) and
             ``max_queue_tokens`` (1,048,576) before 429, ``max_body_bytes`` (64 MiB, 413
-            past it), ``model_names`` (names accepted in ``model``); any other keyword goes
-            to :class:`LocalProvider` when a model is given.
+            past it), ``body_timeout`` (seconds to receive the whole body, 60; 408 past it),
+            ``model_names`` (names accepted in ``model``); any other keyword goes to
+            :class:`LocalProvider` when a model is given.
 
     Returns:
         The Starlette app (run it with uvicorn, or use :func:`serve`).
@@ -105,6 +111,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def uvicorn_options(
+    *,
+    timeout_keep_alive: int = DEFAULT_TIMEOUT_KEEP_ALIVE,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+) -> dict[str, Any]:
+    """The ``uvicorn.Config`` keywords that bound connections (used by :func:`serve`).
+
+    Args:
+        timeout_keep_alive: Seconds an idle keep-alive connection stays open after a response.
+        head_timeout: Seconds a connection may take to send a complete request head (an idle
+            new socket, a client dripping headers); it is closed past them.
+        max_connections: Open connections at once. Past it the oldest idle ones are closed to
+            make room; when every one is busy, new requests are answered 503.
+
+    Raises:
+        ConfigurationError: a value that is not a positive number.
+        MissingDependencyError: the ``server`` extra is not installed.
+    """
+    require("uvicorn", "server")
+    for name, value in (
+        ("timeout_keep_alive", timeout_keep_alive),
+        ("head_timeout", head_timeout),
+        ("max_connections", max_connections),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    from ._connections import guarded_protocol
+
+    return {
+        "http": guarded_protocol(head_timeout=float(head_timeout), max_connections=max_connections),
+        "timeout_keep_alive": int(timeout_keep_alive),
+        # one above max_connections: the connection that could not evict an idle one gets 503
+        "limit_concurrency": int(max_connections) + 1,
+    }
+
+
 def serve(
     model: str,
     *,
@@ -113,6 +156,9 @@ def serve(
     api_key: str | None = None,
     insecure_no_auth: bool = False,
     log_level: str = "info",
+    timeout_keep_alive: int = DEFAULT_TIMEOUT_KEEP_ALIVE,
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
     **provider_kwargs: Any,
 ) -> None:
     """Serve ``model`` over Jina's embeddings API until Ctrl-C (which drains in-flight requests).
@@ -124,6 +170,8 @@ def serve(
         api_key: Bearer key clients must send; default ``$JV3_SERVER_API_KEY``.
         insecure_no_auth: Allow a non-loopback ``host`` without any key.
         log_level: uvicorn's log level.
+        timeout_keep_alive: See :func:`uvicorn_options` (and ``head_timeout``,
+            ``max_connections``).
         **provider_kwargs: Passed to :class:`LocalProvider` (``device=``, ``dtype=``...) or
             server limits (see :func:`create_app`).
 
@@ -139,7 +187,35 @@ def serve(
             "pass --insecure-no-auth if the network is trusted."
         )
     uvicorn = require("uvicorn", "server")
+    connection = uvicorn_options(
+        timeout_keep_alive=timeout_keep_alive,
+        head_timeout=head_timeout,
+        max_connections=max_connections,
+    )
     app = create_app(model, api_key=key, **provider_kwargs)
     if key is None:
         logger.warning("serving on %s:%d WITHOUT authentication", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60)
+    _raise_open_files_limit(max_connections + 256)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=60,
+        **connection,
+    )
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Lift the soft limit of open files towards ``wanted`` (each connection is one file)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            logger.debug("could not raise the open-files limit to %d", target)

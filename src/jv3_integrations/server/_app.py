@@ -2,8 +2,12 @@
 
 Same path, same strict validation and error bodies, same encodings as the official API
 (``spec/API.md``), so any Jina client works against it unchanged. Requests are authenticated
-before the body is read, validated by the pure request parser (``_request.py``), counted with the
-model's tokenizer, admitted to a bounded queue (429 past it) and embedded by the dynamic batcher.
+before the body is read; the body must arrive within ``body_timeout`` (408) and fit
+``max_body_bytes`` (413). Its place in the bounded queue is then reserved on an estimate from its
+size (429 at once past the bound, before any parsing or tokenizing), the request validated by the
+pure request parser (``_request.py``), counted with the model's tokenizer, re-checked against the
+queue with the real count and embedded by the dynamic batcher. A client that hangs up meanwhile
+has its queued work dropped before it reaches the model.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,11 +30,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..core._errors import ConfigurationError
 from ..core._provider import BaseProvider
 from ..core._types import JINA_EMBEDDINGS_V3
 from ..core._vecmath import truncate as matryoshka
 from ..core._wire import MODEL_NAME, encode_embedding
-from ._batcher import DynamicBatcher, QueueFull
+from ._batcher import DynamicBatcher, QueueFull, Ticket
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
 __all__ = ["build_app"]
@@ -37,6 +43,14 @@ __all__ = ["build_app"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 60.0
+# Admission estimate before parsing: one token per this many body bytes. Real text (any script,
+# JSON-escaped) has far fewer bytes per token, so the estimate never exceeds the real count.
+BODY_BYTES_PER_TOKEN = 16
+# Bodies larger than this are parsed off the event loop.
+_PARSE_OFF_LOOP_BYTES = 256 * 1024
+
+_T = TypeVar("_T")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -57,6 +71,7 @@ class _Server:
         model_names: Sequence[str],
         batcher: DynamicBatcher,
         max_body_bytes: int,
+        body_timeout: float,
         owns_provider: bool,
     ) -> None:
         self.provider = provider
@@ -64,11 +79,23 @@ class _Server:
         self.model_names = tuple(model_names)
         self.batcher = batcher
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.cpu: ThreadPoolExecutor | None = None
         self.owns_provider = owns_provider
         self.max_dimensions = provider.max_dimensions
         self.max_tokens = provider.max_tokens
 
     # -- helpers ----------------------------------------------------------------------------
+
+    async def off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run CPU-bound Python work (parsing, counting, rendering) on the app's 2 threads.
+
+        Not the default executor's many threads: each of them competes with the event loop
+        for the GIL, and under overload the loop must keep answering 429s and /health fast.
+        """
+        if self.cpu is None:
+            self.cpu = ThreadPoolExecutor(2, thread_name_prefix="jv3-cpu")
+        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
 
     def rate_headers(self, rid: str) -> dict[str, str]:
         return {
@@ -126,13 +153,60 @@ class _Server:
             return too_large
         body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > self.max_body_bytes:
-                    return too_large
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > self.max_body_bytes:
+                        return too_large
         except ClientDisconnect:  # nobody is left to answer; nothing was queued
             return Response(status_code=400)
+        except TimeoutError:  # a client dripping its body holds no connection for long
+            return _json(
+                error_body(
+                    f"The request body did not arrive within {self.body_timeout:g} s.",
+                    "REQUEST_TIMEOUT",
+                    rid,
+                ),
+                408,
+                {"X-Request-Id": rid, "Connection": "close"},
+            )
         return bytes(body)
+
+    def too_busy(self, exc: QueueFull, rid: str) -> Response:
+        headers = self.rate_headers(rid)
+        headers["Retry-After"] = str(exc.retry_after)
+        return _json(error_body(exc.detail, exc.code, rid), 429, headers)
+
+    def parse(self, raw_body: bytes, rid: str) -> EmbeddingsRequest:
+        """Decode and validate the body (raises WireError)."""
+        try:
+            payload = json.loads(raw_body)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+            raise WireError(
+                422,
+                {
+                    "detail": f"[RID: {rid}] Validation errors in 1 field",
+                    "errors": [
+                        {
+                            "field": "body",
+                            "message": f"JSON decode error: {str(exc)[:200]}",
+                            "type": "json_invalid",
+                            "input": None,
+                        }
+                    ],
+                    "request_id": rid,
+                },
+            ) from None
+        return parse_embeddings_request(
+            payload,
+            max_dimensions=self.max_dimensions,
+            model_names=self.model_names,
+            request_id=rid,
+        )
+
+    def count(self, texts: list[str], task: Any, late_chunking: bool) -> list[int]:
+        """The provider's token counts of a request's texts (its one counter)."""
+        return self.provider.count_tokens(texts, task=task, late_chunking=late_chunking).counts
 
     def check_lengths(self, req: EmbeddingsRequest, counts: list[int], rid: str) -> list[int]:
         """Token counts as billed; raises WireError 400 for inputs over the limit."""
@@ -193,52 +267,53 @@ class _Server:
         raw_body = await self.read_body(request, rid)
         if isinstance(raw_body, Response):
             return raw_body
+        try:  # a place in the queue before any expensive work: overload is answered at once
+            ticket = self.batcher.admit(len(raw_body) // BODY_BYTES_PER_TOKEN)
+        except QueueFull as exc:
+            return self.too_busy(exc, rid)
+        gone = asyncio.ensure_future(_hung_up(request))
         try:
-            try:
-                payload = json.loads(raw_body)
-            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-                raise WireError(
-                    422,
-                    {
-                        "detail": f"[RID: {rid}] Validation errors in 1 field",
-                        "errors": [
-                            {
-                                "field": "body",
-                                "message": f"JSON decode error: {exc}",
-                                "type": "json_invalid",
-                                "input": None,
-                            }
-                        ],
-                        "request_id": rid,
-                    },
-                ) from None
-            req = parse_embeddings_request(
-                payload,
-                max_dimensions=self.max_dimensions,
-                model_names=self.model_names,
-                request_id=rid,
-            )
-            counted = await asyncio.to_thread(
-                self.provider.count_tokens,
-                req.texts,
-                task=req.task,
-                late_chunking=req.late_chunking,
-            )
-            counts = counted.counts
+            return await self.embed_admitted(raw_body, ticket, gone, rid)
+        finally:
+            gone.cancel()
+            self.batcher.release(ticket)
+
+    async def embed_admitted(
+        self, raw_body: bytes, ticket: Ticket, gone: asyncio.Future[None], rid: str
+    ) -> Response:
+        try:
+            if len(raw_body) > _PARSE_OFF_LOOP_BYTES:
+                req = await self.off_loop(self.parse, raw_body, rid)
+            else:
+                req = self.parse(raw_body, rid)
+            del raw_body
+            counts = await self.off_loop(self.count, req.texts, req.task, req.late_chunking)
             billed = self.check_lengths(req, counts, rid)
             total = sum(billed)
-            self.batcher.admit(total)
+            if gone.done():
+                return _gone(rid)
+            self.batcher.readmit(ticket, total)
         except WireError as exc:
             return _json(exc.body, exc.status, {"X-Request-Id": rid})
         except QueueFull as exc:
-            headers = self.rate_headers(rid)
-            headers["Retry-After"] = str(exc.retry_after)
-            return _json(error_body(exc.detail, exc.code, rid), 429, headers)
-        try:
-            raw = await self.batcher.submit(
-                req.texts, billed, task=req.task, late_chunking=req.late_chunking
+            return self.too_busy(exc, rid)
+        work = asyncio.ensure_future(
+            self.batcher.submit(
+                req.texts, billed, task=req.task, late_chunking=req.late_chunking, ticket=ticket
             )
-            content = await asyncio.to_thread(self.render, req, raw, total)
+        )
+        racing: set[asyncio.Future[Any]] = {work, gone}
+        try:
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():  # the client hung up (or we are cancelled): drop the work
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled():
+            return _gone(rid)
+        try:
+            raw = work.result()
+            content = await self.off_loop(self.render, req, raw, total)
         except Exception:
             logger.exception("request %s failed while embedding %d inputs", rid, len(req.texts))
             return _json(
@@ -284,6 +359,19 @@ class _Server:
         return _json({"status": "ok", "model": MODEL_NAME})
 
 
+async def _hung_up(request: Request) -> None:
+    """Return once the client has disconnected (the body is read: nothing else can arrive)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _gone(rid: str) -> Response:
+    logger.info("request %s: the client hung up; its queued work was dropped", rid)
+    return Response(status_code=499, headers={"X-Request-Id": rid})
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     rid = uuid.uuid4().hex[:16]
@@ -322,9 +410,14 @@ def build_app(
     max_queue_requests: int = 256,
     max_queue_tokens: int = 1_048_576,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     owns_provider: bool = False,
 ) -> Starlette:
     """The Starlette app serving ``provider`` (see :func:`.create_app`)."""
+    if isinstance(body_timeout, bool) or not isinstance(body_timeout, (int, float)):
+        raise ConfigurationError(f"body_timeout must be a number of seconds, got {body_timeout!r}")
+    if body_timeout <= 0:
+        raise ConfigurationError(f"body_timeout must be > 0 seconds, got {body_timeout!r}")
     names = list(model_names or [MODEL_NAME])
     if provider.model_name not in names:
         names.append(provider.model_name)
@@ -341,6 +434,7 @@ def build_app(
         model_names=names,
         batcher=batcher,
         max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout,
         owns_provider=owns_provider,
     )
 
@@ -351,6 +445,9 @@ def build_app(
             yield
         finally:
             await batcher.stop()
+            if state.cpu is not None:
+                state.cpu.shutdown(wait=False)
+                state.cpu = None
             if owns_provider:
                 provider.close()
 
@@ -363,5 +460,7 @@ def build_app(
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    # POST /v1/embeddings/ answers the JSON 404, not a 307 to a URL built from the Host header
+    app.router.redirect_slashes = False
     app.state.jv3 = state
     return app

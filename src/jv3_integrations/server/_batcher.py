@@ -8,7 +8,10 @@ always gets a pass of its own. Passes compute full-size, unnormalized vectors; e
 applies its own ``dimensions`` and ``normalized`` afterwards (Matryoshka truncation then
 normalization, exactly what the model does), so requests with different settings still share
 passes. The queue is bounded in requests and tokens: :meth:`DynamicBatcher.admit` refuses work
-past either bound instead of letting the queue grow.
+past either bound instead of letting the queue grow. Admission *reserves* the place (a
+:class:`Ticket`) from the moment the body is read, on an estimate from its size, so requests
+being parsed and tokenized count against the bound too: at most ``max_queue_requests`` of
+them do that expensive work at once, every other one is answered 429 before it starts.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy.typing as npt
 from ..core._provider import BaseProvider
 from ..core._types import Task
 
-__all__ = ["DynamicBatcher", "QueueFull"]
+__all__ = ["DynamicBatcher", "QueueFull", "Ticket"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,14 @@ class QueueFull(Exception):
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class Ticket:
+    """A place in the queue, held from admission until the request's work is done."""
+
+    tokens: int
+    released: bool = False
 
 
 @dataclass(eq=False)
@@ -110,29 +121,62 @@ class DynamicBatcher:
             return 1
         return max(1, math.ceil(self._queued_tokens / rate))
 
-    def admit(self, tokens: int) -> None:
-        """Check that a request of ``tokens`` fits the queue now.
+    def admit(self, tokens: int) -> Ticket:
+        """Reserve a place for a request of (at least) ``tokens``; release it or submit with it.
 
         Raises:
             QueueFull: the queue holds its maximum of requests or tokens.
         """
+        self._check(tokens, requests=self._queued_requests, queued=self._queued_tokens)
+        self._queued_requests += 1
+        self._queued_tokens += tokens
+        return Ticket(tokens)
+
+    def readmit(self, ticket: Ticket, tokens: int) -> None:
+        """Replace the ticket's estimate with the request's real count of ``tokens``.
+
+        Raises:
+            QueueFull: the real count does not fit (the ticket is released).
+        """
+        if ticket.released:
+            raise RuntimeError("readmit() of a released ticket")
+        others = self._queued_tokens - ticket.tokens
+        try:
+            self._check(tokens, requests=self._queued_requests - 1, queued=others)
+        except QueueFull:
+            self.release(ticket)
+            raise
+        self._queued_tokens = others + tokens
+        ticket.tokens = tokens
+
+    def release(self, ticket: Ticket) -> None:
+        """Give the place back (a no-op once released or handed to :meth:`submit`)."""
+        if ticket.released:
+            return
+        ticket.released = True
+        self._queued_requests -= 1
+        self._queued_tokens -= ticket.tokens
+        if self._queued_requests == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _check(self, tokens: int, *, requests: int, queued: int) -> None:
         if self._closing:
             raise QueueFull(
                 "SERVICE_UNAVAILABLE", "The server is shutting down; retry elsewhere.", 1
             )
-        if self._queued_requests >= self._max_requests:
+        if requests >= self._max_requests:
             raise QueueFull(
                 "RATE_CONCURRENCY_LIMIT_EXCEEDED",
-                f"Concurrency limit exceeded: {self._queued_requests}/{self._max_requests} "
+                f"Concurrency limit exceeded: {requests}/{self._max_requests} "
                 "concurrent requests. Wait for pending requests to complete before sending "
                 "new ones.",
                 self._retry_after(),
             )
         # An empty queue takes any single request, however large, so nothing starves.
-        if self._queued_tokens and self._queued_tokens + tokens > self._max_tokens:
+        if queued and queued + tokens > self._max_tokens:
             raise QueueFull(
                 "RATE_TOKEN_LIMIT_EXCEEDED",
-                f"Token rate limit exceeded: {self._queued_tokens + tokens:,}/"
+                f"Token rate limit exceeded: {queued + tokens:,}/"
                 f"{self._max_tokens:,} tokens queued. Reduce batch sizes or retry later.",
                 self._retry_after(),
             )
@@ -166,18 +210,28 @@ class DynamicBatcher:
     # -- work -----------------------------------------------------------------------------------
 
     async def submit(
-        self, texts: list[str], tokens: list[int], *, task: Task | None, late_chunking: bool
+        self,
+        texts: list[str],
+        tokens: list[int],
+        *,
+        task: Task | None,
+        late_chunking: bool,
+        ticket: Ticket,
     ) -> npt.NDArray[np.float32]:
         """Queue ``texts`` and wait for their full-size, unnormalized vectors (input order).
 
-        Call :meth:`admit` first; ``tokens`` are the texts' token counts (for the budget).
+        ``ticket`` is the place :meth:`admit` reserved (its work takes it over); ``tokens`` are
+        the texts' token counts (for the budget). Cancelling the wait (the client hung up)
+        drops the texts not yet computed: they never reach the model.
         """
+        if ticket.released:
+            raise RuntimeError("submit() with a released ticket")
         event = self._ensure_started()
         future: asyncio.Future[npt.NDArray[np.float32]] = asyncio.get_running_loop().create_future()
         job = _Job(list(texts), list(tokens), task, late_chunking, future)
         job.remaining_tokens = sum(tokens)
-        self._queued_requests += 1
-        self._queued_tokens += job.remaining_tokens
+        ticket.released = True  # the job holds the place now (released by _release)
+        self._queued_tokens += job.remaining_tokens - ticket.tokens
         self._pending.append(job)
         event.set()
         try:
@@ -188,6 +242,8 @@ class DynamicBatcher:
             self._release(job)
 
     def _release(self, job: _Job) -> None:
+        if job.future.cancelled() and job in self._pending:
+            self._pending.remove(job)  # its client is gone: what is left is never computed
         if job.remaining_tokens >= 0:
             self._queued_tokens -= job.remaining_tokens
             self._queued_requests -= 1

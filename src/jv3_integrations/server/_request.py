@@ -65,34 +65,84 @@ def error_body(
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
+MAX_LISTED_ERRORS: Final = 20  # a 422 lists at most these many errors (and counts the rest)
+_ECHO_CHARS: Final = 200  # an echoed input is cut to about this many characters
+_ECHO_DEPTH: Final = 20
+
+
+class _Enough(Exception):
+    pass
+
+
 def _brief(value: Any) -> Any:
-    """A short, JSON-safe echo of an offending input value for a 422 body."""
-    if isinstance(value, str) and len(value) > 100:
-        return value[:100] + "…"
-    if isinstance(value, (list, dict)):
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
-        except (RecursionError, ValueError):
-            return "<too deeply nested to show>"
-        return value if len(text) <= 200 else text[:200] + "…"
+    """A short, JSON-safe echo of an offending input value for a 422 body.
+
+    Bounded whatever the value: a long string is cut; a list or object is rendered only until
+    about ``_ECHO_CHARS`` characters (never serialized whole), and cut there.
+    """
+    if isinstance(value, str):
+        return value if len(value) <= 100 else value[:100] + "…"
+    if not isinstance(value, (list, dict)):
+        return value
+    parts: list[str] = []
+    size = 0
+
+    def emit(text: str) -> None:
+        nonlocal size
+        parts.append(text)
+        size += len(text)
+        if size > _ECHO_CHARS:
+            raise _Enough
+
+    def walk(v: Any, depth: int) -> None:
+        if depth > _ECHO_DEPTH:
+            emit("…")
+            raise _Enough
+        if isinstance(v, list):
+            emit("[")
+            for i, x in enumerate(v):
+                emit(", " if i else "")
+                walk(x, depth + 1)
+            emit("]")
+        elif isinstance(v, dict):
+            emit("{")
+            for i, (k, x) in enumerate(v.items()):
+                emit(", " if i else "")
+                emit(json.dumps(str(k)[:_ECHO_CHARS], ensure_ascii=False) + ": ")
+                walk(x, depth + 1)
+            emit("}")
+        elif isinstance(v, str):
+            emit(json.dumps(v[: _ECHO_CHARS + 1], ensure_ascii=False))
+        else:
+            emit(json.dumps(v, default=str))
+
+    try:
+        walk(value, 0)
+    except _Enough:
+        return "".join(parts)[:_ECHO_CHARS] + "…"
     return value
 
 
-def _bool_field(
-    body: Mapping[str, Any], name: str, default: bool, errors: list[dict[str, Any]]
-) -> bool:
+class _Errors(list[dict[str, Any]]):
+    """The errors of one request: the first ``MAX_LISTED_ERRORS`` kept, all of them counted."""
+
+    total = 0
+
+    def add(self, field_name: str, message: str, kind: str, value: Any) -> None:
+        """Count an error; list it (with a short echo of ``value``) if it is among the first."""
+        self.total += 1
+        if len(self) < MAX_LISTED_ERRORS:  # the echo is only computed for listed errors
+            self.append(
+                {"field": field_name, "message": message, "type": kind, "input": _brief(value)}
+            )
+
+
+def _bool_field(body: Mapping[str, Any], name: str, default: bool, errors: _Errors) -> bool:
     value = body.get(name)
     if value is None:
         return default
     if not isinstance(value, bool):
-        errors.append(
-            {
-                "field": name,
-                "message": "Input should be a valid boolean",
-                "type": "bool_type",
-                "input": _brief(value),
-            }
-        )
+        errors.add(name, "Input should be a valid boolean", "bool_type", value)
         return default
     return value
 
@@ -112,12 +162,9 @@ def parse_embeddings_request(
             an unknown model; 400 for more than 2048 inputs.
     """
     rid = request_id
-    errors: list[dict[str, Any]] = []
+    errors = _Errors()
 
-    def fail(field_name: str, message: str, kind: str, value: Any) -> None:
-        errors.append(
-            {"field": field_name, "message": message, "type": kind, "input": _brief(value)}
-        )
+    fail = errors.add
 
     if not isinstance(payload, dict):
         fail("body", "Input should be a valid JSON object", "model_type", payload)
@@ -139,6 +186,8 @@ def parse_embeddings_request(
     else:
         raw = payload["input"]
         items = raw if isinstance(raw, list) else [raw]
+        if len(items) > MAX_INPUTS:  # refused before any per-item work (bounds the cost)
+            raise _too_many_items(rid)
         if isinstance(raw, list) and not raw:
             fail("input", "List should have at least 1 item", "too_short", raw)
         for i, item in enumerate(items):
@@ -243,14 +292,7 @@ def parse_embeddings_request(
             ),
         )
     if len(texts) > MAX_INPUTS:
-        raise WireError(
-            400,
-            error_body(
-                f"input length is larger than the largest allowed size {MAX_INPUTS}",
-                "INPUT_TOO_MANY_ITEMS",
-                rid,
-            ),
-        )
+        raise _too_many_items(rid)
     if late_chunking:
         for i, t in enumerate(texts):
             if not t:
@@ -275,12 +317,24 @@ def parse_embeddings_request(
     )
 
 
+def _too_many_items(rid: str | None) -> WireError:
+    return WireError(
+        400,
+        error_body(
+            f"input length is larger than the largest allowed size {MAX_INPUTS}",
+            "INPUT_TOO_MANY_ITEMS",
+            rid,
+        ),
+    )
+
+
 def _validation_body(errors: list[dict[str, Any]], request_id: str | None) -> dict[str, Any]:
-    n = len(errors)
+    n = errors.total if isinstance(errors, _Errors) else len(errors)
     prefix = f"[RID: {request_id}] " if request_id else ""
+    listed = f" (the first {len(errors)} are listed)" if n > len(errors) else ""
     body: dict[str, Any] = {
-        "detail": f"{prefix}Validation errors in {n} field{'s' if n != 1 else ''}",
-        "errors": errors,
+        "detail": f"{prefix}Validation errors in {n:,} field{'s' if n != 1 else ''}{listed}",
+        "errors": list(errors),
     }
     if request_id is not None:
         body["request_id"] = request_id

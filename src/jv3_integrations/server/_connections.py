@@ -1,0 +1,89 @@
+"""Connection guards for ``jv3 serve``: what uvicorn's own options do not cover.
+
+uvicorn closes a keep-alive connection that stays silent after a response
+(``timeout_keep_alive``) and answers 503 past ``limit_concurrency``, but it has no timeout for a
+connection that never sends a full request head (an idle socket, or a client that drips one
+header byte per second), and idle sockets count against ``limit_concurrency`` like busy ones, so
+a flood of them starves every real request, ``/health`` included. The protocol built here adds:
+
+- a request-head deadline: a connection waiting for a request (new, or kept alive after a
+  response) that has not sent a complete head within ``head_timeout`` seconds is closed;
+- idle eviction: past ``max_connections`` open connections, the oldest ones that are waiting
+  for a request (not being answered) are closed to make room for the new one.
+
+The request *body* deadline lives in the app (it answers a JSON 408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["guarded_protocol"]
+
+
+def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """An uvicorn HTTP/1.1 protocol class with a request-head deadline and idle eviction."""
+
+    class GuardedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+        _opened: float = 0.0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._opened = time.monotonic()
+            self._arm_head_timer()
+            if len(self.connections) > max_connections:
+                self._evict_idle(len(self.connections) - max_connections)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if not self._waiting():  # a complete request head arrived: its deadline is met
+                self._cancel_head_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._waiting():
+                self._arm_head_timer()  # the next request's head has the same deadline
+
+        # -- helpers ----------------------------------------------------------------------
+
+        def _waiting(self) -> bool:
+            """Whether this connection waits for a request head (nothing is being answered)."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def _arm_head_timer(self) -> None:
+            self._cancel_head_timer()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_expired)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            if self._waiting() and not self.transport.is_closing():
+                self.transport.close()
+
+        def _evict_idle(self, n: int) -> None:
+            idle = [
+                c
+                for c in self.connections
+                if c is not self
+                and isinstance(c, GuardedH11Protocol)
+                and c._waiting()
+                and not c.transport.is_closing()
+            ]
+            idle.sort(key=lambda c: c._opened)
+            for conn in idle[:n]:
+                conn.transport.close()
+
+    return GuardedH11Protocol
