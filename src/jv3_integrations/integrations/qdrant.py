@@ -205,14 +205,7 @@ class _QdrantCommon:
         self, full: Vectors, small: Vectors | None, k: int, filter: Any
     ) -> list[models.QueryRequest]:
         flt = self._filter(filter)
-        params = models.SearchParams(exact=self.exact)
-        if self.binary_quantization:
-            params = models.SearchParams(
-                exact=self.exact,
-                quantization=models.QuantizationSearchParams(
-                    rescore=True, oversampling=self.oversampling
-                ),
-            )
+        params = self._params()
         requests = []
         for i in range(full.shape[0]):
             if small is None:
