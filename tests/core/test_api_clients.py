@@ -45,7 +45,7 @@ def test_jina_haystack_document_and_text_embedder(
     want = local_provider.embed(DOCS, task="retrieval.passage", dimensions=64).vectors
     assert np.allclose(got, want, atol=1e-5)
     usage = result["meta"]["usage"]["total_tokens"]
-    assert usage == sum(local_provider.count_tokens(DOCS, task="retrieval.passage"))
+    assert usage == sum(local_provider.count_tokens(DOCS, task="retrieval.passage").counts)
 
     late = jina.JinaDocumentEmbedder(
         api_key=Secret.from_token(SERVER_API_KEY),

@@ -48,7 +48,7 @@ def _base_bytes(directory: Path, itemsize: int) -> int:
 
 def _big_call(provider: LocalProvider) -> list[str]:
     """Texts whose tokens reach MERGE_MIN_TOKENS: a call that merges the adapter."""
-    per_text = provider.count_tokens([TEXTS[0]])[0]
+    per_text = provider.count_tokens([TEXTS[0]]).counts[0]
     return [TEXTS[0]] * (MERGE_MIN_TOKENS // per_text + 1)
 
 
@@ -80,7 +80,7 @@ def test_facts_without_weights(tmp_path: Path) -> None:
     assert provider.dimensions == 16
     assert LocalProvider(str(model)).dimensions == 48
     assert provider.tokenizer.token_to_id("</s>") == 2
-    assert provider.count_tokens(["hello world"], task="separation")[0] >= 3
+    assert provider.count_tokens(["hello world"], task="separation").counts[0] >= 3
     assert provider.resident_bytes() == 0
     with pytest.raises(ModelLoadError, match=r"model\.safetensors"):
         provider.embed(["x"])
@@ -266,7 +266,7 @@ def test_truncation_is_logged_as_a_count(
     secret = "confidential words appear here many many times over"
     with caplog.at_level(logging.INFO, logger="jv3_integrations"):
         emb = provider.embed([secret, "hi"], task="separation")
-    assert emb.usage.total_tokens == 8 + provider.count_tokens(["hi"], task="separation")[0]
+    assert emb.usage.total_tokens == 8 + provider.count_tokens(["hi"], task="separation").counts[0]
     assert "truncated 1 of 2 texts" in caplog.text
     assert "confidential" not in caplog.text
 
@@ -363,7 +363,7 @@ def test_late_chunking_carries_context(local_provider: LocalProvider) -> None:
     assert late.vectors.shape == (2, local_provider.dimensions)
     assert not np.allclose(late.vectors[1], alone, atol=1e-3)
     assert late.usage.total_tokens == sum(
-        local_provider.count_tokens(chunks, task="retrieval.passage", late_chunking=True)
+        local_provider.count_tokens(chunks, task="retrieval.passage", late_chunking=True).counts
     )
 
 

@@ -54,7 +54,7 @@ class CountingModel(LocalProvider):
 
     def count_tokens(
         self, texts: Any, *, task: TaskLike = None, late_chunking: bool = False
-    ) -> list[int]:
+    ) -> Any:
         with self.lock:
             self.count_calls += 1
         return super().count_tokens(texts, task=task, late_chunking=late_chunking)

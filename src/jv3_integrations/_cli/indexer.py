@@ -320,20 +320,6 @@ def _resolve_settings(
     return spec, dims, chunker, late
 
 
-def _count_tokens(provider: EmbeddingProvider, text: str) -> tuple[int, bool]:
-    """Tokens of one document: exact with the local tokenizer, estimated for the API."""
-    count = getattr(provider, "count_tokens", None)
-    if callable(count):
-        try:
-            return int(sum(count([text], task=Task.RETRIEVAL_PASSAGE))), False
-        except Exception:  # token counts are informative only; never fail indexing on them
-            logger.debug("count_tokens failed", exc_info=True)
-    estimate = getattr(provider, "estimate_tokens", None)
-    if callable(estimate):
-        return int(estimate(text)), True
-    return 0, True
-
-
 def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     """Index ``opts.paths`` into the store; see the module docstring for what is re-embedded."""
     t0 = time.perf_counter()
@@ -501,7 +487,12 @@ def _embed_batch(
         old = files.get(key)
         if old is not None:
             report.chunks_deleted += len(set(old.ids) - set(new_ids))
-        tokens, estimated = _count_tokens(provider, text)
+        tokens, estimated = 0, True
+        try:  # token counts are informative only; never fail indexing on them
+            counted = provider.count_tokens([text], task=Task.RETRIEVAL_PASSAGE)
+            tokens, estimated = counted.total, not counted.exact
+        except Exception:
+            logger.debug("count_tokens failed", exc_info=True)
         report.tokens += tokens
         report.tokens_estimated = report.tokens_estimated or estimated
         files[key] = FileEntry(hash=digest, ids=list(new_ids), tokens=tokens)

@@ -41,7 +41,15 @@ from ._provider import (
     validate_dimensions,
     validate_texts,
 )
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, Usage, resolve_task
+from ._types import (
+    JINA_EMBEDDINGS_V3,
+    Embeddings,
+    ModelInfo,
+    Task,
+    TokenCount,
+    Usage,
+    resolve_task,
+)
 from ._vecmath import (
     b64_decode_f32,
     b64_encode_f32,
@@ -84,6 +92,7 @@ __all__ = [
     "ServerError",
     "Task",
     "TokenChunker",
+    "TokenCount",
     "Usage",
     "aembed_chunks",
     "aembed_chunks_many",

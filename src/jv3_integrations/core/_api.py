@@ -19,7 +19,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,7 +37,7 @@ from ._errors import (
     InputError,
 )
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, Usage
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, TokenCount, Usage
 from ._wire import (
     DEFAULT_BASE_URL,
     EMBEDDINGS_PATH,
@@ -277,6 +277,17 @@ class JinaAPIProvider(BaseProvider):
                 return JINA_EMBEDDINGS_V3.dim
             self._max_dims = found
         return self._max_dims
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once (the ``max_concurrency`` it was built with)."""
+        return self._max_concurrency
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> TokenCount:
+        """Conservative token estimates (:meth:`estimate_tokens`; ``exact=False``, no I/O)."""
+        return super().count_tokens(texts, task=task, late_chunking=late_chunking)
 
     def estimate_tokens(self, text: str, *, task: TaskLike = None) -> int:
         """A conservative token estimate for ``text`` (no tokenizer, no network)."""

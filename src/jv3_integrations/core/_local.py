@@ -19,7 +19,15 @@ from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
 from ._errors import ConfigurationError, InputError, ModelLoadError, missing_extra
 from ._progress import progress
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, Usage, resolve_task
+from ._types import (
+    JINA_EMBEDDINGS_V3,
+    Embeddings,
+    Task,
+    TaskLike,
+    TokenCount,
+    Usage,
+    resolve_task,
+)
 from ._vecmath import truncate
 
 if TYPE_CHECKING:
@@ -208,6 +216,21 @@ class LocalProvider(BaseProvider):
         return self._max_length
 
     @property
+    def max_tokens(self) -> int:
+        """Token limit per text: ``max_length`` (late chunking windows past it by itself)."""
+        return self._max_length
+
+    @property
+    def max_concurrency(self) -> int:
+        """1: one forward pass already uses every core (calls are serialized)."""
+        return 1
+
+    @property
+    def supports_long_late_chunking(self) -> bool:
+        """True: documents longer than ``max_length`` are windowed here, in one call."""
+        return True
+
+    @property
     def late_chunking_overlap(self) -> int:
         """Overlap between late-chunking windows."""
         return self._overlap
@@ -379,20 +402,23 @@ class LocalProvider(BaseProvider):
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
-    ) -> list[int]:
+    ) -> TokenCount:
         """Real token counts, not truncated (``<s>``, ``</s>`` and the instruction included).
 
         With ``late_chunking=True`` each count is the chunk's span length, so the sum is the
         length of the whole document sequence.
+
+        Returns:
+            A :class:`TokenCount` with ``exact=True`` (counted by the checkpoint's tokenizer).
         """
         enc = self._text_encoder()
         name = self._task_name(task)
         if late_chunking:
             if not texts:
-                return []
+                return TokenCount([], exact=True)
             _, spans = enc.late_chunk(list(texts), name)
-            return [end - start for start, end in spans]
-        return [len(ids) for ids in enc.encode(texts, name)]
+            return TokenCount([end - start for start, end in spans], exact=True)
+        return TokenCount([len(ids) for ids in enc.encode(texts, name)], exact=True)
 
     # -- embedding ----------------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ class StoreCore:
         progress_bar: bool = False,
     ) -> None:
         self.provider: EmbeddingProvider = load_provider(provider)
-        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        max_dims = self.provider.max_dimensions
         dims = self.provider.dimensions if dimensions is None else dimensions
         try:
             self.dimensions: int = validate_dimensions(dims, max_dims)

@@ -82,9 +82,7 @@ class _ProviderHolder:
         if self._provider is None:
             key = self.api_key.resolve_value() if isinstance(self.provider, str) else None
             self._provider, self._owned = resolve_provider(self.provider, api_key=key)
-        load = getattr(self._provider, "load", None)
-        if callable(load):
-            load()
+        self._provider.load()
 
     async def warm_up_async(self) -> None:
         """Async twin of :meth:`warm_up` (loads the local model in a worker thread)."""
@@ -464,11 +462,11 @@ class JinaV3DocumentEmbedder(_ProviderHolder):
 def _late_tokens(
     provider: EmbeddingProvider, chunks: list[list[str]], task: Task | None
 ) -> int | None:
-    """Tokens of the late-chunking passes, when the provider can count them (local model)."""
-    count_tokens = getattr(provider, "count_tokens", None)
-    if not callable(count_tokens):
+    """Tokens of the late-chunking passes, when the provider counts them exactly (local model)."""
+    counted = [provider.count_tokens(c, task=task, late_chunking=True) for c in chunks]
+    if not all(c.exact for c in counted):
         return None
-    return sum(sum(count_tokens(c, task=task, late_chunking=True)) for c in chunks)
+    return sum(c.total for c in counted)
 
 
 def _late_chunking_groups(documents: Sequence[Document]) -> list[list[int]]:

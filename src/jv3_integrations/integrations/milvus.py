@@ -64,7 +64,7 @@ class JinaV3EmbeddingFunction:
         self, provider: EmbeddingProvider | str | None = None, *, dimensions: int | None = None
     ) -> None:
         self.provider = load_provider(provider)
-        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        max_dims = self.provider.max_dimensions
         self._dim = validate_dimensions(
             self.provider.dimensions if dimensions is None else dimensions, max_dims
         )
