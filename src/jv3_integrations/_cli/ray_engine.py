@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import EmbeddingProvider
+from ..core import EmbeddingProvider, Task
 from ..core._errors import ConfigurationError
 from .state import FileEntry
 
@@ -93,7 +93,7 @@ class RayEngine:
             raise missing_extra("ray", "ray[data]") from exc
         from ..integrations._store import chunk_point_id
         from ..integrations.ray import embed_dataset, write_store
-        from .indexer import _count_tokens, _embed_batch
+        from .indexer import _embed_batch
 
         # empty files only lose their old chunks: exactly what the local engine does with them
         empty = [d for d in to_embed if not d[1].strip()]
@@ -154,7 +154,12 @@ class RayEngine:
             old = files.get(key)
             if old is not None:
                 report.chunks_deleted += len(set(old.ids) - set(new_ids))
-            tokens, estimated = _count_tokens(provider, text)
+            tokens, estimated = 0, True
+            try:  # token counts are informative only (as in the local engine)
+                counted = provider.count_tokens([text], task=Task.RETRIEVAL_PASSAGE)
+                tokens, estimated = counted.total, not counted.exact
+            except Exception:
+                logger.debug("count_tokens failed", exc_info=True)
             report.tokens += tokens
             report.tokens_estimated = report.tokens_estimated or estimated
             files[key] = FileEntry(hash=digest, ids=new_ids, tokens=tokens)

@@ -278,20 +278,6 @@ def _tensor_column(vectors: Vectors) -> Any:
     return ArrowTensorArray.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
-def _token_counts(provider: Any, texts: list[str], task: Task | None) -> list[int]:
-    # TEMPORARY until issue-12's provider abilities merge: provider.count_tokens(...).counts
-    counts = provider.count_tokens(texts, task=task) if hasattr(provider, "count_tokens") else None
-    if counts is None:
-        return [int(provider.estimate_tokens(t, task=task)) for t in texts]
-    return [int(c) for c in getattr(counts, "counts", counts)]
-
-
-def _load(provider: Any) -> None:
-    # TEMPORARY until issue-12's provider abilities merge: provider.load()
-    if hasattr(provider, "load"):
-        provider.load()
-
-
 class _Embedder:
     """One actor: one provider (the model loads once, here), any number of batches."""
 
@@ -307,7 +293,7 @@ class _Embedder:
         order_column: str | None,
     ) -> None:
         self.provider = load_provider(spec, **options)
-        _load(self.provider)
+        self.provider.load()
         self.task = task
         self.dimensions = dimensions
         self.batch_tokens = batch_tokens
@@ -321,7 +307,7 @@ class _Embedder:
         texts = _texts(table, self.text_column)
         if not texts:
             return table
-        counts = _token_counts(self.provider, texts, self.task)
+        counts = self.provider.count_tokens(texts, task=self.task).counts
         dims = self.dimensions or self.provider.dimensions
         vectors = np.empty((len(texts), dims), dtype=np.float32)
         for call in _pack(counts, self.batch_tokens):
