@@ -17,28 +17,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
+import ray.data
+from pinecone import Pinecone
+from qdrant_client import QdrantClient
 
-ray = pytest.importorskip("ray")
-import ray.data  # noqa: E402
-from pinecone import Pinecone  # noqa: E402
-from pymilvus import MilvusClient  # noqa: E402
-from qdrant_client import QdrantClient  # noqa: E402
-
-from jv3_integrations import (  # noqa: E402
+from jv3_integrations import (
     ConfigurationError,
     EmbeddingProvider,
     InputError,
     InputTypeError,
     embed_chunks_many,
 )
-from jv3_integrations.integrations._store import chunk_point_id, point_id  # noqa: E402
-from jv3_integrations.milvus import MilvusStore  # noqa: E402
-from jv3_integrations.pinecone import PineconeStore  # noqa: E402
-from jv3_integrations.qdrant import QdrantStore  # noqa: E402
-from jv3_integrations.ray import embed_dataset, write_store  # noqa: E402
-from tests.conftest import SERVER_API_KEY  # noqa: E402
-from tests.support.fault_server import answer, fault_server  # noqa: E402
-from tests.support.pinecone_server import running_pinecone  # noqa: E402
+from jv3_integrations.integrations._store import chunk_point_id, point_id
+from jv3_integrations.milvus import MilvusStore
+from jv3_integrations.pinecone import PineconeStore
+from jv3_integrations.qdrant import QdrantStore
+from jv3_integrations.ray import embed_dataset, write_store
+from tests.conftest import SERVER_API_KEY
+from tests.support.fault_server import answer, fault_server
+from tests.support.pinecone_server import running_pinecone
 
 pytestmark = pytest.mark.slow
 
@@ -46,10 +44,16 @@ pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 DIMS = 32
-TEXTS = [f"passage {i}: " + " ".join(["river", "stone", "tide", "hill"][: 1 + i % 4]) for i in range(24)]
+TEXTS = [
+    f"passage {i}: " + " ".join(["river", "stone", "tide", "hill"][: 1 + i % 4]) for i in range(24)
+]
 TEXTS[5] = "a much longer passage " + "with many repeated words " * 30  # costs what it costs
 DOCS = [
-    ["Berlin is the capital of Germany.", "It has 3.8 million people.", "The Spree runs through it."],
+    [
+        "Berlin is the capital of Germany.",
+        "It has 3.8 million people.",
+        "The Spree runs through it.",
+    ],
     ["Tides are caused by the Moon."],
     ["Paella comes from Valencia.", "It is made with rice.", "Saffron colours it.", "Eat it hot."],
 ]
@@ -136,7 +140,9 @@ def test_late_chunking_equals_embed_chunks_many(
     got = out.take_all()
     assert len(got) == len(rows)
     for r in got:
-        np.testing.assert_allclose(r["embedding"], want[int(r["doc"][1:])][r["pos"]].vector, atol=1e-5)
+        np.testing.assert_allclose(
+            r["embedding"], want[int(r["doc"][1:])][r["pos"]].vector, atol=1e-5
+        )
 
     # chunk rows written to Milvus Lite: the ids add_documents gives, doc_id/chunk_index set
     store = MilvusStore(spec, uri=str(tmp_path / "late.db"), collection="late")
@@ -145,7 +151,9 @@ def test_late_chunking_equals_embed_chunks_many(
         assert result.written == len(rows)
         assert result.chunks == {f"d{d}": len(c) for d, c in enumerate(DOCS)}
         expected = {chunk_point_id(f"d{d}", j) for d, c in enumerate(DOCS) for j in range(len(c))}
-        got_rows = store.client.query("late", filter="", output_fields=["id", "metadata"], limit=100)
+        got_rows = store.client.query(
+            "late", filter="", output_fields=["id", "metadata"], limit=100
+        )
         assert {r["id"] for r in got_rows} == expected and store.count() == len(expected)
         for r in got_rows:
             meta = r["metadata"]
@@ -177,7 +185,9 @@ def test_writes_milvus_lite_and_qdrant_local_with_exact_ids_and_vectors(
     milvus = MilvusStore(spec, uri=str(tmp_path / "m.db"), dimensions=DIMS)
     try:
         assert write_store(embedded, milvus, id_column="id").written == len(TEXTS)
-        rows = milvus.client.query("jv3", filter="", output_fields=["id", "text", "vector"], limit=100)
+        rows = milvus.client.query(
+            "jv3", filter="", output_fields=["id", "text", "vector"], limit=100
+        )
         assert {r["id"] for r in rows} == want_ids and milvus.count() == len(TEXTS)
         for r in rows:
             np.testing.assert_allclose(r["vector"], ref[TEXTS.index(r["text"])], atol=1e-5)
@@ -209,7 +219,9 @@ def test_parallel_writers_to_pinecone_survive_a_killed_worker(
     flag = str(tmp_path / "killed")
     with running_pinecone() as srv:
         factory = functools.partial(_pinecone_store, srv.base_url, srv.state.api_key, spec, flag)
-        result = write_store(embedded.repartition(4), factory, id_column="id", writers=2, batch_size=4)
+        result = write_store(
+            embedded.repartition(4), factory, id_column="id", writers=2, batch_size=4
+        )
         assert os.path.exists(flag), "the injected crash never happened"
         assert result.written >= len(TEXTS)  # the retried task wrote its rows again
         stored = srv.state.indexes["ray"].namespaces[""]
@@ -270,11 +282,16 @@ def test_bad_input_is_refused_before_any_write(ray_session: None, spec: str) -> 
     with pytest.raises(ConfigurationError, match="spec string"):
         embed_dataset(good, object(), text_column="body")  # type: ignore[arg-type]
 
-    mixed = ray.data.from_items([{"text": "fine"}, {"text": 7}, {"text": None}], override_num_blocks=1)
+    mixed = ray.data.from_items(
+        [{"text": "fine"}, {"text": 7}, {"text": None}], override_num_blocks=1
+    )
     with pytest.raises(InputTypeError, match=r"'text' has 2 values that are not a str.*int 7"):
         embed_dataset(mixed, spec)
 
-    with pytest.raises(ConfigurationError, match=r"does not load on the Ray workers.*ModelLoadError|does not load on the Ray workers"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"does not load on the Ray workers.*ModelLoadError|does not load on the Ray workers",
+    ):
         embed_dataset(ray.data.from_items([{"text": "x"}]), "local:/no/such/model/dir")
 
     # a store is only touched after the Dataset checks out: the collection is never created
@@ -283,7 +300,9 @@ def test_bad_input_is_refused_before_any_write(ray_session: None, spec: str) -> 
         write_store(ray.data.from_items([{"text": "x"}]), store)
     assert store.count() == 0
     with pytest.raises(ConfigurationError, match="8-dimensional"):
-        write_store(ray.data.from_items([{"text": "x", "embedding": np.ones(8, np.float32)}]), store)
+        write_store(
+            ray.data.from_items([{"text": "x", "embedding": np.ones(8, np.float32)}]), store
+        )
     assert store.count() == 0
     with pytest.raises(ConfigurationError, match="writers=1"):
         write_store(good, functools.partial(QdrantStore, spec, dimensions=DIMS), writers=2)
@@ -321,7 +340,16 @@ def test_jv3_index_engine_ray_equals_engine_local(
 
     local = index("local", tmp_path / "local")
     on_ray = index("ray", tmp_path / "ray", "--workers", "1")
-    keys = ["new", "changed", "unchanged", "empty", "files_embedded", "chunks_embedded", "chunks_total", "tokens"]
+    keys = [
+        "new",
+        "changed",
+        "unchanged",
+        "empty",
+        "files_embedded",
+        "chunks_embedded",
+        "chunks_total",
+        "tokens",
+    ]
     assert {k: on_ray[k] for k in keys} == {k: local[k] for k in keys}
     assert on_ray["chunks_total"] > 3
 

@@ -215,7 +215,7 @@ def _check_provider_on_workers(
                 f"num_gpus={num_gpus} per actor, but the Ray cluster has {have:g} GPUs; "
                 "connect to a cluster with GPUs (ray.init(address=...)) or use num_gpus=0"
             )
-    args: dict[str, Any] = {"num_gpus": num_gpus or None, "max_retries": 0, "max_calls": 1}
+    args: dict[str, Any] = {"num_gpus": num_gpus or None, "max_retries": 0}
     if "runtime_env" in remote_args:
         args["runtime_env"] = remote_args["runtime_env"]
     ref = ray.remote(**args)(_probe).remote(spec, options, task, dimensions)
