@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,10 +249,33 @@ def test_api_provider_through_our_server(
         np.testing.assert_allclose(got[f"p{i}"], want[i], atol=1e-5)
 
 
-def test_a_failed_batch_is_retried_by_ray_and_the_store_ends_exact(ray_session: None) -> None:
+def _kill_embedding_actor() -> int:
+    """SIGKILL this session's embedding actor (a grandchild of this process: driver > raylet)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            grandparent = int(
+                (Path("/proc") / str(ppid) / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"_Embedder" in cmdline and grandparent == os.getpid():
+            os.kill(int(entry.name), signal.SIGKILL)
+            return int(entry.name)
+    raise AssertionError("no embedding actor found to kill")
+
+
+def test_a_failed_batch_and_a_killed_actor_are_retried_by_ray_and_the_store_ends_exact(
+    ray_session: None,
+) -> None:
     texts = [f"text number {i}" for i in range(12)]
-    # request 1 is the provider check, 2 the first call of the batch, 3 fails: Ray retries
-    with fault_server(["ok", "ok", "html502"]) as (url, server):
+    # request 1 is the provider check, 2 the first call of the batch, 3 fails (502): Ray
+    # retries the batch; its first call then hangs and the test kills the actor: Ray
+    # restarts it and runs the batch a third time
+    with fault_server(["ok", "ok", "html502", "hang"]) as (url, server):
         ds = ray.data.from_items([{"text": t} for t in texts])
         out = embed_dataset(
             ds,
@@ -259,8 +285,19 @@ def test_a_failed_batch_is_retried_by_ray_and_the_store_ends_exact(ray_session: 
             provider_options={"max_retries": 0, "max_dimensions": 4},
         )
         store = QdrantStore("api", client=QdrantClient(":memory:"), dimensions=4)
+        killed: list[int] = []
+
+        def killer() -> None:
+            deadline = time.monotonic() + 120
+            while "hang" not in server.actions and time.monotonic() < deadline:
+                time.sleep(0.05)
+            killed.append(_kill_embedding_actor())
+
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
         assert write_store(out, store).written == len(texts)
-        assert "html502" in server.actions
+        thread.join(timeout=5)
+        assert killed and server.actions[:4] == ["ok", "ok", "html502", "hang"]
     points, _ = store.client.scroll("jv3", limit=100, with_vectors=True, with_payload=True)
     assert sorted(str(p.id) for p in points) == sorted(point_id(t) for t in texts)
     for p in points:
@@ -337,6 +374,11 @@ def test_jv3_index_engine_ray_equals_engine_local(
         args += ["--chunker", "sentences:60", "--no-progress", "--json", "--engine", engine, *extra]
         assert main(args) == 0
         return json.loads(capsys.readouterr().out)
+
+    # the Ray flags without the Ray engine: one clear line, nothing indexed
+    assert main(["index", str(docs), "--store", f"qdrant:{tmp_path / 'x'}", "--workers", "2"]) != 0
+    assert "--engine ray" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
     local = index("local", tmp_path / "local")
     on_ray = index("ray", tmp_path / "ray", "--workers", "1")
