@@ -139,10 +139,16 @@ def _require_columns(columns: list[str], needed: dict[str, str | None]) -> None:
 def _scan(table: pa.Table, text_column: str, extra: list[str], no_empty: bool) -> pa.Table:
     """One row per batch: how many texts are not str (or empty), and the first bad one."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    column = table.column(text_column)
     bad = 0
     first = ""
-    for i, value in enumerate(table.column(text_column).to_pylist()):
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        empty = (pc.sum(pc.equal(pc.utf8_length(column), 0)).as_py() or 0) if no_empty else 0
+        if not column.null_count and not empty:  # all str (and non-empty): the common case
+            column = column.slice(0, 0)
+    for i, value in enumerate(column.to_pylist()):
         if not isinstance(value, str) or (no_empty and not value):
             if not bad:
                 shown = repr(value) if not isinstance(value, str) else "an empty str"
