@@ -26,6 +26,7 @@ sys.meta_path.insert(0, Block())
         ("import jv3_integrations.haystack", "haystack", "haystack"),
         ("import jv3_integrations.llama_index", "llama_index", "llama-index"),
         ("import jv3_integrations.langchain", "langchain_core", "langchain"),
+        ("import jv3_integrations.ray", "ray", "ray"),
         (
             "from jv3_integrations import LocalProvider\n"
             "from tests.conftest import CONFORMANCE_DIR\n"

@@ -4,7 +4,8 @@ Commands::
 
     jv3 index PATH... [--store URI] [--collection NAME] [--provider SPEC] [--dimensions N]
                       [--late-chunking/--no-late-chunking] [--chunker sentences|tokens:N]
-                      [--hybrid]
+                      [--hybrid] [--engine local|ray] [--ray-address ADDR] [--workers N]
+                      [--gpus-per-worker G]
     jv3 search QUERY [--k 5] [--store URI] [--mode hybrid|dense|keyword] [--json]
     jv3 demo
     jv3 embed [TEXT...|-] [--task T] [--dimensions N] [--format json|npy]
@@ -158,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where to chunk and embed: this process (default) or a Ray cluster "
+        "(pip install 'jv3-integrations[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to use with --engine ray (default: start Ray on this machine)",
+    )
+    p.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N", help="Ray embedding actors"
+    )
+    p.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per Ray actor"
+    )
 
     p = sub.add_parser(
         "search",
@@ -308,6 +327,13 @@ _SERVE_LIMITS = (
 def _cmd_index(args: argparse.Namespace) -> int:
     from ._cli.indexer import IndexOptions, run_index, stderr_warn
 
+    engine = None
+    if args.engine == "ray":
+        from ._cli.ray_engine import RayEngine
+
+        engine = RayEngine(args.ray_address, args.workers, args.gpus_per_worker)
+    elif args.ray_address or args.workers != 1 or args.gpus_per_worker:
+        raise ConfigurationError("--ray-address, --workers and --gpus-per-worker need --engine ray")
     report = run_index(
         IndexOptions(
             paths=args.paths,
@@ -321,6 +347,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             progress=args.progress,
             include_hidden=args.include_hidden,
             rebuild=args.rebuild,
+            engine=engine,
         ),
         warn=stderr_warn,
     )

@@ -369,6 +369,8 @@ class IndexOptions:
     include_hidden: bool = False
     #: Forget the collection's state (even an unreadable one) and embed every file again.
     rebuild: bool = False
+    #: Where files are chunked and embedded: None here, in-process; a ``RayEngine`` on Ray.
+    engine: Any = None
 
 
 @dataclass
@@ -541,6 +543,21 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         coll.settings = settings
         to_embed, seen = _classify(found, coll.files, rechunk, report, warn)
         gone = [k for k in coll.files if k not in seen and is_under(Path(k), found.roots)]
+        if opts.engine is not None:  # e.g. Ray: embeds every file and updates their entries
+            opts.engine.embed_files(
+                store,
+                to_embed,
+                chunker=chunker,
+                spec=_absolute_local(spec),
+                dimensions=dims,
+                chunker_spec=chunker_spec,
+                late=late,
+                provider=provider,
+                files=coll.files,
+                report=report,
+                show_progress=opts.progress,
+            )
+            to_embed = []
         with progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar:
             for start in range(0, len(to_embed), FILES_PER_BATCH):
                 batch = to_embed[start : start + FILES_PER_BATCH]
