@@ -601,8 +601,8 @@ class LocalProvider(BaseProvider):
 
         With the padded attention the whole request is tokenized first and sorted by length
         (padding stays small); with packed attention nothing is padded, so the texts go in
-        segments of about eight batches in their own order and tokenizing segment k + 1
-        overlaps the device's work on segment k.
+        their own order in segments of about one batch (4 characters a token), and the
+        tokenization of the next segment overlaps the device's work on the queued batches.
         """
         from ._pipeline import host_batch, pack_in_order
 
@@ -613,7 +613,7 @@ class LocalProvider(BaseProvider):
         def produce(put: Callable[[object], bool]) -> None:
             start, first = 0, True
             while start < len(texts):
-                stop = len(texts) if whole else _segment_end(texts, start, 8 * 4 * self._budget)
+                stop = len(texts) if whole else _segment_end(texts, start, 4 * self._budget)
                 full = enc.encode(texts[start:stop], name)
                 seqs = [enc.truncate(ids, self._max_length) for ids in full]
                 lengths = [len(x) for x in seqs]
