@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from jv3_integrations import ConfigurationError, DeviceMemoryError, LocalProvider
 from jv3_integrations.core import _packed
-from jv3_integrations.core._packed import resolve_attention
+from jv3_integrations.core._packed import first_working, resolve_attention
 from jv3_integrations.core._pipeline import (
     Prefetcher,
     budget_from_free_memory,
@@ -335,3 +335,12 @@ def test_budget_from_free_memory() -> None:
     assert budget_from_free_memory(1 << 30, **full) == int((1 << 30) * 0.6) // (72 * 1024)
     assert budget_from_free_memory(80 << 30, **full) == 1 << 17  # capped
     assert budget_from_free_memory(0, **full) == 1
+
+
+def test_a_kernel_that_refuses_at_run_time_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    # varlen_attn exists in this torch but has no CPU kernel: the load-time try says so
+    with caplog.at_level(logging.WARNING, logger="jv3_integrations.core._packed"):
+        got = first_working("varlen", torch.device("cpu"), torch.bfloat16)
+    assert got == "nested"
+    assert "attention='varlen' does not run on cpu" in caplog.text
+    assert first_working("nested", torch.device("cpu"), torch.float32) == "nested"

@@ -401,11 +401,13 @@ class LocalProvider(BaseProvider):
         """Pick the attention path, and on CUDA the batch budget from the free memory."""
         import torch
 
-        from ._packed import resolve_attention
+        from ._packed import first_working, resolve_attention
         from ._pipeline import budget_from_free_memory
 
         assert self._device is not None and self._dtype is not None
         self._attention = resolve_attention(self._attention_arg, self._device, self._dtype)
+        if self._attention_arg == "auto" and self._attention != "padded":
+            self._attention = first_working(self._attention, self._device, self._dtype)
         if self._batch_tokens is None and self._device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self._device)
             cfg = net.cfg

@@ -17,6 +17,7 @@ Imported only with the model (torch needed).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -27,7 +28,15 @@ from torch import Tensor
 
 from ._errors import ConfigurationError
 
-__all__ = ["ATTENTION_KINDS", "AttentionKind", "PackedAttention", "resolve_attention"]
+__all__ = [
+    "ATTENTION_KINDS",
+    "AttentionKind",
+    "PackedAttention",
+    "first_working",
+    "resolve_attention",
+]
+
+logger = logging.getLogger(__name__)
 
 AttentionKind = Literal["auto", "varlen", "nested", "padded"]
 ATTENTION_KINDS = ("auto", "varlen", "nested", "padded")
@@ -140,3 +149,34 @@ class PackedAttention:
                 out = F.scaled_dot_product_attention(nq, nk, nv, scale=scale)
                 ctx = out.transpose(1, 2).values()
         return ctx.reshape(n, hidden)
+
+
+def first_working(kind: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``kind`` if it runs on a two-text batch here, else the next one down (to padded).
+
+    ``"auto"`` picks by device, dtype and torch version; a kernel can still refuse at run
+    time (an unsupported GPU, a driver), so the choice is tried once on load.
+    """
+    order = ["varlen", "nested", "padded"]
+    for candidate in order[order.index(kind) :]:
+        if candidate == "padded":
+            return candidate
+        if candidate == "varlen" and (dtype not in _HALF or _varlen_fn() is None):
+            continue
+        try:
+            with torch.no_grad():
+                n, heads, d = 3, 1, 8
+                qkv = torch.randn(n, 3 * heads * d, device=device, dtype=dtype)
+                cu = torch.tensor([0, 1, 3], dtype=torch.int32, device=device)
+                ones = torch.ones(n, 1, d // 2, device=device, dtype=dtype)
+                PackedAttention(candidate, cu, cu.long(), 2, ones, ones * 0).attend(qkv, heads)
+            return candidate
+        except Exception as exc:  # fall back, and say why
+            logger.warning(
+                "attention=%r does not run on %s (%s: %s); falling back",
+                candidate,
+                device,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+    return "padded"  # pragma: no cover - the loop returns
