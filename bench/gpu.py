@@ -460,7 +460,8 @@ def timed_case(
     slices = [s for s in slices if s]
     names = list(contenders)
     wall = dict.fromkeys(names, 0.0)
-    mem = dict.fromkeys(names, 0)
+    mem = dict.fromkeys(names, 0)  # peak allocated, every resident model included
+    extra = dict.fromkeys(names, 0)  # peak above what was allocated before the call
     vectors: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for r, idx in enumerate(slices):
         sub = [items[i] for i in idx]
@@ -468,12 +469,14 @@ def timed_case(
             sync(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
+                resident = torch.cuda.memory_allocated(device)
             start = time.perf_counter()
             vectors[who].append(contenders[who](sub))
             sync(device)
             wall[who] += time.perf_counter() - start
             if device.type == "cuda":
                 mem[who] = max(mem[who], torch.cuda.max_memory_allocated(device))
+                extra[who] = max(extra[who], torch.cuda.max_memory_allocated(device) - resident)
             log(f"{name}: {who} slice {r + 1}/{len(slices)} {time.perf_counter() - start:.2f}s")
     tokens = sum(lengths)
     flops = useful_flops(lengths, sizes)
@@ -485,6 +488,9 @@ def timed_case(
             "useful_tflops": round(flops / wall[who] / 1e12, 3),
             "fraction_of_peak": round(flops / wall[who] / peak, 3),
             "peak_memory_mib": round(mem[who] / 2**20, 1) if device.type == "cuda" else None,
+            "peak_above_weights_mib": (
+                round(extra[who] / 2**20, 1) if device.type == "cuda" else None
+            ),
         }
     if "peer" in contenders:
         out["ratio"] = round(wall["peer"] / wall["ours"], 3)

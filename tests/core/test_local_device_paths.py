@@ -344,3 +344,27 @@ def test_a_kernel_that_refuses_at_run_time_falls_back(caplog: pytest.LogCaptureF
     assert got == "nested"
     assert "attention='varlen' does not run on cpu" in caplog.text
     assert first_working("nested", torch.device("cpu"), torch.float32) == "nested"
+
+
+def test_cuda_budget_comes_from_free_memory(
+    conformance_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what load does on CUDA, with the device's memory figures stood in for
+    provider = LocalProvider(str(conformance_dir))
+    net = provider.module
+    assert provider.batch_tokens == 16384  # CPU: the fixed default
+    monkeypatch.setattr(_packed, "first_working", lambda kind, device, dtype: kind)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (256 << 20, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 96 << 20)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 32 << 20)
+    provider._device = torch.device("cuda")
+    provider._configure_device(net)
+    # hidden 128, intermediate 256, fp32: (6*128 + 2*256)*4 + 2*128*4 = 6 KiB live, x2 slack;
+    # free 256 MiB + 64 MiB cached but unused = 320 MiB, 60 % of it / 12 KiB
+    assert provider._budget == 16384
+    assert provider._attention == "nested"  # fp32 on CUDA: jagged SDPA
+    fixed = LocalProvider(str(conformance_dir), batch_tokens=1000)
+    fixed.load()
+    fixed._device = torch.device("cuda")
+    fixed._configure_device(fixed.module)
+    assert fixed._budget == 1000  # an explicit batch_tokens is kept

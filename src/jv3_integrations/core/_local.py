@@ -410,6 +410,9 @@ class LocalProvider(BaseProvider):
             self._attention = first_working(self._attention, self._device, self._dtype)
         if self._batch_tokens is None and self._device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self._device)
+            # blocks torch's caching allocator holds but does not use are free to us too
+            free += torch.cuda.memory_reserved(self._device)
+            free -= torch.cuda.memory_allocated(self._device)
             cfg = net.cfg
             self._budget = budget_from_free_memory(
                 free,
