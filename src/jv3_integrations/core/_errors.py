@@ -8,6 +8,7 @@ Every error this package raises on purpose derives from :class:`Jv3Error`::
     ├── ConfigurationError (ValueError)    bad constructor arguments, no key, no model files
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
     ├── ModelLoadError                     checkpoint files missing or inconsistent
+    ├── DeviceMemoryError (MemoryError)    one text does not fit in the GPU's memory
     └── APIError                           the Jina API (or a compatible server) said no
         ├── AuthenticationError            401
         ├── InsufficientBalanceError       402 / 403
@@ -32,6 +33,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "DeviceMemoryError",
     "InputError",
     "InputTypeError",
     "InsufficientBalanceError",
@@ -144,3 +146,7 @@ class APIConnectionError(APIError):
 
 class APIResponseError(APIError):
     """The server answered 2xx with a body that cannot be trusted (malformed, wrong count)."""
+
+
+class DeviceMemoryError(Jv3Error, MemoryError):
+    """A text cannot fit in the device's memory even in a batch of its own."""

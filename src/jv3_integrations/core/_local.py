@@ -16,7 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
-from ._errors import ConfigurationError, InputError, ModelLoadError, missing_extra
+from ._errors import (
+    ConfigurationError,
+    DeviceMemoryError,
+    InputError,
+    ModelLoadError,
+    missing_extra,
+)
 from ._progress import progress
 from ._provider import BaseProvider, EmbedRequest
 from ._types import (
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from ._model import JinaEmbeddingsV3
+    from ._pipeline import HostBatch
     from ._tokenize import TextEncoder
 
 __all__ = ["LocalProvider"]
@@ -54,6 +61,39 @@ _DTYPES = {
 }
 
 DEFAULT_BATCH_TOKENS = 16384
+_ATTENTION = ("auto", "varlen", "nested", "padded")
+
+
+def _segment_end(texts: Sequence[str], start: int, chars: int) -> int:
+    """End of the segment starting at ``start``: about ``chars`` characters, one text or more."""
+    used, stop = 0, start
+    while stop < len(texts) and (stop == start or used + len(texts[stop]) <= chars):
+        used += len(texts[stop])
+        stop += 1
+    return stop
+
+
+def _to_host(pooled: torch.Tensor, cuda: bool) -> Callable[[], npt.NDArray[np.float32]]:
+    """Start copying ``pooled`` to the host; the returned call waits for it and gives numpy.
+
+    On CUDA the copy goes to pinned memory without blocking, and only the returned call
+    waits (on an event recorded after the copy), so the host never stalls the device.
+    """
+    if not cuda:
+        array = pooled.numpy()
+        return lambda: array
+    import torch
+
+    host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
+    host.copy_(pooled, non_blocking=True)
+    event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+    event.record()
+
+    def wait() -> npt.NDArray[np.float32]:
+        event.synchronize()
+        return host.numpy()
+
+    return wait
 
 
 def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
@@ -99,7 +139,11 @@ class LocalProvider(BaseProvider):
         late_chunking_overlap: Overlap between windows when a late-chunked document is longer
             than ``max_length`` (must then be smaller than ``max_length``).
         dimensions: Default Matryoshka output size (default: config ``truncate_dim`` or full).
-        batch_tokens: Token budget per forward batch (padded tokens, texts sorted by length).
+        batch_tokens: Token budget per forward batch (padded tokens, texts sorted by length;
+            with packed attention, real tokens). Default: 16384 on CPU; on CUDA sized from the
+            device's free memory after loading (``torch.cuda.mem_get_info``). A batch that
+            runs out of device memory is retried in halves (and the budget halved); a text
+            that does not fit alone raises :class:`DeviceMemoryError`.
         revision / cache_dir / local_files_only: Hub download options (``HF_HUB_OFFLINE=1``
             also forbids downloads).
         progress_bar: Show a progress bar (in tokens) for long calls.
@@ -112,6 +156,9 @@ class LocalProvider(BaseProvider):
         adapter_mode: ``"merged"`` (dense merged weights of the active task, default; calls
             under 1024 tokens for another task use the side path instead of re-merging) or
             ``"lowrank"`` (base weights + rank-r side path always; ~10 % slower).
+        attention: ``"auto"`` (default: on CUDA, variable-length attention over the packed
+            real tokens, ``varlen_attn`` in bf16/fp16, jagged nested-tensor SDPA otherwise;
+            elsewhere the padded SDPA), or force ``"varlen"``, ``"nested"`` or ``"padded"``.
 
     Example:
         >>> provider = LocalProvider("jinaai/jina-embeddings-v3", dimensions=256)  # doctest: +SKIP
@@ -128,7 +175,7 @@ class LocalProvider(BaseProvider):
         max_length: int = 8192,
         late_chunking_overlap: int = 512,
         dimensions: int | None = None,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        batch_tokens: int | None = None,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -136,6 +183,7 @@ class LocalProvider(BaseProvider):
         compile: bool = False,
         quantize: Literal["int8"] | None = None,
         adapter_mode: Literal["merged", "lowrank"] = "merged",
+        attention: Literal["auto", "varlen", "nested", "padded"] = "auto",
     ) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigurationError("model must be a model directory or a Hub id (a str)")
@@ -145,7 +193,16 @@ class LocalProvider(BaseProvider):
         if dimensions is not None:
             check_int("dimensions", dimensions, 1)
         self._dimensions = dimensions
-        self._batch_tokens = check_int("batch_tokens", batch_tokens, 1)
+        if batch_tokens is not None:
+            check_int("batch_tokens", batch_tokens, 1)
+        self._batch_tokens = batch_tokens
+        self._budget = batch_tokens or DEFAULT_BATCH_TOKENS  # resolved on load
+        if attention not in _ATTENTION:
+            raise ConfigurationError(
+                f"attention must be one of {', '.join(_ATTENTION)}, got {attention!r}"
+            )
+        self._attention_arg: str = attention
+        self._attention = "padded"  # resolved on load
         if quantize not in (None, "int8"):
             raise ConfigurationError(f"quantize must be None or 'int8', got {quantize!r}")
         if adapter_mode not in ("merged", "lowrank"):
@@ -375,6 +432,7 @@ class LocalProvider(BaseProvider):
                 net.enable_int8()
             if self._compile:
                 net.enable_compile()
+            self._configure_device(net)
             logger.info(
                 "loaded %s (%d layers, hidden %d) on %s as %s",
                 self.model_name,
@@ -385,6 +443,45 @@ class LocalProvider(BaseProvider):
             )
             self._net = net
             return net
+
+    def _configure_device(self, net: JinaEmbeddingsV3) -> None:
+        """Pick the attention path, and on CUDA the batch budget from the free memory."""
+        import torch
+
+        from ._packed import first_working, resolve_attention
+        from ._pipeline import budget_from_free_memory
+
+        assert self._device is not None and self._dtype is not None
+        self._attention = resolve_attention(self._attention_arg, self._device, self._dtype)
+        if self._attention_arg == "auto" and self._attention != "padded":
+            self._attention = first_working(self._attention, self._device, self._dtype)
+        if self._batch_tokens is None and self._device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self._device)
+            # blocks torch's caching allocator holds but does not use are free to us too
+            free += torch.cuda.memory_reserved(self._device)
+            free -= torch.cuda.memory_allocated(self._device)
+            cfg = net.cfg
+            self._budget = budget_from_free_memory(
+                free,
+                hidden=cfg.hidden_size,
+                intermediate=cfg.intermediate_size,
+                itemsize=self._dtype.itemsize,
+            )
+            logger.info(
+                "batch_tokens=%d from %d MiB free on %s", self._budget, free >> 20, self._device
+            )
+
+    @property
+    def attention(self) -> str:
+        """The attention path in use: ``"varlen"``, ``"nested"`` or ``"padded"`` (loads)."""
+        self._load()
+        return self._attention
+
+    @property
+    def batch_tokens(self) -> int:
+        """The token budget per forward batch (on CUDA sized on load; halved after an OOM)."""
+        self._load()
+        return self._budget
 
     def close(self) -> None:
         """Free the model weights (they reload on the next call). Safe to call twice."""
@@ -473,7 +570,7 @@ class LocalProvider(BaseProvider):
             progress(sum(lengths), "Embedding", enabled=self._progress_bar, unit="tok") as bar,
         ):
             net.set_task(task, sum(lengths))
-            for batch in _pack(lengths, self._batch_tokens):
+            for batch in _pack(lengths, self._budget):
                 longest = lengths[batch[0]]
                 ids = torch.full((len(batch), longest), enc.pad_id, dtype=torch.long)
                 mask = torch.zeros((len(batch), longest), dtype=torch.bool)
@@ -506,21 +603,122 @@ class LocalProvider(BaseProvider):
         )
 
     def _embed_texts(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
-        enc = self._text_encoder()
-        full = enc.encode(request.texts, None if request.task is None else request.task.value)
-        seqs = [enc.truncate(ids, self._max_length) for ids in full]
-        cut = sum(1 for a, b in zip(full, seqs, strict=True) if len(a) != len(b))
-        if cut:
+        """Embed plain texts: tokenized in a background thread while the device computes.
+
+        Each batch is packed (its texts' ids concatenated), copied to the device from pinned
+        memory without blocking, pooled there in fp32, and its vectors copied back
+        asynchronously: the host waits for a batch's vectors only after the next batch has
+        been queued, never once per text.
+        """
+        import torch
+
+        from ._pipeline import Prefetcher
+
+        net = self._load()
+        task = self._task_index(request.task)
+        cuda = self.device.type == "cuda"
+        out = np.empty((len(request.texts), self.max_dimensions), dtype=np.float32)
+        stats = [0, 0]  # tokens, truncated texts
+        produce = self._produce(request.texts, request.task, pin=cuda, stats=stats)
+        # jagged nested tensors cannot be built from inference tensors: no_grad for those
+        grad = torch.no_grad() if self._attention == "nested" else torch.inference_mode()
+        pending: tuple[Callable[[], npt.NDArray[np.float32]], list[int]] | None = None
+        with (
+            self._lock,
+            grad,
+            progress(None, "Embedding", enabled=self._progress_bar, unit="tok") as bar,
+            Prefetcher(produce, depth=2) as batches,
+        ):
+            for n, batch in enumerate(batches):
+                if n == 0:
+                    net.set_task(task, batch.call_tokens)
+                pooled = self._pooled(net, batch)
+                done = _to_host(pooled, cuda)
+                if pending is not None:
+                    out[pending[1]] = pending[0]()
+                pending = (done, batch.indices)
+                bar.update(batch.tokens)
+            if pending is not None:
+                out[pending[1]] = pending[0]()
+        if stats[1]:
             logger.warning(
-                "truncated %d of %d texts to max_length=%d tokens", cut, len(seqs), self._max_length
+                "truncated %d of %d texts to max_length=%d tokens",
+                stats[1],
+                len(request.texts),
+                self._max_length,
             )
-        out = np.empty((len(seqs), self.max_dimensions), dtype=np.float32)
+        return out, stats[0]
 
-        def pool(i: int, states: torch.Tensor) -> None:
-            out[i] = states.mean(dim=0).cpu().numpy()
+    def _produce(
+        self, texts: Sequence[str], task: Task | None, *, pin: bool, stats: list[int]
+    ) -> Callable[[Callable[[object], bool]], None]:
+        """The producer of :meth:`_embed_texts`: tokenize, pack, build host batches.
 
-        self._forward(seqs, self._task_index(request.task), pool)
-        return out, sum(len(s) for s in seqs)
+        With the padded attention the whole request is tokenized first and sorted by length
+        (padding stays small); with packed attention nothing is padded, so the texts go in
+        their own order in segments of about one batch (4 characters a token), and the
+        tokenization of the next segment overlaps the device's work on the queued batches.
+        """
+        from ._pipeline import host_batch, pack_in_order
+
+        enc = self._text_encoder()
+        name = None if task is None else task.value
+        whole = self._attention == "padded"
+
+        def produce(put: Callable[[object], bool]) -> None:
+            start, first = 0, True
+            while start < len(texts):
+                stop = len(texts) if whole else _segment_end(texts, start, 4 * self._budget)
+                full = enc.encode(texts[start:stop], name)
+                seqs = [enc.truncate(ids, self._max_length) for ids in full]
+                lengths = [len(x) for x in seqs]
+                stats[0] += sum(lengths)
+                stats[1] += sum(1 for a, b in zip(full, seqs, strict=True) if len(a) != len(b))
+                budget = self._budget
+                groups = _pack(lengths, budget) if whole else pack_in_order(lengths, budget)
+                for group in groups:
+                    batch = host_batch([start + i for i in group], [seqs[i] for i in group], pin)
+                    if first:  # the adapter merge is planned on the call's size
+                        batch.call_tokens = sum(lengths) if stop == len(texts) else None
+                        first = False
+                    if not put(batch):
+                        return
+                start = stop
+
+        return produce
+
+    def _pooled(self, net: JinaEmbeddingsV3, batch: HostBatch) -> torch.Tensor:
+        """Mean-pooled fp32 ``[B, H]`` of one batch on the device; halves it on OOM."""
+        import torch
+
+        from ._pipeline import is_oom, oom_message, pool_mean
+
+        device = self.device
+
+        def attempt() -> torch.Tensor:  # its tensors die with its frame, before any retry
+            ids, positions, cu = batch.to(device)
+            states = net.forward_packed(ids, positions, cu, batch.max_len, self._attention)
+            return pool_mean(states, cu)
+
+        try:
+            return attempt()
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            if len(batch.indices) == 1:
+                raise DeviceMemoryError(oom_message(batch.tokens, device)) from exc
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        self._budget = max(1, min(self._budget, batch.tokens // 2))
+        logger.warning(
+            "out of memory on %s with a batch of %d tokens: retrying it in halves, "
+            "batch_tokens now %d",
+            device,
+            batch.tokens,
+            self._budget,
+        )
+        first, second = batch.halves(pin=device.type == "cuda")
+        return torch.cat([self._pooled(net, first), self._pooled(net, second)])
 
     def _embed_late(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
         import torch

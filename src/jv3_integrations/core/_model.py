@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,9 @@ from torch import Tensor, nn
 
 from ._checkpoint import ModelConfig
 from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._packed import PackedAttention
 
 __all__ = ["AdapterMode", "JinaEmbeddingsV3", "storage_dtype"]
 
@@ -203,6 +206,7 @@ class Block(nn.Module):
         mask: Tensor | None,
         index: Tensor | None,
         batch: int,
+        packed: PackedAttention | None = None,
     ) -> Tensor:
         """``x``: ``[N, H]`` real tokens only; attention runs on the padded ``[B, L]`` layout.
 
@@ -213,11 +217,15 @@ class Block(nn.Module):
             index: Positions of the real tokens in the flattened ``[B * L]`` layout (``None``
                 when nothing is padded).
             batch: B.
+            packed: Varlen attention over the packed tokens instead (then cos/sin/mask/index
+                are unused: the rotary tables are per token, in ``packed``).
         """
+        qkv = self.wqkv(x)
+        if packed is not None:
+            return self._mlp(x, packed.attend(qkv, self.heads))
         hidden = x.shape[-1]
         n = cos.shape[0]
         d = hidden // self.heads
-        qkv = self.wqkv(x)
         if index is not None:  # scatter into the padded layout for attention only
             qkv = qkv.new_zeros(batch * n, 3 * hidden).index_copy_(0, index, qkv)
         q, k, v = qkv.view(batch, n, 3, self.heads, d).unbind(2)  # each [B, L, h, d]
@@ -229,6 +237,11 @@ class Block(nn.Module):
         ctx = ctx.transpose(1, 2).reshape(batch * n, hidden)
         if index is not None:
             ctx = ctx.index_select(0, index)
+        return self._mlp(x, ctx)
+
+    def _mlp(self, x: Tensor, ctx: Tensor) -> Tensor:
+        """Output projection, residual + norm1, MLP, residual + norm2 (on ``[N, H]``)."""
+        hidden = x.shape[-1]
         h1 = F.layer_norm(x + self.out_proj(ctx), (hidden,), self.norm1_w, self.norm1_b, self.eps)
         m = self.fc2(F.gelu(self.fc1(h1)))
         return F.layer_norm(h1 + m, (hidden,), self.norm2_w, self.norm2_b, self.eps)
@@ -350,9 +363,10 @@ class JinaEmbeddingsV3(nn.Module):
         mask: Tensor | None,
         index: Tensor | None,
         batch: int,
+        packed: PackedAttention | None = None,
     ) -> Tensor:
         for blk in self.blocks:
-            x = blk(x, cos, sin, mask, index, batch)
+            x = blk(x, cos, sin, mask, index, batch, packed)
         return x
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -384,6 +398,55 @@ class JinaEmbeddingsV3(nn.Module):
         cos, sin = self._rotary(n)
         attn = None if mask is None else mask[:, None, None, :]
         return cast(Tensor, self._layers(x, cos, sin, attn, index, batch))
+
+    def forward_packed(
+        self,
+        ids: Tensor,
+        positions: Tensor,
+        cu_seqlens: Tensor,
+        max_len: int,
+        attention: str,
+    ) -> Tensor:
+        """Hidden states of a packed batch, ``[N, H]`` in the compute dtype (text order kept).
+
+        Args:
+            ids: ``[N]`` token ids of every text, concatenated.
+            positions: ``[N]`` each token's position in its text (0 = ``<s>``).
+            cu_seqlens: ``[B + 1]`` int32 text starts (``cu[0] = 0``, ``cu[B] = N``).
+            max_len: The longest text.
+            attention: ``"varlen"``/``"nested"`` (attention on the packed tokens) or
+                ``"padded"`` (scatter into ``[B, max_len]`` and run :meth:`forward`).
+        """
+        batch = cu_seqlens.shape[0] - 1
+        if attention == "padded":
+            rows = torch.repeat_interleave(
+                torch.arange(batch, device=ids.device),
+                (cu_seqlens[1:] - cu_seqlens[:-1]).long(),
+                output_size=ids.shape[0],
+            )
+            index = rows * max_len + positions
+            if index.shape[0] == batch * max_len:  # every text is max_len long: no padding
+                return cast(Tensor, self(ids.view(batch, max_len)))
+            # padding ids are never embedded (forward drops them by the mask): any id will do
+            grid = ids.new_zeros(batch * max_len).index_copy_(0, index, ids)
+            mask = torch.zeros(batch * max_len, dtype=torch.bool, device=ids.device)
+            mask.index_fill_(0, index, True)
+            return cast(Tensor, self(grid.view(batch, max_len), mask.view(batch, max_len)))
+        from ._packed import PackedAttention
+
+        hidden = self.cfg.hidden_size
+        x = self.word(ids, self.task) + self.token_type(
+            torch.zeros(1, dtype=torch.long, device=ids.device), self.task
+        )
+        x = F.layer_norm(
+            x, (hidden,), self.emb_ln_w.float(), self.emb_ln_b.float(), self.cfg.layer_norm_eps
+        ).to(self.dtype)
+        self._rotary(max_len)
+        assert self._rope is not None
+        cos = self._rope[0].index_select(0, positions)[:, None, :].to(self.dtype)
+        sin = self._rope[1].index_select(0, positions)[:, None, :].to(self.dtype)
+        packed = PackedAttention(attention, cu_seqlens, cu_seqlens.long(), max_len, cos, sin)
+        return cast(Tensor, self._layers(x, cos, sin, None, None, batch, packed))
 
     # -- accounting -------------------------------------------------------------------------
 

@@ -1,0 +1,182 @@
+"""Attention over packed real tokens: no padding anywhere in the forward pass.
+
+A packed batch is the concatenation of its texts' token ids (``[N]``, N = real tokens) with
+``cu_seqlens`` (``[B + 1]``, the start of each text) and each token's position in its text.
+Three ways to run attention on it:
+
+- ``"varlen"``: ``torch.nn.attention.varlen.varlen_attn`` (Flash Attention over ``cu_seqlens``;
+  CUDA, fp16/bf16, torch >= 2.9);
+- ``"nested"``: ``scaled_dot_product_attention`` on jagged nested tensors (CUDA uses the
+  flash / memory-efficient kernels on the offsets, any float dtype; CPU runs the math kernel
+  per text, which is how CI checks the packed layout);
+- ``"padded"``: the padded ``[B, L]`` SDPA with a key mask (the model's original path).
+
+``"auto"`` picks varlen on CUDA in half precision, else nested on CUDA, else padded.
+Imported only with the model (torch needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._errors import ConfigurationError
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "AttentionKind",
+    "PackedAttention",
+    "first_working",
+    "resolve_attention",
+]
+
+logger = logging.getLogger(__name__)
+
+AttentionKind = Literal["auto", "varlen", "nested", "padded"]
+ATTENTION_KINDS = ("auto", "varlen", "nested", "padded")
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _varlen_fn() -> Any:
+    """``varlen_attn`` when this torch has it (2.9+), else ``None``."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+def _nested_ok() -> bool:
+    return hasattr(torch.nested, "nested_tensor_from_jagged")
+
+
+def resolve_attention(kind: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The attention path to run: ``kind``, or the best one available for ``"auto"``.
+
+    Raises:
+        ConfigurationError: an unknown kind, or one this device/dtype/torch cannot run.
+    """
+    if kind not in ATTENTION_KINDS:
+        raise ConfigurationError(
+            f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {kind!r}"
+        )
+    if kind == "auto":
+        if device.type == "cuda":
+            if dtype in _HALF and _varlen_fn() is not None:
+                return "varlen"
+            if _nested_ok():
+                return "nested"
+        return "padded"
+    if kind == "varlen" and (device.type != "cuda" or dtype not in _HALF or _varlen_fn() is None):
+        raise ConfigurationError(
+            "attention='varlen' needs a CUDA device, dtype bfloat16 or float16 and torch >= 2.9 "
+            f"(here: {device.type}, {dtype}, torch {torch.__version__}); use attention='auto'"
+        )
+    if kind == "nested" and not _nested_ok():
+        raise ConfigurationError(
+            "attention='nested' needs jagged nested tensors (torch >= 2.4), "
+            f"here {torch.__version__}"
+        )
+    return kind
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """NeoX rotate-half rotary on ``[N, h, d]`` with cos/sin of shape ``[N, 1, d/2]``."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+@dataclass(frozen=True)
+class PackedAttention:
+    """The attention layout of one packed batch, shared by every layer of a forward.
+
+    Attributes:
+        kind: ``"varlen"`` or ``"nested"``.
+        cu_seqlens: ``[B + 1]`` int32 on the device: text b is tokens ``cu[b]:cu[b+1]``.
+        offsets: The same as int64 (what nested tensors take).
+        max_len: The longest text (host int: no device sync).
+        cos / sin: Rotary tables gathered at each token's position, ``[N, 1, d/2]``.
+    """
+
+    kind: str
+    cu_seqlens: Tensor
+    offsets: Tensor
+    max_len: int
+    cos: Tensor
+    sin: Tensor
+
+    def attend(self, qkv: Tensor, heads: int) -> Tensor:
+        """Bidirectional attention within each text: ``qkv [N, 3H]`` -> context ``[N, H]``."""
+        n, width = qkv.shape
+        hidden = width // 3
+        d = hidden // heads
+        q, k, v = qkv.view(n, 3, heads, d).unbind(1)  # each [N, h, d]
+        q = _rotate(q, self.cos, self.sin)
+        k = _rotate(k, self.cos, self.sin)
+        scale = d**-0.5
+        if self.kind == "varlen":
+            fn = _varlen_fn()
+            # positional arguments only: the keyword set changed between torch 2.9 and 2.13;
+            # the default scale is 1/sqrt(d) and the default is non-causal
+            ctx = cast(
+                Tensor,
+                fn(
+                    q,
+                    k,
+                    v.contiguous(),
+                    self.cu_seqlens,
+                    self.cu_seqlens,
+                    self.max_len,
+                    self.max_len,
+                ),
+            )
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "nested tensors are a prototype"
+                nq, nk, nv = (
+                    torch.nested.nested_tensor_from_jagged(
+                        t, self.offsets, min_seqlen=1, max_seqlen=self.max_len
+                    ).transpose(1, 2)
+                    for t in (q, k, v.contiguous())
+                )
+                out = F.scaled_dot_product_attention(nq, nk, nv, scale=scale)
+                ctx = out.transpose(1, 2).values()
+        return ctx.reshape(n, hidden)
+
+
+def first_working(kind: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``kind`` if it runs on a two-text batch here, else the next one down (to padded).
+
+    ``"auto"`` picks by device, dtype and torch version; a kernel can still refuse at run
+    time (an unsupported GPU, a driver), so the choice is tried once on load.
+    """
+    order = ["varlen", "nested", "padded"]
+    for candidate in order[order.index(kind) :]:
+        if candidate == "padded":
+            return candidate
+        if candidate == "varlen" and (dtype not in _HALF or _varlen_fn() is None):
+            continue
+        try:
+            with torch.no_grad():
+                n, heads, d = 3, 1, 8
+                qkv = torch.randn(n, 3 * heads * d, device=device, dtype=dtype)
+                cu = torch.tensor([0, 1, 3], dtype=torch.int32, device=device)
+                ones = torch.ones(n, 1, d // 2, device=device, dtype=dtype)
+                PackedAttention(candidate, cu, cu.long(), 2, ones, ones * 0).attend(qkv, heads)
+            return candidate
+        except Exception as exc:  # fall back, and say why
+            logger.warning(
+                "attention=%r does not run on %s (%s: %s); falling back",
+                candidate,
+                device,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+    return "padded"  # pragma: no cover - the loop returns
