@@ -431,7 +431,7 @@ def main() -> None:
             }
             if contenders[name][1]:  # an fp32 matmul peak bounds fp32 work only
                 row["useful_gflops"] = round(flops / seconds / 1e9, 1)
-                row["fraction_of_best_fp32_peak"] = round(flops / seconds / peak, 3)
+                row["fraction_of_best_fp32_peak"] = round(flops / seconds / peak, 4)
             if name != "ours_default":
                 row["min_cosine_to_ours_default"] = round(
                     float((vectors[name] * ref).sum(axis=1).min()), 7
