@@ -548,6 +548,7 @@ def summarise(
     out["requests"] = len(log)
     out["answered_429"] = dict(collections.Counter(e["code"] for e in log if e["status"] == 429))
     out["texts_embedded_by_server"] = sum(e["texts"] for e in ok)
+    out["server_tokens"] = sum(e["tokens"] for e in ok)  # what the server charged the key
     out["survived_429"] = bool(out["answered_429"]) and not result.get("failed")
     if not ok:
         return out
@@ -600,6 +601,7 @@ def client_part(args: argparse.Namespace, show: bool) -> dict[str, Any]:
             "retry_after_header": args.retry_after,
             "server_tokenizer": str(args.server_tokenizer),
             "server_tokens_per_text": round(per_text, 1),
+            "our_estimate_tokens_per_text": round(estimated / min(1000, len(pool)), 1),
             "server_tokens_vs_our_estimate": round(float(sum(counts[:1000])) / estimated, 3),
         },
         "method": (

@@ -106,9 +106,12 @@ def test_api_throughput() -> None:
     out = run_bench("api_throughput")
     client = out["client"]
     assert client["api"]["tokens_per_window"] == 200_000
-    assert client["api"]["server_tokens_vs_our_estimate"] != 1.0  # not our estimator
     burst = client["burst"]
     assert burst["ours"]["lost"] == 0 and burst["ours"]["texts_per_s"] > 0
+    # the server charges what its own tokenizer counts, not what our estimator predicts
+    charged = burst["ours"]["server_tokens"] / burst["ours"]["texts"]
+    estimate = client["api"]["our_estimate_tokens_per_text"]
+    assert abs(charged - estimate) > 0.1 * estimate
     assert "jina_haystack_default" in burst and "jina_haystack_batch_256" in burst
     ours = client["steady_state"]["ours"]
     assert ours["lost"] == 0
