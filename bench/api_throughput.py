@@ -28,8 +28,9 @@ Prints one JSON object. Usage::
 
     python bench/api_throughput.py --skip-server              # free tier, 60 s windows (~6 min)
     python bench/api_throughput.py --tier official-free --skip-server
-    python bench/api_throughput.py --tpm 6000000 --window 2 --capacity 1000000 --latency 0.02 \
-        --dimensions 32 --peer-batch-sizes 256 --server-texts 64 --no-progress   # smoke
+    python bench/api_throughput.py --tpm 12000000 --rpm 60000 --window 1 --steady-windows 2 \
+        --capacity 2000000 --latency 0.01 --dimensions 16 --peer-batch-sizes 256 \
+        --server-texts 64 --clients 2 --no-progress                # smoke (tests/test_benches.py)
 """
 
 from __future__ import annotations
