@@ -1,31 +1,36 @@
-"""Peak memory of ingestion: our streaming ``add_texts`` vs embed-all-then-upsert peers.
+"""Peak memory of ingestion: our streaming ``add_texts`` vs LlamaIndex, and vs an ablation.
 
 Each run indexes ``--texts`` short texts (100,000 by default) in a fresh child process, so its
-peak RSS (``VmHWM``) belongs to that run alone; the parent prints one JSON object. Runs:
+peak RSS (``VmHWM``) belongs to that run alone; the runs alternate ``--alternations`` times
+(rotating order) and the parent prints one JSON object with median/min/max per figure. Runs:
 
-- ``ours-null`` / ``naive-null``: the pipeline alone, into a store that counts and discards
-  each batch (our ``add_texts`` loop vs embed everything, build every row, then upsert).
-- ``ours-milvus``: ``MilvusStore.add_texts`` (Milvus Lite file): embed one batch, upsert it, next.
-- ``naive-milvus`` (peer): embed every text first, build every row, then upsert in batches —
-  what a hand-written script over ``MilvusClient`` usually does.
+- ``ours-null`` / ``ablation-embed-all-null``: the pipeline alone, into a store that counts
+  and discards each batch (our ``add_texts`` loop vs the ablation: embed everything, build every
+  row, then upsert). The ablation is our own code with streaming removed, not a peer.
+- ``ours-milvus``: ``MilvusStore.add_texts`` (Milvus Lite file): embed one batch, upsert it,
+  next; then flush. ``ablation-embed-all-milvus``: embed every text first, build every row,
+  upsert in batches, flush (what a hand-written script over ``MilvusClient`` does).
 - ``ours-qdrant``: ``QdrantStore.add_texts`` on Qdrant local mode (``:memory:``).
 - ``llamaindex-qdrant`` (peer): LlamaIndex ``VectorStoreIndex(nodes, ...)`` over its own
-  ``QdrantVectorStore`` on the same kind of Qdrant local client, embedding with our
-  ``JinaV3Embedding`` over the same provider (so only the pipeline differs).
+  ``QdrantVectorStore`` (``llama-index-vector-stores-qdrant``, in ``bench/requirements.txt``)
+  on the same kind of Qdrant local client, embedding with our ``JinaV3Embedding`` over the same
+  provider (so only the pipeline differs). Its nodes are built before its baseline, as our
+  texts are.
 
 Milvus Lite (its memtable) and Qdrant local mode keep the points in this process, so those rows
-include the store's own memory (the same for ours and the peer); the null rows do not. ``growth_mib`` = peak RSS minus the RSS just before
-indexing (imports, model, corpus already in memory); ``rss_mib_at`` samples RSS at 25/50/75/100%
-of the run's time: flat for a streaming pipeline, rising for embed-all.
+include the store's own memory (the same for ours and the other); the null rows do not.
+``growth_mib`` = peak RSS minus the RSS just before indexing (imports, provider, inputs already
+in memory); ``rss_mib_at`` samples RSS at 25/50/75/100% of the run's time: flat for a
+streaming pipeline, rising for embed-all.
 
-The provider is ``hash`` by default (deterministic pseudo-embeddings: no model, so it runs in
-a few minutes and measures the pipeline, not the model); ``--provider local:DIR`` uses the
-local model (e.g. the tiny conformance checkpoint), ``--provider http://...`` a server.
+The provider is ``hash`` by default (deterministic SHA-256 pseudo-embeddings of ``--dims`` = 128
+dimensions: no model, so it measures the pipeline, not the model); ``--provider local:DIR`` uses
+the local model (e.g. the tiny conformance checkpoint), ``--provider http://...`` a server.
 
 Usage::
 
-    python bench/ingest_memory.py                              # 100,000 texts, all runs
-    python bench/ingest_memory.py --texts 5000 --runs ours-milvus,naive-milvus --no-progress
+    python bench/ingest_memory.py                              # 100,000 texts, all runs, x3
+    python bench/ingest_memory.py --texts 5000 --runs ours-milvus,ablation-embed-all-milvus
     python bench/ingest_memory.py --provider local:../shared/conformance/tiny-v3 --texts 20000
 """
 
@@ -35,6 +40,7 @@ import argparse
 import hashlib
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,11 +60,18 @@ from jv3_integrations.integrations._store import SyncStore  # noqa: E402
 
 RUNS = (
     "ours-null",
-    "naive-null",
+    "ablation-embed-all-null",
     "ours-milvus",
-    "naive-milvus",
+    "ablation-embed-all-milvus",
     "ours-qdrant",
     "llamaindex-qdrant",
+)
+# (ours, other, what the other is): an ablation is our own code with streaming removed; a peer
+# is another project's pipeline
+PAIRS = (
+    ("ours-null", "ablation-embed-all-null", "ablation"),
+    ("ours-milvus", "ablation-embed-all-milvus", "ablation"),
+    ("ours-qdrant", "llamaindex-qdrant", "peer"),
 )
 TOPICS = ["river", "train", "bread", "music", "weather", "chess", "bees", "harbour", "castle"]
 
@@ -171,10 +184,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     show = not args.no_progress
     batch = args.batch_size
 
-    if run in ("ours-null", "naive-null"):
+    if run in ("ours-null", "ablation-embed-all-null"):
         null = NullStore(provider, dimensions=args.dims, batch_size=batch, progress_bar=show)
         count = null.count
-    elif run in ("ours-milvus", "naive-milvus"):
+    elif run in ("ours-milvus", "ablation-embed-all-milvus"):
         from pymilvus import MilvusClient
 
         from jv3_integrations.milvus import MilvusStore
@@ -211,13 +224,25 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         def count() -> int:
             return int(qclient.count("mem", exact=True).count)
 
+    if run == "llamaindex-qdrant":  # the peer's input, built before its baseline like ours
+        from llama_index.core import StorageContext, VectorStoreIndex
+        from llama_index.core.schema import TextNode
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+        from jv3_integrations.llama_index import JinaV3Embedding
+
+        nodes = [TextNode(text=t, id_=f"{i:032x}") for i, t in enumerate(texts)]
+        vector_store = QdrantVectorStore(client=qclient, collection_name="mem")
+        storage = StorageContext.from_defaults(vector_store=vector_store)
+        embed_model = JinaV3Embedding(provider, dimensions=args.dims, embed_batch_size=batch)
+
     baseline = rss_mib()
     sampler = Sampler()
     sampler.start()
     started = time.perf_counter()
     if run == "ours-null":
         null.add_texts(texts)
-    elif run == "naive-null":
+    elif run == "ablation-embed-all-null":
         vectors = provider.embed_documents(texts, dimensions=args.dims).vectors  # all at once
         rows = [
             {"id": f"n{i}", "text": t, "metadata": {}, "vector": vectors[i].tolist()}
@@ -227,7 +252,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             null.sink(len(rows[start : start + batch]))
     elif run == "ours-milvus":
         store.add_texts(texts)
-    elif run == "naive-milvus":
+        client.flush("mem")  # durable inside the timing, as for the ablation
+    elif run == "ablation-embed-all-milvus":
         vectors = provider.embed_documents(texts, dimensions=args.dims).vectors  # all at once
         rows = [
             {"id": f"n{i}", "text": t, "metadata": {}, "vector": vectors[i].tolist()}
@@ -235,22 +261,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         ]
         for start in range(0, len(rows), batch):
             client.upsert("mem", rows[start : start + batch])
+        client.flush("mem")
     elif run == "ours-qdrant":
         qstore.add_texts(texts)
     else:
-        from llama_index.core import StorageContext, VectorStoreIndex
-        from llama_index.core.schema import TextNode
-        from llama_index.vector_stores.qdrant import QdrantVectorStore
-
-        from jv3_integrations.llama_index import JinaV3Embedding
-
-        nodes = [TextNode(text=t, id_=f"{i:032x}") for i, t in enumerate(texts)]
-        vector_store = QdrantVectorStore(client=qclient, collection_name="mem")
         VectorStoreIndex(
-            nodes,
-            storage_context=StorageContext.from_defaults(vector_store=vector_store),
-            embed_model=JinaV3Embedding(provider, dimensions=args.dims, embed_batch_size=batch),
-            show_progress=show,
+            nodes, storage_context=storage, embed_model=embed_model, show_progress=show
         )
     seconds = time.perf_counter() - started
     sampler.stop.set()
@@ -282,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--provider", default="hash", help="'hash', 'local:DIR' or a server URL")
     parser.add_argument("--dims", type=int, default=128, help="vector size (<= the model's)")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per embed+upsert")
+    parser.add_argument(
+        "--alternations", type=int, default=3, help="interleaved rounds of every run (>= 3)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -293,41 +312,79 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = sorted(set(runs) - set(RUNS))
     if unknown:
         parser.error(f"unknown runs {unknown}; choose from {RUNS}")
-    results = []
-    for run in runs:
-        cmd = [sys.executable, __file__, "--worker", run, "--texts", str(args.texts)]
-        cmd += ["--provider", args.provider, "--dims", str(args.dims)]
-        cmd += ["--batch-size", str(args.batch_size)]
-        if args.no_progress:
-            cmd.append("--no-progress")
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-        if done.returncode != 0:
-            results.append({"run": run, "error": f"exit status {done.returncode}"})
-            continue
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    by_run = {r["run"]: r for r in results if "error" not in r}
+    results: dict[str, list[dict[str, Any]]] = {run: [] for run in runs}
+    errors: list[dict[str, Any]] = []
+    for rep in range(args.alternations):
+        order = runs[rep % len(runs) :] + runs[: rep % len(runs)]  # rotate: none always first
+        for run in order:
+            cmd = [sys.executable, __file__, "--worker", run, "--texts", str(args.texts)]
+            cmd += ["--provider", args.provider, "--dims", str(args.dims)]
+            cmd += ["--batch-size", str(args.batch_size)]
+            if args.no_progress:
+                cmd.append("--no-progress")
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+            if done.returncode != 0:
+                errors.append({"run": run, "error": f"exit status {done.returncode}"})
+                continue
+            results[run].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    summary: dict[str, Any] = {}
+    for run, rows in results.items():
+        if rows:
+            summary[run] = {
+                key: _spread([r[key] for r in rows])
+                for key in ("growth_mib", "peak_rss_mib", "texts_per_s", "seconds")
+            }
+            summary[run]["stored"] = [r["stored"] for r in rows]
+            summary[run]["rss_mib_at"] = [r["rss_mib_at"] for r in rows]
     comparison = {}
-    pairs = [("ours-null", "naive-null"), ("ours-milvus", "naive-milvus")]
-    pairs.append(("ours-qdrant", "llamaindex-qdrant"))
-    for ours, peer in pairs:
-        if ours in by_run and peer in by_run:
-            comparison[f"{ours} vs {peer}"] = {
-                "growth_mib": [by_run[ours]["growth_mib"], by_run[peer]["growth_mib"]],
-                "peak_rss_mib": [by_run[ours]["peak_rss_mib"], by_run[peer]["peak_rss_mib"]],
-                "texts_per_s": [by_run[ours]["texts_per_s"], by_run[peer]["texts_per_s"]],
+    for ours, other, kind in PAIRS:
+        a, b = results.get(ours, []), results.get(other, [])
+        if a and b and len(a) == len(b):
+            comparison[f"{ours} vs {other}"] = {
+                "other_is": kind,
+                "growth_mib": [summary[ours]["growth_mib"], summary[other]["growth_mib"]],
+                "peak_rss_mib": [summary[ours]["peak_rss_mib"], summary[other]["peak_rss_mib"]],
+                "texts_per_s": [summary[ours]["texts_per_s"], summary[other]["texts_per_s"]],
+                "speed_ratio": _spread(
+                    [x["texts_per_s"] / y["texts_per_s"] for x, y in zip(a, b, strict=True)]
+                ),
+                "growth_ratio_other_over_ours": _spread(
+                    [y["growth_mib"] / max(x["growth_mib"], 1.0) for x, y in zip(a, b, strict=True)]
+                ),
             }
     report = {
         "benchmark": "ingest_memory",
         "texts": args.texts,
         "provider": args.provider,
+        "provider_note": (
+            "hash: deterministic SHA-256 pseudo-embeddings, no model: the pipeline's memory alone"
+            if args.provider == "hash"
+            else "a real provider: the model's memory too"
+        ),
         "dims": args.dims,
         "batch_size": args.batch_size,
+        "alternations": args.alternations,
+        "method": (
+            "each run in a fresh child process; the runs alternate (rotating order) "
+            f"{args.alternations} times; figures are median/min/max over the alternations; "
+            "every input (texts, the peer's nodes) is built before the RSS baseline; "
+            "ablation-* rows are our own code with streaming removed, not a peer"
+        ),
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
-        "runs": results,
-        "ours_vs_peer": comparison,
+        "runs": summary,
+        "errors": errors,
+        "ours_vs_other": comparison,
     }
     print(json.dumps(report, indent=2))
     return report
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
 
 
 def _cpus() -> int:

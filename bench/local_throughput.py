@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +45,36 @@ sys.path.insert(0, str(ROOT / "src"))
 from tests.support.checkpoints import build_checkpoint  # noqa: E402
 
 from jv3_integrations import LocalProvider  # noqa: E402
+from jv3_integrations.core._local import DEFAULT_BATCH_TOKENS  # noqa: E402
 from jv3_integrations.core._progress import progress  # noqa: E402
 
 P = "parametrizations.weight"
 
 
-def corpus(provider: LocalProvider, n: int, lo: int, hi: int, seed: int) -> list[str]:
-    """``n`` texts whose token counts (with ``<s>``/``</s>``) are long-tailed in [lo, hi]."""
-    rng = np.random.default_rng(seed)
+def long_tailed(rng: np.random.Generator, n: int, args: argparse.Namespace) -> np.ndarray:
+    """Log-normal token lengths (median 96), clipped to [min_len, max_len]: mostly short."""
+    lengths = np.round(rng.lognormal(math.log(96), 1.1, size=n))
+    return np.clip(lengths, args.min_len, args.max_len).astype(int)
+
+
+def uniform(rng: np.random.Generator, n: int, args: argparse.Namespace) -> np.ndarray:
+    """Every text ``--uniform-len`` tokens long: no padding to save, packing gains nothing."""
+    return np.full(n, args.uniform_len, dtype=int)
+
+
+# Corpus cases: name -> token lengths (with <s>/</s>) of the ``n`` texts. Add a case here.
+CORPORA: dict[str, Callable[[np.random.Generator, int, argparse.Namespace], np.ndarray]] = {
+    "long_tailed": long_tailed,
+    "uniform": uniform,
+}
+
+
+def corpus(provider: LocalProvider, targets: np.ndarray, seed: int) -> list[str]:
+    """Texts of random vocabulary words whose token counts (with ``<s>``/``</s>``) are ``targets``."""
+    rng = np.random.default_rng(seed + 1)
     tok = provider.tokenizer
     vocab = [w for w, i in tok.get_vocab().items() if w.startswith("\u2581") and len(w) > 1]
     words = [w[1:] for w in vocab]
-    # log-normal lengths (median 96 tokens), clipped: most texts short, a few up to `hi`
-    targets = np.clip(np.round(rng.lognormal(math.log(96), 1.1, size=n)), lo, hi).astype(int)
     texts = []
     for target in targets:
         text = " ".join(rng.choice(words, size=int(target) + 8))
@@ -151,50 +170,81 @@ def peer_model(model_dir: Path, task_index: int | None) -> Any:
     return model.eval()
 
 
+def batches_of(size: int) -> Callable[[list[int], list[int]], list[list[int]]]:
+    """sentence-transformers style: sort by length, cut every ``size`` texts."""
+
+    def plan(order: list[int], lengths: list[int]) -> list[list[int]]:
+        return [order[s : s + size] for s in range(0, len(order), size)]
+
+    return plan
+
+
+def token_budget(budget: int) -> Callable[[list[int], list[int]], list[list[int]]]:
+    """TEI style: sort by length, fill each batch up to ``budget`` padded tokens."""
+
+    def plan(order: list[int], lengths: list[int]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= budget:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    return plan
+
+
 def run_peer(
-    model: Any, provider: LocalProvider, texts: list[str], task: str, show: bool
-) -> tuple[np.ndarray, float]:
-    """Embed with the peer: batches of 32 sorted by length; returns (vectors, seconds)."""
-    start = time.perf_counter()
+    model: Any,
+    provider: LocalProvider,
+    texts: list[str],
+    task: str,
+    plan: Callable[[list[int], list[int]], list[list[int]]],
+) -> np.ndarray:
+    """Embed with the peer, batches planned by ``plan`` over the length-sorted texts."""
     ids = provider.encode_ids(texts, task=task)  # same tokenizer, same instruction handling
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    lengths = [len(x) for x in ids]
+    order = sorted(range(len(ids)), key=lambda i: -lengths[i])
     out = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
     pad = provider.tokenizer.token_to_id("<pad>")
-    with (
-        torch.inference_mode(),
-        progress(len(order), "peer", enabled=show, unit="text") as bar,
-    ):
-        for s in range(0, len(order), 32):
-            batch = order[s : s + 32]
-            longest = len(ids[batch[0]])
+    with torch.inference_mode():
+        for batch in plan(order, lengths):
+            longest = lengths[batch[0]]
             x = torch.full((len(batch), longest), pad, dtype=torch.long)
             mask = torch.zeros((len(batch), longest), dtype=torch.long)
             for r, i in enumerate(batch):
-                x[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
+                x[r, : lengths[i]] = torch.tensor(ids[i])
+                mask[r, : lengths[i]] = 1
             hidden = model(input_ids=x, attention_mask=mask).last_hidden_state.float()
             m = mask[..., None].float()
             pooled = (hidden * m).sum(1) / m.sum(1)
             out[batch] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
-            bar.update(len(batch))
-    return out, time.perf_counter() - start
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--texts", type=int, default=256)
+    ap.add_argument("--corpus", choices=sorted(CORPORA), default="long_tailed")
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--intermediate", type=int, default=4096)
     ap.add_argument("--vocab", type=int, default=1000)
-    ap.add_argument("--min-len", type=int, default=16)
-    ap.add_argument("--max-len", type=int, default=2048)
+    ap.add_argument("--min-len", type=int, default=16, help="long_tailed: shortest text")
+    ap.add_argument("--max-len", type=int, default=2048, help="long_tailed: longest text")
+    ap.add_argument("--uniform-len", type=int, default=208, help="uniform: every text's tokens")
     ap.add_argument("--batch-tokens", type=int, default=None)
     ap.add_argument("--task", default="retrieval.passage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (corpus slices)")
     ap.add_argument("--no-peer", action="store_true", help="skip transformers")
+    ap.add_argument(
+        "--peers",
+        default="batch32,token_budget,int8",
+        help="comma-separated peers: batch32 (sentence-transformers style), token_budget "
+        "(TEI style, ours' token budget), int8 (batch32 under torch quantize_dynamic)",
+    )
     ap.add_argument("--no-opt", action="store_true", help="skip the opt-in variants")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     ap.add_argument(
@@ -206,6 +256,7 @@ def main() -> None:
     args = ap.parse_args()
     show = not args.no_progress
     threads = torch.get_num_threads()
+    budget = args.batch_tokens or DEFAULT_BATCH_TOKENS
     result: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
@@ -215,10 +266,11 @@ def main() -> None:
         },
         "config": vars(args).copy(),
         "method": (
-            "every contender embeds the same slice of the length-sorted corpus in turn, slice "
-            "after slice, with a matmul-peak probe in each round, so load from other processes "
-            "hits all alike; "
-            "warm-up (loading, merging, compiling) is outside the timing"
+            "every contender embeds the same slice of the length-sorted corpus in turn (the "
+            "order rotating each round), slice after slice, with an fp32 matmul-peak probe in "
+            "each round, so load from other processes hits all alike; every contender is warmed "
+            "up the same way (one untimed pass over the whole corpus) before the timing; "
+            "fraction_of_peak is against the best probe of the run, for fp32 contenders only"
         ),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,11 +287,13 @@ def main() -> None:
         if args.batch_tokens:
             kwargs["batch_tokens"] = args.batch_tokens
         ours = LocalProvider(str(model_dir), **kwargs)
-        texts = corpus(ours, args.texts, args.min_len, args.max_len, args.seed)
+        targets = CORPORA[args.corpus](np.random.default_rng(args.seed), args.texts, args)
+        texts = corpus(ours, targets, args.seed)
         lengths = [len(x) for x in ours.encode_ids(texts, task=args.task)]
         tokens = sum(lengths)
         flops = useful_flops(lengths, args.layers, args.hidden, args.intermediate)
         result["corpus"] = {
+            "case": args.corpus,
             "texts": len(texts),
             "tokens": tokens,
             "min_len": min(lengths),
@@ -249,7 +303,7 @@ def main() -> None:
         }
 
         # -- memory and task switching (ours) ------------------------------------------------
-        ours.embed(texts, task=args.task)  # warm-up over every shape; merges the adapter
+        ours.embed(texts[:2], task=args.task)  # loads the weights, merges the adapter
         net = ours.module
         base_fp32 = sum(
             b.numel() * 4
@@ -269,21 +323,36 @@ def main() -> None:
         result["task_switch_seconds_merge"] = round((time.perf_counter() - start) / len(tasks), 3)
         ours.embed(texts[:2], task=args.task)
 
-        contenders: dict[str, Any] = {
-            "ours_default": lambda ts: ours.embed(ts, task=args.task).vectors
+        # contender -> (embed function, fp32?)
+        contenders: dict[str, tuple[Callable[[list[str]], np.ndarray], bool]] = {
+            "ours_default": (lambda ts: ours.embed(ts, task=args.task).vectors, True)
         }
         if not args.no_peer:
             try:
                 import transformers
 
                 model = peer_model(model_dir, tasks.index(args.task))
-                run_peer(model, ours, texts[:2], args.task, False)
-                contenders["peer_transformers"] = lambda ts: run_peer(
-                    model, ours, ts, args.task, False
-                )[0]
+                wanted_peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+                peers: dict[str, tuple[Any, Any, bool]] = {
+                    "batch32": (model, batches_of(32), True),
+                    "token_budget": (model, token_budget(budget), True),
+                }
+                if "int8" in wanted_peers:
+                    quantized = torch.ao.quantization.quantize_dynamic(
+                        copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+                    )
+                    peers["int8"] = (quantized, batches_of(32), False)
+                for name in wanted_peers:
+                    net_, plan, fp32 = peers[name]
+                    contenders[f"peer_transformers_{name}"] = (
+                        lambda ts, n=net_, p=plan: run_peer(n, ours, ts, args.task, p),
+                        fp32,
+                    )
                 result["peer_version"] = f"transformers {transformers.__version__}"
             except ImportError as exc:
-                result["peer_transformers"] = {"unavailable": f"{exc}"}
+                result["peer_transformers"] = {
+                    "unavailable": f"{exc} (pip install -r bench/requirements.txt)"
+                }
         if not args.no_opt:
             known: dict[str, dict[str, Any]] = {
                 "lowrank": {"adapter_mode": "lowrank"},
@@ -296,18 +365,21 @@ def main() -> None:
                 wanted = [v for v in wanted if "compile" not in v]
             for name in wanted:
                 provider = LocalProvider(str(model_dir), **kwargs, **known[name])
-                start = time.perf_counter()
-                try:
-                    provider.embed(texts, task=args.task)  # warm-up: load, merge, compile
-                except Exception as exc:  # report, do not hide, a failing opt-in path
-                    result[f"ours_{name}"] = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
-                    continue
-                result.setdefault("warmup_seconds", {})[name] = round(
-                    time.perf_counter() - start, 1
+                contenders[f"ours_{name}"] = (
+                    lambda ts, p=provider: p.embed(ts, task=args.task).vectors,
+                    "int8" not in name,
                 )
-                contenders[f"ours_{name}"] = lambda ts, p=provider: (
-                    p.embed(ts, task=args.task).vectors
-                )
+
+        # -- equal warm-up: one untimed pass over the whole corpus each -----------------------
+        for name in list(contenders):
+            start = time.perf_counter()
+            try:
+                contenders[name][0](texts)  # loading, merging, compiling, every shape once
+            except Exception as exc:  # report, do not hide, a failing opt-in path
+                result[name] = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+                del contenders[name]
+                continue
+            result.setdefault("warmup_seconds", {})[name] = round(time.perf_counter() - start, 1)
 
         # -- interleaved timing ---------------------------------------------------------------
         rounds = max(1, args.rounds)
@@ -318,52 +390,56 @@ def main() -> None:
         size = -(-len(texts) // rounds)
         slices = [by_length[r * size : (r + 1) * size] for r in range(rounds)]
         slices = [s for s in slices if s]
-        wall = dict.fromkeys(contenders, 0.0)
-        cpu = dict.fromkeys(contenders, 0.0)
-        vectors = {k: np.zeros((len(texts), args.hidden), np.float32) for k in contenders}
-        peaks: list[float] = []
         names = list(contenders)
-        with progress(rounds * len(names), "bench", enabled=show) as bar:
+        wall = {k: [0.0] * len(slices) for k in names}
+        cpu = dict.fromkeys(names, 0.0)
+        vectors = {k: np.zeros((len(texts), args.hidden), np.float32) for k in names}
+        peaks: list[float] = []
+        with progress(len(slices) * len(names), "bench", enabled=show) as bar:
             for r, idx in enumerate(slices):
                 peaks.append(matmul_peak(1.0))
                 sub = [texts[i] for i in idx]
                 for name in names[r % len(names) :] + names[: r % len(names)]:
                     c0, w0 = time.process_time(), time.perf_counter()
-                    vectors[name][idx] = contenders[name](sub)
-                    wall[name] += time.perf_counter() - w0
+                    vectors[name][idx] = contenders[name][0](sub)
+                    wall[name][r] = time.perf_counter() - w0
                     cpu[name] += time.process_time() - c0
                     bar.update()
-        peak = float(np.median(peaks))
+        peak = max(peaks)
         result["fp32_matmul_peak_gflops"] = {
-            "median": round(peak / 1e9, 1),
-            "best": round(max(peaks) / 1e9, 1),
+            "best": round(peak / 1e9, 1),
             "per_round": [round(p / 1e9, 1) for p in peaks],
         }
         ref = vectors["ours_default"]
-        peer_tps = None
-        if "peer_transformers" in contenders:
-            peer_tps = tokens / wall["peer_transformers"]
+
+        def ratio(a: str, b: str) -> dict[str, Any]:
+            """Wall-time speedup of ``a`` over ``b``: whole corpus, and per round (its spread)."""
+            per_round = [wb / wa for wa, wb in zip(wall[a], wall[b], strict=True)]
+            return {
+                "speedup": round(sum(wall[b]) / sum(wall[a]), 3),
+                "per_round_min": round(min(per_round), 3),
+                "per_round_max": round(max(per_round), 3),
+                "by_cpu_time": round(cpu[b] / cpu[a], 3),
+            }
+
         for name in names:
-            seconds = wall[name]
+            seconds = sum(wall[name])
             row: dict[str, Any] = {
                 "seconds": round(seconds, 2),
                 "tokens_per_s": round(tokens / seconds, 1),
-                "useful_gflops": round(flops / seconds / 1e9, 1),
-                "fraction_of_peak": round(flops / seconds / peak, 3),
                 "cpu_seconds": round(cpu[name], 1),
-                # tokens per CPU-second per thread: the rate with the cores to itself
-                "tokens_per_cpu_s_x_threads": round(tokens / (cpu[name] / threads), 1),
-                "fraction_of_best_peak_by_cpu_time": round(
-                    flops / (cpu[name] / threads) / max(peaks), 3
-                ),
             }
+            if contenders[name][1]:  # an fp32 matmul peak bounds fp32 work only
+                row["useful_gflops"] = round(flops / seconds / 1e9, 1)
+                row["fraction_of_best_fp32_peak"] = round(flops / seconds / peak, 4)
             if name != "ours_default":
                 row["min_cosine_to_ours_default"] = round(
                     float((vectors[name] * ref).sum(axis=1).min()), 7
                 )
-            if peer_tps and name != "peer_transformers":
-                row["speedup_vs_peer"] = round(tokens / seconds / peer_tps, 3)
-                row["speedup_vs_peer_by_cpu_time"] = round(cpu["peer_transformers"] / cpu[name], 3)
+            if name.startswith("ours"):
+                for peer in names:
+                    if peer.startswith("peer_"):
+                        row[f"vs_{peer}"] = ratio(name, peer)
             result[name] = row
     print(json.dumps(result, indent=2))
 

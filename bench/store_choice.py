@@ -4,22 +4,25 @@ Measures, for the job ``jv3`` does (index a folder once, search it many times, e
 fresh process), on random unit vectors with a ~400-character text payload per point:
 
 - ``import_s``: importing the client library in a fresh interpreter (every ``jv3`` run pays it);
-- ``cold_process_s``: a fresh process that imports the client, opens the existing store, loads
-  the collection and answers two queries (what ``jv3 search`` pays besides the model), median
-  of ``--repeats``, split into ``cold_import_s``, ``cold_open_s``, ``cold_first_query_s`` and
-  ``cold_second_query_s``;
-- ``write_points_per_s``: upserting ``--n`` points in batches of ``--batch`` (what ``jv3 index``
-  pays besides embedding);
-- ``search_ms_p50`` / ``search_ms_p95``: single-query top-5 latency in an open client;
-- ``delete_ms``: deleting one file's worth (``--batch``) of points by id (re-indexing);
-- ``disk_mb``: size of the store on disk.
+- ``write_s`` / ``write_points_per_s``: upserting ``--n`` points in batches of ``--batch`` AND
+  closing the client, so the points are durable when the clock stops (Milvus Lite flushes its
+  memtable at close; Qdrant local mode commits each upsert); every row is built before timing;
+- ``reopen_s``, then ``search_ms_p50`` / ``search_ms_p95``: single-query top-5 latency;
+- ``delete_ms``: deleting one file's worth (``--batch``) of points by id, then closing;
+- ``cold_process_s``: a fresh process that imports the client, opens the store, loads the
+  collection and answers two queries (what ``jv3 search`` pays besides the model), split into
+  ``cold_import_s``, ``cold_open_s``, ``cold_first_query_s`` and ``cold_second_query_s``;
+- ``disk_mb``: size of the store on disk after the write.
 
-``*_cpu_*`` figures are CPU seconds (user + system, all threads) of the same work: on a shared,
-busy machine they are steadier than wall-clock times.
+``*_cpu_*`` figures are CPU seconds (user + system, all threads, children included) of the
+same work. The two stores alternate ``--alternations`` times (ABBA order, a fresh store each
+time); every figure is reported as median, min and max over the alternations, and
+``milvus_vs_qdrant`` gives the per-alternation ratio (qdrant / milvus) with its spread.
 
-Prints one JSON object: ``{"config": ..., "qdrant_local": {...}, "milvus_lite": {...}}``.
+Prints one JSON object: ``{"config": ..., "qdrant_local": {...}, "milvus_lite": {...},
+"milvus_vs_qdrant": {...}}``.
 
-Usage: ``python bench/store_choice.py [--n 2000] [--dim 1024] [--queries 50] [--no-progress]``
+Usage: ``python bench/store_choice.py [--n 2000] [--dim 1024] [--alternations 3] [--no-progress]``
 """
 
 from __future__ import annotations
@@ -105,16 +108,18 @@ class QdrantLocal:
             vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.COSINE),
         )
 
-    def upsert(self, ids: list[str], vecs: np.ndarray, start: int) -> None:
+    def rows(self, ids: list[str], vecs: np.ndarray, start: int) -> list[Any]:
         from qdrant_client import models
 
-        points = [
+        return [
             models.PointStruct(
                 id=pid, vector=v.tolist(), payload={"text": _text(start + j), "file": "f.md"}
             )
             for j, (pid, v) in enumerate(zip(ids, vecs, strict=True))
         ]
-        self.client.upsert(COLLECTION, points=points, wait=True)
+
+    def upsert(self, rows: list[Any]) -> None:
+        self.client.upsert(COLLECTION, points=rows, wait=True)
 
     def search(self, q: np.ndarray) -> list[Any]:
         return list(
@@ -127,6 +132,9 @@ class QdrantLocal:
         from qdrant_client import models
 
         self.client.delete(COLLECTION, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    def load(self) -> None:
+        return None
 
     def close(self) -> None:
         self.client.close()
@@ -169,11 +177,13 @@ class MilvusLite:
             enable_dynamic_field=True,
         )
 
-    def upsert(self, ids: list[str], vecs: np.ndarray, start: int) -> None:
-        rows = [
+    def rows(self, ids: list[str], vecs: np.ndarray, start: int) -> list[Any]:
+        return [
             {"id": pid, "vector": v.tolist(), "text": _text(start + j), "file": "f.md"}
             for j, (pid, v) in enumerate(zip(ids, vecs, strict=True))
         ]
+
+    def upsert(self, rows: list[Any]) -> None:
         self.client.upsert(COLLECTION, rows)
 
     def search(self, q: np.ndarray) -> list[Any]:
@@ -182,6 +192,9 @@ class MilvusLite:
 
     def delete(self, ids: list[str]) -> None:
         self.client.delete(COLLECTION, ids=ids)
+
+    def load(self) -> None:
+        self.client.load_collection(COLLECTION)
 
     def close(self) -> None:
         self.client.close()
@@ -230,30 +243,47 @@ def _fresh_process(code: str, repeats: int) -> tuple[float, float, list[float] |
     return round(statistics.median(times), 3), round(statistics.median(cpu), 3), median_phases
 
 
-def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
-    vecs = _vectors(args.n, args.dim, seed=1)
-    queries = _vectors(args.queries, args.dim, seed=2)
-    ids = _ids(args.n)
+def _cpu() -> float:
+    """CPU seconds of this process (all threads) and its finished children."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(store: Any, inputs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One alternation of one store, on inputs built before any timing."""
+    vecs, queries, ids = inputs["vecs"], inputs["queries"], inputs["ids"]
+    batches = inputs[store.name]
     result: dict[str, Any] = {}
 
-    result["import_s"], result["import_cpu_s"], _ = _fresh_process(store.import_code, args.repeats)
+    result["import_s"], result["import_cpu_s"], _ = _fresh_process(store.import_code, 1)
 
     t0 = time.perf_counter()
     store.open()
     store.create()
     result["open_and_create_s"] = round(time.perf_counter() - t0, 3)
 
+    # write = every upsert + close(): Milvus Lite flushes its memtable at close, Qdrant local
+    # mode commits each upsert; either way the points are on disk when the clock stops
     t0 = time.perf_counter()
-    c0 = time.process_time()
+    c0 = _cpu()
     with _bar(args.n, f"{store.name}: upsert", args.progress) as update:
-        for s in range(0, args.n, args.batch):
-            store.upsert(ids[s : s + args.batch], vecs[s : s + args.batch], s)
-            update(min(args.batch, args.n - s))
+        for rows in batches:
+            store.upsert(rows)
+            update(len(rows))
+    store.close()
     write_s = time.perf_counter() - t0
     result["write_points_per_s"] = round(args.n / write_s, 1)
     result["write_s"] = round(write_s, 3)
-    result["write_cpu_s"] = round(time.process_time() - c0, 3)
+    result["write_cpu_s"] = round(_cpu() - c0, 3)
+    result["disk_mb"] = _disk_mb(store.path)
 
+    t0 = time.perf_counter()
+    store.open()
+    store.load()
+    result["reopen_s"] = round(time.perf_counter() - t0, 3)
     store.search(queries[0])  # warm-up
     lat = []
     cpu_lat = []
@@ -279,19 +309,27 @@ def measure(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     store.delete(ids[: args.batch])
+    store.close()  # the delete is durable only once flushed
     result["delete_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-    store.close()
-    result["disk_mb"] = _disk_mb(store.path)
 
     qfile = store.path.parent / f"{store.name}-query.json"
     qfile.write_text(json.dumps(queries[0].tolist()))
-    total, total_cpu, phases = _fresh_process(store.cold_code(str(qfile)), args.repeats)
+    total, total_cpu, phases = _fresh_process(store.cold_code(str(qfile)), 1)
     result["cold_process_s"] = total
     result["cold_process_cpu_s"] = total_cpu
     if phases:
         result["cold_import_s"], result["cold_open_s"] = phases[0], phases[1]
         result["cold_first_query_s"], result["cold_second_query_s"] = phases[2], phases[3]
     return result
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of one figure over the alternations."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
 
 
 def _hit_id(hit: Any) -> Any:
@@ -306,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=1024, help="vector size (default 1024)")
     parser.add_argument("--batch", type=int, default=64, help="points per upsert (default 64)")
     parser.add_argument("--queries", type=int, default=50, help="single queries (default 50)")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh-process repeats")
+    parser.add_argument(
+        "--alternations", type=int, default=3, help="interleaved rounds of both stores (>= 3)"
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     parser.add_argument(
         "--only", choices=["qdrant_local", "milvus_lite"], default=None, help="measure one store"
@@ -319,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             "dim": args.dim,
             "batch": args.batch,
             "queries": args.queries,
+            "alternations": args.alternations,
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
         }
@@ -333,14 +374,45 @@ def main(argv: list[str] | None = None) -> int:
             versions[mod] = None
     out["config"]["versions"] = versions
 
+    classes = [c for c in (QdrantLocal, MilvusLite) if not args.only or c.name == args.only]
+    # every input (vectors, ids, each store's rows) is built before any timing
+    vecs = _vectors(args.n, args.dim, seed=1)
+    ids = _ids(args.n)
+    inputs: dict[str, Any] = {"vecs": vecs, "queries": _vectors(args.queries, args.dim, 2)}
+    inputs["ids"] = ids
+    for cls in classes:
+        maker = cls(Path("."), args.dim)
+        inputs[cls.name] = [
+            maker.rows(ids[s : s + args.batch], vecs[s : s + args.batch], s)
+            for s in range(0, args.n, args.batch)
+        ]
+    runs: dict[str, list[dict[str, Any]]] = {c.name: [] for c in classes}
     tmp = Path(tempfile.mkdtemp(prefix="jv3-store-bench-"))
     try:
-        for cls, sub in ((QdrantLocal, "qdrant"), (MilvusLite, "milvus.db")):
-            if args.only and cls.name != args.only:
-                continue
-            out[cls.name] = measure(cls(tmp / sub, args.dim), args)
+        for rep in range(args.alternations):
+            order = classes if rep % 2 == 0 else classes[::-1]  # ABBA: neither always first
+            for cls in order:
+                sub = "qdrant" if cls is QdrantLocal else "milvus.db"
+                store = cls(tmp / f"{rep}-{sub}", args.dim)
+                runs[cls.name].append(measure(store, inputs, args))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    for name, results in runs.items():
+        out[name] = {
+            key: spread([r[key] for r in results])
+            if isinstance(results[0][key], float | int) and not isinstance(results[0][key], bool)
+            else [r[key] for r in results]
+            for key in results[0]
+        }
+    if len(runs) == 2:
+        q, m = runs["qdrant_local"], runs["milvus_lite"]
+        out["milvus_vs_qdrant"] = {
+            key: spread([a[key] / b[key] for a, b in zip(q, m, strict=True)])
+            for key in ("write_s", "write_cpu_s", "search_ms_p50", "cold_process_s", "disk_mb")
+        }
+        out["milvus_vs_qdrant"]["note"] = (
+            "qdrant / milvus per alternation: > 1 means Milvus Lite is faster (smaller)"
+        )
     print(json.dumps(out, indent=2))
     return 0
 
