@@ -388,11 +388,14 @@ class LocalProvider(BaseProvider):
         enc = self._text_encoder()
         name = self._task_name(task)
         if late_chunking:
-            if not texts:
-                return []
-            _, spans = enc.late_chunk(list(texts), name)
-            return [end - start for start, end in spans]
-        return [len(ids) for ids in enc.encode(texts, name)]
+            # tokenized in sections (a long document never holds all its token objects)
+            counts = [len(ids) for part in enc.sections(texts, name) for ids in part]
+            if counts:
+                counts[0] += 1  # <s>
+                counts[-1] += 1  # </s>
+            return counts
+        prefix = enc.instruction(name)
+        return [len(ids) + 2 for part in enc.sections(prefix + t for t in texts) for ids in part]
 
     # -- embedding ----------------------------------------------------------------------------
 
@@ -579,7 +582,9 @@ class LocalProvider(BaseProvider):
                 buf = np.concatenate((buf, new))
                 del new
                 check(total)
-                while total > nxt + window:  # more tokens after this window: a full one
+                # </s> is still to come, so the document is longer than `total`: a window
+                # that ends by then has tokens after it, i.e. is full and not the last one.
+                while nxt + window <= total:
                     pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
                     starts.append(nxt)
                     nxt += step
@@ -592,12 +597,16 @@ class LocalProvider(BaseProvider):
                         net.set_task(task, total)
                     run(pending[:ready], starts[:ready], bar)
                     del pending[:ready], starts[:ready]
+            buf = np.concatenate((buf, np.asarray([enc.eos_id], dtype=np.int64)))
             total += 1  # </s>
             check(total)
             span_start[0] = 0
             span_end[n - 1] = total
-            last = np.concatenate((buf[nxt - buf_at :], np.asarray([enc.eos_id], dtype=np.int64)))
-            pending.append(last)  # the last window (maybe the only one)
+            while nxt + window < total:  # full windows before the last one
+                pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
+                starts.append(nxt)
+                nxt += step
+            pending.append(buf[nxt - buf_at :].copy())  # the last window (maybe the only one)
             starts.append(nxt)
             del buf
             if not windows:

@@ -8,7 +8,7 @@ truncation keeps the head and ``</s>``; late chunking concatenates the chunks' t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,7 +133,7 @@ class TextEncoder:
         ]
 
     def sections(
-        self, texts: Sequence[str], task: str | None = None, section_chars: int = SECTION_CHARS
+        self, texts: Iterable[str], task: str | None = None, section_chars: int = SECTION_CHARS
     ) -> Iterator[list[list[int]]]:
         """Token ids (no special tokens) of consecutive groups of whole texts, in order.
 
