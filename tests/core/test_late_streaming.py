@@ -151,10 +151,10 @@ def _peak(tokens: int) -> dict[str, int]:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_peak_memory_of_a_million_token_document_does_not_grow_with_length() -> None:
-    small = _peak(10_000)
+    small = _peak(50_000)  # more than one batch of windows already
     large = _peak(1_000_000)
-    assert large["chars"] > 90 * small["chars"]
+    assert large["chars"] > 19 * small["chars"]
     grew_mb = (large["peak_kb"] - small["peak_kb"]) / 1024
     # The streamed pass holds a window and one vector per chunk; the previous algorithm held
     # every token's state (1M x 128 floats = 512 MB here, 4 GB with the real model).
-    assert grew_mb < 100, f"peak grew by {grew_mb:.0f} MB from 10k to 1M tokens"
+    assert grew_mb < 100, f"peak grew by {grew_mb:.0f} MB from 50k to 1M tokens"
