@@ -29,7 +29,7 @@ from ..core import (
     default_provider_spec,
     load_provider,
 )
-from ..core._progress import progress
+from ..core._progress import progress, report_to
 from .files import (
     Discovery,
     PdfSupportMissingError,
@@ -378,7 +378,12 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         coll.settings = settings
         to_embed, seen = _classify(found, coll.files, rechunk, report, warn)
         gone = [k for k in coll.files if k not in seen and is_under(Path(k), found.roots)]
-        with progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar:
+        with (
+            progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar,
+            # tokens inside the files (late chunking reports them as each window finishes)
+            progress(None, "Tokens", enabled=opts.progress and late, unit="tok") as tokens,
+            report_to(tokens),
+        ):
             for start in range(0, len(to_embed), FILES_PER_BATCH):
                 batch = to_embed[start : start + FILES_PER_BATCH]
                 _embed_batch(store, batch, chunker, late, provider, coll.files, report)

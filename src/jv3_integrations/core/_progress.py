@@ -75,7 +75,13 @@ def progress(
 
 @contextmanager
 def report_to(bar: ProgressBar) -> Iterator[None]:
-    """Send :func:`report_progress`/:func:`expect_progress` of the work inside to ``bar``."""
+    """Send :func:`report_progress`/:func:`expect_progress` of the work inside to ``bar``.
+
+    A switched-off bar installs nothing, so reports still reach an outer caller's bar.
+    """
+    if isinstance(bar, _Silent):
+        yield
+        return
     token = _sink.set(bar)
     try:
         yield
