@@ -30,6 +30,7 @@ from ..core._types import JINA_EMBEDDINGS_V3, Task
 from ..core._vecmath import truncate as matryoshka
 from ..core._wire import MAX_TOKENS, MODEL_NAME, encode_embedding, estimate_tokens
 from ._batcher import DynamicBatcher, QueueFull
+from ._count import count_capped
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
 __all__ = ["build_app"]
@@ -158,16 +159,22 @@ class _Server:
             return Response(status_code=400)
         return bytes(body)
 
-    def check_lengths(self, req: EmbeddingsRequest, counts: list[int], rid: str) -> list[int]:
-        """Token counts as billed; raises WireError 400 for inputs over the limit."""
+    def check_lengths(
+        self, req: EmbeddingsRequest, counts: list[int], rid: str, partial: bool = False
+    ) -> list[int]:
+        """Token counts as billed; raises WireError 400 for inputs over the limit.
+
+        ``partial``: counting stopped once past the limit, so a count over it is a lower bound.
+        """
         limit = self.max_tokens
+        at_least = "at least " if partial else ""
         if req.late_chunking:
             total = sum(counts)
             if total > limit:
                 raise WireError(
                     400,
                     error_body(
-                        f"late_chunking input has {total} tokens in total, more than the "
+                        f"late_chunking input has {at_least}{total} tokens in total, more than the "
                         f"maximum of {limit} for one late-chunking request. Send fewer or "
                         "shorter inputs.",
                         "INPUT_TOO_LONG",
@@ -181,8 +188,8 @@ class _Server:
                     raise WireError(
                         400,
                         error_body(
-                            f"input[{i}] has {c} tokens, more than the model's maximum of "
-                            f'{limit}. Shorten it or send "truncate": true.',
+                            f"input[{i}] has {at_least}{c} tokens, more than the model's "
+                            f'maximum of {limit}. Shorten it or send "truncate": true.',
                             "INPUT_TOO_LONG",
                             rid,
                         ),
@@ -242,8 +249,12 @@ class _Server:
                 model_names=self.model_names,
                 request_id=rid,
             )
-            counts = await asyncio.to_thread(self.count, req.texts, req.task, req.late_chunking)
-            billed = self.check_lengths(req, counts, rid)
+            # counted in sections, and only as far as the limit (bounded memory per request)
+            counted = await asyncio.to_thread(
+                count_capped, self.count, req.texts, req.task, req.late_chunking, self.max_tokens
+            )
+            billed = self.check_lengths(req, counted.counts, rid, partial=counted.over)
+            texts = counted.texts  # an input over the limit: only what truncation keeps
             total = sum(billed)
             self.batcher.admit(total)
         except WireError as exc:
@@ -254,7 +265,7 @@ class _Server:
             return _json(error_body(exc.detail, exc.code, rid), 429, headers)
         try:
             raw = await self.batcher.submit(
-                req.texts, billed, task=req.task, late_chunking=req.late_chunking
+                texts, billed, task=req.task, late_chunking=req.late_chunking
             )
             content = await asyncio.to_thread(self.render, req, raw, total)
         except Exception:
