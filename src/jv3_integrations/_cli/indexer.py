@@ -30,6 +30,7 @@ from ..core import (
     load_provider,
 )
 from ..core._progress import progress, report_to
+from ..core._tokenize import sections
 from .files import (
     Discovery,
     PdfSupportMissingError,
@@ -323,7 +324,11 @@ def _count_tokens(provider: EmbeddingProvider, text: str) -> tuple[int, bool]:
     count = getattr(provider, "count_tokens", None)
     if callable(count):
         try:
-            return int(sum(count([text], task=Task.RETRIEVAL_PASSAGE))), False
+            # in sections cut before whitespace (their counts add up): a 10 MB file is never
+            # tokenized in one piece
+            first, *rest = sections(text)
+            total = int(count([first], task=Task.RETRIEVAL_PASSAGE)[0])
+            return total + sum(int(c) - 2 for c in count(rest)), False
         except Exception:  # token counts are informative only; never fail indexing on them
             logger.debug("count_tokens failed", exc_info=True)
     estimate = getattr(provider, "estimate_tokens", None)

@@ -17,7 +17,7 @@ from ._errors import ModelLoadError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["SECTION_CHARS", "TextEncoder", "window_starts"]
+__all__ = ["SECTION_CHARS", "TextEncoder", "sections", "window_starts"]
 
 #: Characters tokenized in one call when a long input is tokenized in sections (whole texts
 #: per section), so no call holds per-token objects for more than about this much text.
@@ -40,6 +40,25 @@ def _read_json(path: Path | None) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     return raw if isinstance(raw, dict) else {}
+
+
+def sections(text: str, size: int = 1 << 15) -> Iterator[str]:
+    """Consecutive pieces of ``text`` of at most about ``size`` characters that tile it.
+
+    A cut is made just before a whitespace character that follows a non-whitespace one (the
+    last such place in the second half of the piece); a piece with none is cut at ``size``.
+    """
+    start, n = 0, len(text)
+    while n - start > size:
+        end = start + size
+        cut = end
+        while cut > start + size // 2 and not (text[cut].isspace() and not text[cut - 1].isspace()):
+            cut -= 1
+        if cut <= start + size // 2:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:

@@ -11,9 +11,10 @@ its count passes the limit. A text already over the limit by its first sections 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core._tokenize import sections
 from ..core._types import Task
 
 __all__ = ["SECTION_CHARS", "Counted", "count_capped", "sections"]
@@ -41,25 +42,6 @@ class Counted:
     counts: list[int]
     over: bool
     texts: list[str]
-
-
-def sections(text: str, size: int = SECTION_CHARS) -> Iterator[str]:
-    """Consecutive pieces of ``text`` of at most about ``size`` characters that tile it.
-
-    A cut is made just before a whitespace character that follows a non-whitespace one (the
-    last such place in the second half of the piece); a piece with none is cut at ``size``.
-    """
-    start, n = 0, len(text)
-    while n - start > size:
-        end = start + size
-        cut = end
-        while cut > start + size // 2 and not (text[cut].isspace() and not text[cut - 1].isspace()):
-            cut -= 1
-        if cut <= start + size // 2:
-            cut = end
-        yield text[start:cut]
-        start = cut
-    yield text[start:]
 
 
 def count_capped(
