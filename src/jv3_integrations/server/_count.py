@@ -56,6 +56,10 @@ def count_capped(
         late: Late chunking: one sequence over all inputs; the limit applies to the total.
         limit: The token limit (per input, or for the total with late chunking).
     """
+    if sum(map(len, texts)) <= SECTION_CHARS:  # small enough: one call, as always
+        counts = count(texts, task, late)
+        over = sum(counts) > limit if late else any(c > limit for c in counts)
+        return Counted(counts, over, list(texts))
     base = count([""], None, False)[0]  # <s> and </s>
     content: list[int] = []  # tokens of each text (instruction included), no special tokens
     cut = list(texts)
