@@ -160,14 +160,21 @@ class _Server:
         return bytes(body)
 
     def check_lengths(
-        self, req: EmbeddingsRequest, counts: list[int], rid: str, partial: bool = False
+        self,
+        req: EmbeddingsRequest,
+        counts: list[int],
+        rid: str,
+        counted: Sequence[str] | None = None,
     ) -> list[int]:
         """Token counts as billed; raises WireError 400 for inputs over the limit.
 
-        ``partial``: counting stopped once past the limit, so a count over it is a lower bound.
+        ``counted``: the part of each input that was counted (counting stops once past the
+        limit), so a count over the limit may be that of a head of the input only.
         """
         limit = self.max_tokens
-        at_least = "at least " if partial else ""
+        counted = req.texts if counted is None else counted
+        cut = [len(a) < len(b) for a, b in zip(counted, req.texts, strict=True)]
+        at_least = "at least " if any(cut) or 0 in counts else ""
         if req.late_chunking:
             total = sum(counts)
             if total > limit:
@@ -188,7 +195,9 @@ class _Server:
                     raise WireError(
                         400,
                         error_body(
-                            f"input[{i}] has {at_least}{c} tokens, more than the model's "
+                            f"input[{i}] has {c} tokens"
+                            + (f" in its first {len(counted[i])} characters" if cut[i] else "")
+                            + ", more than the model's "
                             f'maximum of {limit}. Shorten it or send "truncate": true.',
                             "INPUT_TOO_LONG",
                             rid,
@@ -253,7 +262,7 @@ class _Server:
             counted = await asyncio.to_thread(
                 count_capped, self.count, req.texts, req.task, req.late_chunking, self.max_tokens
             )
-            billed = self.check_lengths(req, counted.counts, rid, partial=counted.over)
+            billed = self.check_lengths(req, counted.counts, rid, counted.texts)
             texts = counted.texts  # an input over the limit: only what truncation keeps
             total = sum(billed)
             self.batcher.admit(total)
