@@ -158,3 +158,16 @@ def test_peak_memory_of_a_million_token_document_does_not_grow_with_length() -> 
     # The streamed pass holds a window and one vector per chunk; the previous algorithm held
     # every token's state (1M x 128 floats = 512 MB here, 4 GB with the real model).
     assert grew_mb < 100, f"peak grew by {grew_mb:.0f} MB from 50k to 1M tokens"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("shorter", [1, 2, 5])
+def test_overlap_not_below_the_window_is_refused_for_a_longer_document(shorter: int) -> None:
+    from jv3_integrations import ConfigurationError
+
+    chunks = ["berlin is the capital of germany .", "the river spree flows ."]
+    n = len(LocalProvider(str(CONFORMANCE_DIR)).late_chunking_ids(chunks)[0])
+    window = n - shorter  # the document is longer than one window (by its </s> alone: 1)
+    provider = LocalProvider(str(CONFORMANCE_DIR), max_length=window, late_chunking_overlap=window)
+    with pytest.raises(ConfigurationError, match="late_chunking_overlap"):
+        provider.embed(chunks, task=None, late_chunking=True)

@@ -581,7 +581,7 @@ class LocalProvider(BaseProvider):
                 total += len(new)
                 buf = np.concatenate((buf, new))
                 del new
-                check(total)
+                check(total + 1)  # </s> is still to come
                 # </s> is still to come, so the document is longer than `total`: a window
                 # that ends by then has tokens after it, i.e. is full and not the last one.
                 while nxt + window <= total:
