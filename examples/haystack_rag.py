@@ -18,8 +18,11 @@ from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever
 from haystack.components.writers import DocumentWriter
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 
+from haystack_integrations.components.embedders.jina_v3 import (
+    JinaV3DocumentEmbedder,
+    JinaV3TextEmbedder,
+)
 from jv3_integrations import default_provider_spec
-from jv3_integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder
 
 CORPUS = [
     "Berlin is the capital of Germany. It has about 3.8 million inhabitants. "

@@ -374,6 +374,12 @@ def test_serve_refuses_public_host_without_key(
     conformance_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import uvicorn
+
+    def started(*args: object, **kwargs: object) -> None:  # a broken guard fails, never hangs
+        pytest.fail("jv3 serve started an unauthenticated server on 0.0.0.0")
+
+    monkeypatch.setattr(uvicorn, "run", started)
     monkeypatch.delenv("JV3_SERVER_API_KEY", raising=False)
     code, _, err = _run(capsys, "serve", "--model", str(conformance_dir), "--host", "0.0.0.0")
     assert "--api-key" in _one_line_error(code, err)

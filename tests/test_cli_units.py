@@ -16,7 +16,7 @@ from jv3_integrations._cli.files import (
     read_document,
 )
 from jv3_integrations._cli.indexer import parse_chunker
-from jv3_integrations._cli.output import Hit, format_hits, highlight, query_terms, trim
+from jv3_integrations._cli.output import DisplayHit, format_hits, highlight, query_terms, trim
 from jv3_integrations._cli.state import FileEntry, IndexSettings, StateFile, redact_spec
 from jv3_integrations._cli.uri import parse_store_uri
 from jv3_integrations.cli import build_parser, load_demo_corpus, main
@@ -181,7 +181,9 @@ def test_trim_and_highlight() -> None:
 
 
 def test_format_hits_plain() -> None:
-    out = format_hits([Hit(0.91234, "docs/a.md", "Hello\nworld", 0, 11)], "hello", color=False)
+    out = format_hits(
+        [DisplayHit(0.91234, "docs/a.md", "Hello\nworld", 0, 11)], "hello", color=False
+    )
     assert out.splitlines() == [" 1. 0.9123  docs/a.md [0:11]", "    Hello world"]
     assert format_hits([], "x", color=False) == "No results."
 

@@ -13,9 +13,76 @@ Example:
 
 from __future__ import annotations
 
-from .core import *  # noqa: F403
-from .core import __all__ as _core_all
+from .core import *  # noqa: F403  (every core name stays importable from here)
+from .core import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BoundaryChunker,
+    Chunk,
+    Chunker,
+    ConfigurationError,
+    EmbeddedChunk,
+    EmbeddedChunks,
+    EmbeddingProvider,
+    Embeddings,
+    InputError,
+    InputTypeError,
+    JinaAPIProvider,
+    Jv3Error,
+    LocalProvider,
+    MissingDependencyError,
+    ModelLoadError,
+    RateLimitError,
+    SentenceChunker,
+    Task,
+    TokenChunker,
+    TokenCount,
+    Usage,
+    aembed_chunks,
+    aembed_chunks_many,
+    embed_chunks,
+    embed_chunks_many,
+    load_provider,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", *_core_all]
+# What users write. Provider-implementer names (BaseProvider, EmbedRequest), vector math,
+# validators and the rest of the error tree live in jv3_integrations.core.
+__all__ = [
+    "__version__",
+    # providers
+    "EmbeddingProvider",
+    "JinaAPIProvider",
+    "LocalProvider",
+    "load_provider",
+    # types
+    "Embeddings",
+    "Task",
+    "TokenCount",
+    "Usage",
+    # chunkers and late chunking
+    "BoundaryChunker",
+    "Chunk",
+    "Chunker",
+    "SentenceChunker",
+    "TokenChunker",
+    "EmbeddedChunk",
+    "EmbeddedChunks",
+    "aembed_chunks",
+    "aembed_chunks_many",
+    "embed_chunks",
+    "embed_chunks_many",
+    # errors
+    "Jv3Error",
+    "ConfigurationError",
+    "InputError",
+    "InputTypeError",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "APIError",
+    "APIConnectionError",
+    "AuthenticationError",
+    "RateLimitError",
+]

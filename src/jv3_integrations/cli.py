@@ -4,7 +4,8 @@ Commands::
 
     jv3 index PATH... [--store URI] [--collection NAME] [--provider SPEC] [--dimensions N]
                       [--late-chunking/--no-late-chunking] [--chunker sentences|tokens:N]
-    jv3 search QUERY [--k 5] [--store URI] [--json]
+                      [--hybrid]
+    jv3 search QUERY [--k 5] [--store URI] [--mode hybrid|dense|keyword] [--json]
     jv3 demo
     jv3 embed [TEXT...|-] [--task T] [--dimensions N] [--format json|npy]
     jv3 serve --model DIR_OR_HUB_ID [--host 127.0.0.1] [--port 8080] [--api-key KEY]
@@ -39,6 +40,7 @@ from .core import (
     Task,
     default_provider_spec,
 )
+from .core._validate import check_int
 
 __all__ = ["build_parser", "main"]
 
@@ -69,9 +71,7 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    return check_int("", value, error=argparse.ArgumentTypeError)
 
 
 def _add_store_args(p: argparse.ArgumentParser, default_store: str) -> None:
@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="'sentences' (grouped up to 1000 characters; default), 'sentences:MAX_CHARS' or "
         "'tokens:N'",
     )
+    p.add_argument(
+        "--hybrid",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also index keyword (BM25) vectors of the same chunks, for hybrid and keyword "
+        "search (default: off; fixed per index)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -148,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(p, store)
     p.add_argument(
         "--provider", metavar="SPEC", help="override the provider the index was built with"
+    )
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "dense", "keyword"],
+        help="dense vectors, keyword (BM25) or both fused (default: hybrid if the index was "
+        "built with --hybrid, else dense)",
     )
     p.add_argument("--json", action="store_true", help="print the hits as JSON")
     p.add_argument("--width", type=_positive_int, default=240, help=argparse.SUPPRESS)
@@ -233,6 +246,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             dimensions=args.dimensions,
             late_chunking=args.late_chunking,
             chunker=args.chunker,
+            hybrid=args.hybrid,
             progress=args.progress,
         ),
         warn=stderr_warn,
@@ -255,6 +269,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             collection=args.collection,
             provider=args.provider,
             k=args.k,
+            mode=args.mode,
         ),
         warn=stderr_warn,
     )

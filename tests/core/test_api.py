@@ -149,3 +149,26 @@ def test_async_discovers_model_size_without_blocking(jina_server_url: str) -> No
             return emb.dimensions, provider.dimensions
 
     assert asyncio.run(run()) == (128, 128)
+
+
+def test_default_request_timeout_is_60_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: "Request timeout: 60 s, configurable" (httpx's own default is a silent 5 s)."""
+    seen: list[dict[str, Any]] = []
+
+    def handle(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        body = {
+            "model": "jina-embeddings-v3",
+            "object": "list",
+            "usage": {"total_tokens": 1, "prompt_tokens": 1},
+            "data": [{"object": "embedding", "index": 0, "embedding": [1.0] + [0.0] * 1023}],
+        }
+        return httpx.Response(200, json=body, request=request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle)
+    with JinaAPIProvider(api_key="k", base_url="http://127.0.0.1:9") as provider:
+        provider.embed(["hello"], task="retrieval.passage")
+    assert seen and seen[-1]["read"] == 60.0, seen
+    with JinaAPIProvider(api_key="k", base_url="http://127.0.0.1:9", timeout=7) as provider:
+        provider.embed(["hello"], task="retrieval.passage")
+    assert seen[-1]["read"] == 7.0, seen

@@ -45,7 +45,7 @@ def test_jina_haystack_document_and_text_embedder(
     want = local_provider.embed(DOCS, task="retrieval.passage", dimensions=64).vectors
     assert np.allclose(got, want, atol=1e-5)
     usage = result["meta"]["usage"]["total_tokens"]
-    assert usage == sum(local_provider.count_tokens(DOCS, task="retrieval.passage"))
+    assert usage == sum(local_provider.count_tokens(DOCS, task="retrieval.passage").counts)
 
     late = jina.JinaDocumentEmbedder(
         api_key=Secret.from_token(SERVER_API_KEY),
@@ -106,8 +106,8 @@ def test_pymilvus_model_jina_embedding_function(
     jina_server_url: str, local_provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jina_module = pytest.importorskip(
-        "milvus_model.dense.jinaai",
-        reason="pymilvus-model is not installed (it pulls transformers and onnxruntime)",
+        "pymilvus.model.dense.jinaai",
+        reason="pymilvus-model is not installed (pip install pymilvus-model; in the test extra)",
     )
     monkeypatch.setattr(jina_module, "API_URL", f"{jina_server_url}/v1/embeddings")
     fn = jina_module.JinaEmbeddingFunction(

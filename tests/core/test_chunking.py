@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,10 +19,9 @@ from jv3_integrations import (
     TokenChunker,
 )
 from jv3_integrations.core._late_chunking import _plan_windows
+from tests.conftest import CONFORMANCE_DIR
 
-TOKENIZER_FILE = (
-    Path(__file__).resolve().parents[2].parent / "shared/conformance/tiny-v3/tokenizer.json"
-)
+TOKENIZER_FILE = CONFORMANCE_DIR / "tokenizer.json"  # honours JV3_SHARED (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

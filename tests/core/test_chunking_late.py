@@ -27,6 +27,7 @@ from jv3_integrations import (
     embed_chunks,
     embed_chunks_many,
 )
+from jv3_integrations.core import TokenCount
 from tests.conftest import CONFORMANCE_DIR, SERVER_API_KEY
 
 CASES = [
@@ -73,8 +74,8 @@ class Recorder(BaseProvider):
     def max_dimensions(self) -> int:
         return int(self.inner.max_dimensions)
 
-    def count_tokens(self, texts: list[str], **kwargs: Any) -> list[int]:
-        return list(self.inner.count_tokens(texts, **kwargs))
+    def count_tokens(self, texts: Any, **kwargs: Any) -> TokenCount:
+        return self.inner.count_tokens(texts, **kwargs)  # type: ignore[no-any-return]
 
     def _embed(self, request: EmbedRequest) -> Embeddings:
         with self._lock:
@@ -172,7 +173,7 @@ def test_task_dimensions_and_normalization_are_passed_through(
 
 def test_local_provider_windows_long_documents_itself(conformance_dir: Path) -> None:
     small = LocalProvider(str(conformance_dir), max_length=48, late_chunking_overlap=8)
-    assert sum(small.count_tokens(SENTENCES, late_chunking=True)) > 48
+    assert sum(small.count_tokens(SENTENCES, late_chunking=True).counts) > 48
     out = embed_chunks(small, DOC)
     assert [c.text.strip() for c in out] == SENTENCES
     expected = small.embed(SENTENCES, task="retrieval.passage", late_chunking=True)
@@ -191,6 +192,20 @@ DOCS: list[str | list[str]] = [
 
 def doc_chunks(doc: str | list[str]) -> list[str]:
     return [c.text.strip() for c in SentenceChunker().chunk(doc)] if isinstance(doc, str) else doc
+
+
+def test_usage_is_returned_per_document_without_counting_again(
+    local_provider: LocalProvider,
+) -> None:
+    docs: list[str | list[str]] = [DOC, SENTENCES[:3]]
+    out = embed_chunks_many(local_provider, docs)
+    for got in out:
+        chunks = [c.text.strip() for c in got]  # what the model sees
+        expected = local_provider.count_tokens(chunks, task="retrieval.passage", late_chunking=True)
+        assert got.usage.total_tokens == expected.total > 0
+    assert out[0].usage.total_tokens > out[1].usage.total_tokens  # per document, not summed
+    one = embed_chunks(local_provider, DOC)
+    assert isinstance(one, list) and one.usage == out[0].usage  # still a list of chunks
 
 
 def test_many_documents_are_never_encoded_together(local_provider: LocalProvider) -> None:
@@ -260,29 +275,35 @@ def test_local_window_path_keeps_context_and_order(local_provider: LocalProvider
 
     def fits(texts: list[str]) -> bool:  # real tokens, <s> </s> and instruction included
         return (
-            sum(local_provider.count_tokens(texts, task="retrieval.passage", late_chunking=True))
+            sum(
+                local_provider.count_tokens(
+                    texts, task="retrieval.passage", late_chunking=True
+                ).counts
+            )
             <= 96
         )
 
     assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
 
 
-def test_a_provider_without_token_counts_is_budgeted_by_characters(
+def test_a_provider_with_estimated_counts_is_budgeted_conservatively(
     local_provider: LocalProvider,
 ) -> None:
-    class NoCounts(Recorder):
-        count_tokens = None  # type: ignore[assignment]
+    class Estimates(Recorder):  # BaseProvider's count_tokens: an estimate, exact=False
+        count_tokens = BaseProvider.count_tokens  # type: ignore[assignment]
 
-    recorder = NoCounts(local_provider)
-    out = embed_chunks(recorder, DOC, window_tokens=300, context_tokens=40)
+    recorder = Estimates(local_provider)
+    assert not recorder.count_tokens(["x"]).exact
+    out = embed_chunks(recorder, DOC, window_tokens=150, context_tokens=30)
     calls = [texts for texts, _ in recorder.calls]
 
-    def fits(texts: list[str]) -> bool:  # a token never covers less than a character
-        return sum(len(t) + 1 for t in texts) <= 300
+    def fits(texts: list[str]) -> bool:  # by the estimate the planner budgets with
+        counted = recorder.count_tokens(texts, task="retrieval.passage", late_chunking=True)
+        return counted.total <= 150
 
     assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
-    one = NoCounts(local_provider)
-    embed_chunks(one, DOC)  # fits the default 8192-token window even counted by characters
+    one = Estimates(local_provider)
+    embed_chunks(one, DOC)  # fits the default 8192-token window even by the estimate
     assert len(one.calls) == 1
 
 
@@ -404,6 +425,7 @@ def test_api_sends_one_request_for_a_document_that_fits(logged_api: Any) -> None
     provider, log = logged_api
     out = embed_chunks(provider, DOC)
     assert len(log.bodies) == 1 == provider.embed_calls
+    assert out.usage.total_tokens == log.usage[0] > 0
     body = log.bodies[0]
     assert body["late_chunking"] is True
     assert body["input"] == SENTENCES == [c.text.strip() for c in out]
@@ -428,6 +450,8 @@ def test_api_window_path_one_request_per_window_in_order(
 
     assert_windows_give_context_and_right_vectors(local_provider, out, calls, fits)
     assert len(log.usage) == len(calls) == provider.embed_calls, "one request per window"
+    # the usage returned is what the server billed for every window (context counted twice)
+    assert out.usage.total_tokens == sum(log.usage) > 0
 
 
 async def test_api_async_windows_match_sync(api_provider: JinaAPIProvider) -> None:
@@ -469,7 +493,7 @@ def dropping_provider(tmp_path_factory: pytest.TempPathFactory, conformance_dir:
     }
     (root / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
     provider = LocalProvider(str(root))
-    assert provider.count_tokens(["\u00ad\u00ad"]) == provider.count_tokens([""])
+    assert provider.count_tokens(["\u00ad\u00ad"]).counts == provider.count_tokens([""]).counts
     yield provider
     provider.close()
 

@@ -7,6 +7,7 @@ network; the real providers run the same mixin in their own test files.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +115,50 @@ def test_context_managers_close() -> None:
 
     asyncio.run(run())
     assert closed == ["sync", "sync"]
+
+
+# -- abilities on the contract (no probing) -----------------------------------------------
+
+
+def test_base_provider_declares_default_abilities() -> None:
+    p = HashProvider()
+    assert (p.max_concurrency, p.max_tokens, p.supports_long_late_chunking) == (4, 8192, False)
+    p.load()  # a no-op, no error
+    counted = p.count_tokens(["Berlin is big.", "ok"], task="retrieval.query")
+    assert counted.exact is False and len(counted.counts) == 2
+    # the query instruction is counted: more tokens than without a task
+    assert counted.counts[1] > p.count_tokens(["ok"]).counts[0]
+
+
+def test_estimated_late_chunking_counts_sum_to_the_document() -> None:
+    p = HashProvider()
+    chunks = ["Berlin is big. ", "It has 3.8 million people."]
+    late = p.count_tokens(chunks, task="retrieval.passage", late_chunking=True)
+    whole = p.count_tokens(["".join(chunks)], task="retrieval.passage").counts[0]
+    # one sequence: <s>, </s> and the instruction once, not once per chunk
+    assert late.total <= whole + 1 and late.total < sum(
+        p.count_tokens(chunks, task="retrieval.passage").counts
+    )
+    assert p.count_tokens([], late_chunking=True).counts == []
+
+
+def test_local_and_api_providers_declare_their_abilities(conformance_dir: Path) -> None:
+    from jv3_integrations import JinaAPIProvider, LocalProvider
+
+    local = LocalProvider(str(conformance_dir), max_length=128)
+    assert (local.max_concurrency, local.max_tokens, local.supports_long_late_chunking) == (
+        1,
+        128,
+        True,
+    )
+    counted = local.count_tokens(["hello world"])
+    assert counted.exact is True and counted.counts[0] == len(local.encode_ids(["hello world"])[0])
+    api = JinaAPIProvider(api_key="k", max_concurrency=7)
+    assert (api.max_concurrency, api.max_tokens, api.supports_long_late_chunking) == (
+        7,
+        8192,
+        False,
+    )
+    estimate = api.count_tokens(["hello world"], task="retrieval.query")
+    assert estimate.exact is False
+    assert estimate.counts == [api.estimate_tokens("hello world", task="retrieval.query")]

@@ -106,7 +106,7 @@ def test_every_window_boundary_position() -> None:
 
 @pytest.mark.slow
 def test_streamed_equals_previous_algorithm_on_100k_tokens() -> None:
-    provider = LocalProvider(str(CONFORMANCE_DIR), max_length=1024, late_chunking_overlap=128)
+    provider = LocalProvider(str(CONFORMANCE_DIR), max_length=512, late_chunking_overlap=64)
     text = document(11_500)
     chunks = [c.text for c in SentenceChunker(max_chars=300).chunk(text)]
     ids, _ = provider.late_chunking_ids(chunks, task="retrieval.passage")

@@ -63,7 +63,7 @@ def test_conformance_case(
         ids, spans = provider.late_chunking_ids(case["texts"], task=case["task"])
         assert ids == case["input_ids"]
         assert [list(s) for s in spans] == case["spans"]
-        counts = provider.count_tokens(case["texts"], task=case["task"], late_chunking=True)
+        counts = provider.count_tokens(case["texts"], task=case["task"], late_chunking=True).counts
         assert counts == [end - start for start, end in case["spans"]]
         emb = provider.embed(case["texts"], task=case["task"], late_chunking=True)
         assert emb.usage.total_tokens == len(case["input_ids"])
@@ -79,7 +79,7 @@ def test_count_tokens_is_untruncated(conformance_dir: Path) -> None:
         if c["kind"] == "encode" and c["task"] == case["task"] and not c["max_length"]
     )
     provider = LocalProvider(str(conformance_dir), max_length=case["max_length"])
-    assert provider.count_tokens(case["texts"], task=case["task"]) == [
+    assert provider.count_tokens(case["texts"], task=case["task"]).counts == [
         len(ids) for ids in full["input_ids"]
     ]
 

@@ -96,7 +96,7 @@ def test_vectors_and_usage_match_the_local_model(
     assert got.shape == local.vectors.shape
     assert np.allclose(got, local.vectors, atol=1e-5)
     usage = response.json()["usage"]
-    assert usage["total_tokens"] == sum(local_provider.count_tokens(TEXTS, task=task))
+    assert usage["total_tokens"] == sum(local_provider.count_tokens(TEXTS, task=task).counts)
     assert usage["prompt_tokens"] == usage["total_tokens"]
     assert response.json()["model"] == MODEL
     assert [d["index"] for d in response.json()["data"]] == [0, 1, 2]
@@ -140,7 +140,9 @@ def test_late_chunking_matches_local(jina_server_url: str, local_provider: Local
     assert response.status_code == 200
     local = local_provider.embed(chunks, task="retrieval.passage", late_chunking=True)
     assert np.allclose(vectors(response), local.vectors, atol=1e-5)
-    counts = local_provider.count_tokens(chunks, task="retrieval.passage", late_chunking=True)
+    counts = local_provider.count_tokens(
+        chunks, task="retrieval.passage", late_chunking=True
+    ).counts
     assert response.json()["usage"]["total_tokens"] == sum(counts)
     separate = local_provider.embed(chunks, task="retrieval.passage")
     assert not np.allclose(vectors(response), separate.vectors, atol=1e-3)
@@ -148,7 +150,7 @@ def test_late_chunking_matches_local(jina_server_url: str, local_provider: Local
 
 def test_long_input_needs_truncate(jina_server_url: str, local_provider: LocalProvider) -> None:
     long_text = "word " * 9000
-    assert local_provider.count_tokens([long_text])[0] > 8192
+    assert local_provider.count_tokens([long_text]).counts[0] > 8192
     refused = post(jina_server_url, {"model": MODEL, "input": ["ok", long_text]})
     assert refused.status_code == 400 and "input[1]" in refused.json()["detail"]
     late = post(
@@ -162,7 +164,7 @@ def test_truncate_clips_at_the_model_limit(conformance_dir: Path) -> None:
     # a model with a 64-token limit keeps this fast; the rule is the same at 8192
     short = LocalProvider(str(conformance_dir), max_length=64)
     long_text = "word " * 100
-    assert short.count_tokens([long_text])[0] > 64
+    assert short.count_tokens([long_text]).counts[0] > 64
     with running_server(short) as url:
         refused = post(url, {"model": MODEL, "input": ["ok", long_text]}, headers=None)
         assert refused.status_code == 400
@@ -170,7 +172,7 @@ def test_truncate_clips_at_the_model_limit(conformance_dir: Path) -> None:
         clipped = post(url, body, headers=None)
     assert clipped.status_code == 200
     assert np.allclose(vectors(clipped), short.embed(["ok", long_text]).vectors, atol=1e-5)
-    assert clipped.json()["usage"]["total_tokens"] == short.count_tokens(["ok"])[0] + 64
+    assert clipped.json()["usage"]["total_tokens"] == short.count_tokens(["ok"]).counts[0] + 64
     short.close()
 
 
@@ -345,9 +347,17 @@ def test_shutdown_drains_in_flight_requests(conformance_dir: Path) -> None:
 def test_serve_refuses_public_bind_without_key(
     monkeypatch: pytest.MonkeyPatch, conformance_dir: Path
 ) -> None:
+    import uvicorn
+
+    def started(*args: Any, **kwargs: Any) -> None:  # a broken guard fails here, never hangs
+        pytest.fail(f"serve() started an unauthenticated server on {kwargs.get('host')}")
+
+    monkeypatch.setattr(uvicorn, "run", started)
     monkeypatch.delenv("JV3_SERVER_API_KEY", raising=False)
     with pytest.raises(ConfigurationError, match="--insecure-no-auth"):
         serve(str(conformance_dir), host="0.0.0.0")
+    with pytest.raises(ConfigurationError, match="without an API key"):
+        serve(str(conformance_dir), host="10.1.2.3")
 
 
 def test_serve_key_from_env_and_insecure_flag(

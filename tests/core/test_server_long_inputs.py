@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jv3_integrations import LocalProvider
-from jv3_integrations.core._types import TaskLike
+from jv3_integrations.core._types import TaskLike, TokenCount
 from jv3_integrations.server import _count
 from jv3_integrations.server._count import count_capped, sections
 from tests.conftest import CONFORMANCE_DIR
@@ -29,7 +29,7 @@ class Watched(LocalProvider):
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
-    ) -> list[int]:
+    ) -> TokenCount:
         texts = list(texts)
         self.calls.append(sum(map(len, texts)))
         return super().count_tokens(texts, task=task, late_chunking=late_chunking)
@@ -51,7 +51,9 @@ def watched() -> Iterator[tuple[Watched, str]]:
 
 
 def _counter(provider: LocalProvider) -> _count.Count:
-    return lambda texts, task, late: provider.count_tokens(texts, task=task, late_chunking=late)
+    return lambda texts, task, late: (
+        provider.count_tokens(texts, task=task, late_chunking=late).counts
+    )
 
 
 @pytest.mark.parametrize("late", [False, True])
@@ -70,7 +72,7 @@ def test_section_counts_add_up_to_the_whole_count(
     ][: 3 if late else 4]
     got = count_capped(_counter(provider), texts, task, late, limit=10**6)
     assert not got.over and got.texts == texts
-    exact = provider.count_tokens(texts, task=task, late_chunking=late)
+    exact = provider.count_tokens(texts, task=task, late_chunking=late).counts
     if late:
         assert got.counts == exact
     else:
@@ -110,4 +112,4 @@ def test_truncate_embeds_the_same_head_without_tokenizing_the_tail(
     got = np.array([d["embedding"] for d in r.json()["data"]], dtype=np.float32)
     local = LocalProvider(str(CONFORMANCE_DIR))
     np.testing.assert_allclose(got, local.embed(["ok", long_text]).vectors, atol=1e-5)
-    assert r.json()["usage"]["total_tokens"] == local.count_tokens(["ok"])[0] + 8192
+    assert r.json()["usage"]["total_tokens"] == local.count_tokens(["ok"]).counts[0] + 8192

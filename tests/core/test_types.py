@@ -86,3 +86,14 @@ def test_default_spec_follows_environment(monkeypatch: pytest.MonkeyPatch) -> No
 def test_public_names_are_exported() -> None:
     for name in jv3.__all__:
         assert hasattr(jv3, name), name
+
+
+def test_top_level_surface_is_small_and_core_keeps_the_rest() -> None:
+    import jv3_integrations.core as core
+
+    assert len(jv3.__all__) <= 30
+    for name in ("LocalProvider", "JinaAPIProvider", "load_provider", "embed_chunks", "Jv3Error"):
+        assert name in jv3.__all__
+    for name in ("truncate", "l2_normalize", "validate_texts", "BaseProvider", "EmbedRequest"):
+        assert name not in jv3.__all__ and name in core.__all__
+        assert getattr(jv3, name) is getattr(core, name)  # old imports keep working

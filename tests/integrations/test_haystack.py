@@ -160,7 +160,7 @@ def test_to_dict_exact_and_round_trip(spec: str) -> None:
     )
     data = embedder.to_dict()
     assert data == {
-        "type": "jv3_integrations.integrations.haystack.JinaV3DocumentEmbedder",
+        "type": "haystack_integrations.components.embedders.jina_v3.embedder.JinaV3DocumentEmbedder",
         "init_parameters": {
             "provider": spec,
             "api_key": {"type": "env_var", "env_vars": ["JINA_API_KEY"], "strict": False},
@@ -332,10 +332,13 @@ async def test_late_chunking_through_our_server_matches_local(
         progress_bar=False,
     )
     local = JinaV3DocumentEmbedder(provider=local_provider, late_chunking=True, progress_bar=False)
-    expected = local.run(chunks)["documents"]
+    local_out = local.run(chunks)
+    expected = local_out["documents"]
     for out in (remote.run(chunks), await remote.run_async(chunks)):
-        # embed_chunks_many returns no usage and a remote provider cannot count: none reported
-        assert out["meta"]["usage"] == {}
+        # the server's own count of the late-chunking requests, as the API reports it
+        usage = out["meta"]["usage"]
+        assert usage["total_tokens"] > 0 and usage["prompt_tokens"] == usage["total_tokens"]
+        assert usage == local_out["meta"]["usage"]  # same model, same sequences, same tokens
         for got, want in zip(out["documents"], expected, strict=True):
             assert _close(got.embedding, want.embedding, 1e-4)
     await remote.close_async()
@@ -445,8 +448,9 @@ def test_pipeline_yaml_round_trip(spec: str, local_provider: LocalProvider) -> N
     pipe.connect("embedder.embedding", "retriever.query_embedding")
     yaml_text = pipe.dumps()
     assert "JinaV3TextEmbedder" in yaml_text and spec in yaml_text
-    # Haystack 3.4 only deserializes classes from trusted modules: allow ours explicitly.
-    loaded = Pipeline.loads(yaml_text, allowed_modules=["jv3_integrations.*"])
+    # Haystack only deserializes classes from trusted modules; ours live in its
+    # haystack_integrations namespace, so the default allowlist loads them (no argument).
+    loaded = Pipeline.loads(yaml_text)
     assert loaded.dumps() == yaml_text
     embedder = loaded.get_component("embedder")
     assert isinstance(embedder, JinaV3TextEmbedder) and embedder.task is not None
@@ -454,6 +458,22 @@ def test_pipeline_yaml_round_trip(spec: str, local_provider: LocalProvider) -> N
     # The loaded retriever has its own (empty) store: run just the embedder end-to-end.
     vec = embedder.run(DOCS[1])["embedding"]
     assert _close(vec, local_provider.embed_documents([DOCS[1]]).vectors[0])
+
+
+def test_pipelines_saved_with_the_old_type_path_still_load(spec: str) -> None:
+    import jv3_integrations.integrations.haystack as alias
+    from haystack_integrations.components.embedders import jina_v3
+
+    assert alias.JinaV3TextEmbedder is jina_v3.JinaV3TextEmbedder is JinaV3TextEmbedder
+    pipe = Pipeline()
+    pipe.add_component("embedder", JinaV3TextEmbedder(provider=spec))
+    old = pipe.dumps().replace(
+        "haystack_integrations.components.embedders.jina_v3.embedder.",
+        "jv3_integrations.integrations.haystack.",
+    )
+    assert "jv3_integrations.integrations.haystack.JinaV3TextEmbedder" in old
+    loaded = Pipeline.loads(old, allowed_modules=["jv3_integrations.*"])
+    assert isinstance(loaded.get_component("embedder"), JinaV3TextEmbedder)
 
 
 def test_async_pipeline(spec: str) -> None:

@@ -90,7 +90,7 @@ class FlakyProvider(BaseProvider):
     def max_dimensions(self) -> int:
         return self.inner.max_dimensions
 
-    def count_tokens(self, texts: Any, **kwargs: Any) -> list[int]:
+    def count_tokens(self, texts: Any, **kwargs: Any) -> Any:
         return self.inner.count_tokens(texts, **kwargs)
 
     def _embed(self, request: EmbedRequest) -> Embeddings:
@@ -332,17 +332,23 @@ def test_documents_fault_then_rerun_leaves_exactly_the_current_chunks(
 ) -> None:
     name = collection_name()
     ids = [f"doc-{d}" for d in range(len(DOCS))]
+    chunker = SentenceChunker()
+    # A complete first ingestion: doc 5 is in the store with all of its chunks.
+    kit.store(local_provider, name).add_documents(DOCS, ids=ids)
+    before = kit.contents(kit.store(local_provider, name))
+    doc5 = [meta for _, _, meta in before.values() if meta["doc_id"] == "doc-5"]
+    assert len(doc5) == len(chunker.chunk(DOCS[5])) == 3  # the claim below is exercised
+    # The edit: doc 5 shrinks to its first sentence. A fault interrupts its ingestion...
+    docs = list(DOCS)
+    docs[5] = docs[5].split(". ")[0] + "."
     groups = 4  # batch_size=BATCH chunks -> about this many document groups; fail in one
     k = _fault_batch(f"docs-{kit.name}", groups)
     with pytest.raises(ServerError):
-        kit.store(FlakyProvider(local_provider, fail_at=k), name).add_documents(DOCS, ids=ids)
-    # the re-run also edits one document: it shrinks to its first sentence
-    docs = list(DOCS)
-    docs[5] = docs[5].split(". ")[0] + "."
+        kit.store(FlakyProvider(local_provider, fail_at=k), name).add_documents(docs, ids=ids)
+    # ... and the re-run must leave doc 5 with one chunk: its two old chunks are deleted.
     store = kit.store(local_provider, name)
     store.add_documents(docs, ids=ids)
     contents = kit.contents(store)
-    chunker = SentenceChunker()
     expected = {
         (ids[d], j): (c.text, c.start, c.end)
         for d, doc in enumerate(docs)

@@ -202,3 +202,86 @@ def test_canary_key_never_appears_anywhere(
     for record in logs.records:
         sweep.add(f"log record {record.name}", f"{record.getMessage()} {record.args!r}")
     sweep.check()
+
+
+# -- input texts: SECURITY.md "logs never hold input texts" ---------------------------------
+
+SECRET_TEXT = "Quarterly merger plan codename PELICAN-OMEGA-5521 for the board only."
+TEXT_PIECES = ["PELICAN-OMEGA-5521", "merger plan codename"]
+
+
+def test_input_texts_never_appear_in_logs(
+    local_provider: LocalProvider,
+    every_logger_at_debug: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Any,
+) -> None:
+    """Every path a text takes, with every logger at DEBUG: no log line holds the text."""
+    from haystack import Document
+
+    from jv3_integrations import embed_chunks
+    from jv3_integrations.cli import main
+    from jv3_integrations.haystack import JinaV3DocumentEmbedder, JinaV3TextEmbedder
+    from jv3_integrations.langchain import JinaV3Embeddings
+    from jv3_integrations.llama_index import JinaV3Embedding
+    from jv3_integrations.milvus import MilvusStore
+    from jv3_integrations.qdrant import QdrantStore
+
+    long_text = " ".join([SECRET_TEXT] * 600)  # > max_length: truncated, logged as a count
+    document = " ".join([SECRET_TEXT] * 40)
+    with running_server(local_provider) as url:
+        api = JinaAPIProvider("k", base_url=url)
+        for provider in (local_provider, api):
+            provider.embed([SECRET_TEXT, long_text], task="retrieval.passage")
+            provider.embed([SECRET_TEXT, SECRET_TEXT], task="retrieval.passage", late_chunking=True)
+            embed_chunks(provider, document, dimensions=32)
+            provider.embed_queries([SECRET_TEXT])
+        # a rejected request (bad dimensions) and a server-side truncation
+        r = httpx.post(
+            f"{url}/v1/embeddings",
+            json={"model": "jina-embeddings-v3", "input": [SECRET_TEXT], "dimensions": 0},
+        )
+        assert r.status_code == 422
+        api.close()
+
+        for store in (
+            QdrantStore(local_provider, collection="logs", dimensions=32, progress_bar=False),
+            MilvusStore(
+                local_provider,
+                uri=str(tmp_path / "m.db"),
+                collection="logs",
+                dimensions=32,
+                progress_bar=False,
+            ),
+        ):
+            store.add_documents([document, SECRET_TEXT])
+            assert store.search(SECRET_TEXT, k=2)
+
+        JinaV3TextEmbedder(provider=url).run(text=SECRET_TEXT)
+        JinaV3DocumentEmbedder(provider=url, progress_bar=False).run(
+            documents=[Document(content=SECRET_TEXT)]
+        )
+        JinaV3Embedding(url, api_key="k").get_text_embedding(SECRET_TEXT)
+        JinaV3Embeddings(url, api_key="k").embed_query(SECRET_TEXT)
+
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "plan.txt").write_text(document, encoding="utf-8")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("JV3_DEBUG", "1")
+        store_arg = ["--store", "qdrant:./q", "--provider", url]
+        assert main(["index", "docs", *store_arg, "--no-progress"]) == 0
+        assert main(["search", SECRET_TEXT, *store_arg]) == 0
+        capsys.readouterr()
+
+    logs = every_logger_at_debug
+    assert sum(r.levelno == logging.DEBUG for r in logs.records) > 5  # DEBUG really captured
+    leaks = sorted(
+        {
+            f"{r.name}: {r.getMessage()[:120]}"
+            for r in logs.records
+            for piece in TEXT_PIECES
+            if piece in f"{r.getMessage()} {r.args!r} {r.exc_text or ''}"
+        }
+    )
+    assert not leaks, f"input text logged by: {leaks}"

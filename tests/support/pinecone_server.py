@@ -5,7 +5,9 @@ Implements what the pinecone SDK 10 sends for vector indexes (``db_control_2026-
 ``GET|DELETE /indexes/{name}``; and, on each index's host (``/x/{name}`` on the same port),
 ``POST /vectors/upsert``, ``POST /query``, ``GET /vectors/fetch``, ``POST /vectors/delete``,
 ``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
-metadata filter operators. With ``validate=True`` every JSON response is checked against its
+metadata filter operators. Sparse-dense records (``sparseValues``, dotproduct indexes only) and
+queries (``sparseVector``, with or without ``vector``): score = dense dot + sparse dot; a
+sparse-only query matches the records sharing a term with it. With ``validate=True`` every JSON response is checked against its
 OpenAPI schema (a test fails on a mismatch). Test infrastructure only, not part of the package.
 """
 
@@ -26,6 +28,27 @@ import numpy as np
 API_VERSION = "2026-07"
 MAX_METADATA_BYTES = 40 * 1024
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?$")
+MAX_SPARSE = 2048
+
+
+def parse_sparse(raw: Any, what: str) -> dict[int, float]:
+    """SparseValues (``{"indices": [...], "values": [...]}``) as ``{index: value}``."""
+    if not isinstance(raw, dict):
+        raise _bad(f"{what} must be an object with indices and values")
+    indices, values = raw.get("indices"), raw.get("values")
+    if not isinstance(indices, list) or not isinstance(values, list):
+        raise _bad(f"{what} needs the arrays indices and values")
+    if len(indices) != len(values):
+        raise _bad(f"{what}: indices and values must have the same length")
+    if not 1 <= len(indices) <= MAX_SPARSE:
+        raise _bad(f"{what} must have 1..{MAX_SPARSE} entries")
+    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 2**32 for i in indices):
+        raise _bad(f"{what}: indices must be integers in 0..4294967295")
+    if len(set(indices)) != len(indices):
+        raise _bad(f"{what}: indices must be unique")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise _bad(f"{what}: values must be numbers")
+    return {int(i): float(v) for i, v in zip(indices, values, strict=True)}
 
 
 class PineconeHTTPError(Exception):
@@ -99,6 +122,8 @@ class Index:
     namespaces: dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]] = field(
         default_factory=dict
     )
+    #: Sparse values of the records that have them, per namespace and id.
+    sparse: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     def model(self, base: str) -> dict[str, Any]:
         return {
@@ -269,8 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/vectors/upsert" and self.command == "POST":
             body = self._body()
             ns = index.namespaces.setdefault(body.get("namespace", ""), {})
+            sparse_ns = index.sparse.setdefault(body.get("namespace", ""), {})
             vectors = body.get("vectors") or []
             staged = {}
+            staged_sparse: dict[str, dict[int, float] | None] = {}
             for v in vectors:
                 values = np.asarray(v.get("values") or [], dtype=np.float32)
                 if values.shape != (index.dimension,):
@@ -281,32 +308,54 @@ class _Handler(BaseHTTPRequestHandler):
                 meta = v.get("metadata") or {}
                 if len(json.dumps(meta).encode()) > MAX_METADATA_BYTES:
                     raise _bad(f"Metadata size exceeds the limit of {MAX_METADATA_BYTES} bytes")
+                sparse = None
+                if v.get("sparseValues") is not None:
+                    if index.metric != "dotproduct":
+                        raise _bad(
+                            "Sparse values are supported only for indexes with metric dotproduct"
+                        )
+                    sparse = parse_sparse(v["sparseValues"], "sparseValues")
                 staged[str(v["id"])] = (values, meta)
+                staged_sparse[str(v["id"])] = sparse
             ns.update(staged)
+            for i, sv in staged_sparse.items():
+                if sv is None:
+                    sparse_ns.pop(i, None)
+                else:
+                    sparse_ns[i] = sv
             self._send(200, {"upsertedCount": len(vectors)}, "UpsertResponse")
         elif path == "/query" and self.command == "POST":
             self._send(200, self._query(self._body(), index), "QueryResponse")
         elif path == "/vectors/fetch" and self.command == "GET":
             name = (query.get("namespace") or [""])[0]
             ns = index.namespaces.get(name, {})
+            sparse_ns = index.sparse.get(name, {})
             found = {
                 i: {"id": i, "values": ns[i][0].tolist(), "metadata": ns[i][1]}
                 for i in query.get("ids", [])
                 if i in ns
             }
+            for i, item in found.items():
+                if i in sparse_ns:
+                    sv = sparse_ns[i]
+                    item["sparseValues"] = {"indices": list(sv), "values": list(sv.values())}
             body = {"vectors": found, "namespace": name, "usage": {"readUnits": 1}}
             self._send(200, body, "FetchResponse")
         elif path == "/vectors/delete" and self.command == "POST":
             body = self._body()
             ns = index.namespaces.get(body.get("namespace", ""), {})
+            sparse_ns = index.sparse.get(body.get("namespace", ""), {})
             if body.get("deleteAll"):
                 ns.clear()
+                sparse_ns.clear()
             elif body.get("ids") is not None:
                 for i in body["ids"]:
                     ns.pop(i, None)
+                    sparse_ns.pop(i, None)
             elif body.get("filter"):
                 for i in [i for i, (_, m) in ns.items() if matches(body["filter"], m)]:
                     del ns[i]
+                    sparse_ns.pop(i, None)
             else:
                 raise _bad("delete needs ids, filter or deleteAll")
             self._send(200, {}, "DeleteResponse")
@@ -334,10 +383,21 @@ class _Handler(BaseHTTPRequestHandler):
             raise _bad("topK must be an integer in 1..10000")
         name = body.get("namespace", "")
         ns = index.namespaces.get(name, {})
+        sparse_ns = index.sparse.get(name, {})
+        sparse_query = None
+        if body.get("sparseVector") is not None:
+            if body.get("id") is not None:
+                raise _bad("id and sparseVector are mutually exclusive")
+            if index.metric != "dotproduct":
+                raise _bad("Sparse queries are supported only for indexes with metric dotproduct")
+            sparse_query = parse_sparse(body["sparseVector"], "sparseVector")
+        vector: np.ndarray | None
         if body.get("id") is not None:
             if body["id"] not in ns:
                 return {"matches": [], "namespace": name, "usage": {"readUnits": 1}}
             vector = ns[body["id"]][0]
+        elif body.get("vector") is None and sparse_query is not None:
+            vector = None
         else:
             vector = np.asarray(body.get("vector") or [], dtype=np.float32)
             if vector.shape != (index.dimension,):
@@ -347,9 +407,24 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         flt = body.get("filter")
         ids = [i for i, (_, m) in ns.items() if matches(flt, m)]
+        if vector is None:  # sparse only: the records sharing a term with the query
+            ids = [
+                i
+                for i in ids
+                if sparse_query is not None and set(sparse_ns.get(i, {})) & set(sparse_query)
+            ]
         matches_out = []
         if ids:
-            scores = index.score(np.stack([ns[i][0] for i in ids]), vector)
+            scores = np.zeros(len(ids), dtype=np.float64)
+            if vector is not None:
+                scores += index.score(np.stack([ns[i][0] for i in ids]), vector)
+            if sparse_query is not None:
+                scores += np.array(
+                    [
+                        sum(v * sparse_ns.get(i, {}).get(t, 0.0) for t, v in sparse_query.items())
+                        for i in ids
+                    ]
+                )
             order = np.argsort(-scores, kind="stable")[:top_k]
             for j in order:
                 item: dict[str, Any] = {"id": ids[j], "score": float(scores[j]), "values": []}

@@ -31,6 +31,7 @@ from ..core import (
 )
 from ..core._progress import progress, report_to
 from ..core._tokenize import sections
+from ..core._validate import check_int
 from .files import (
     Discovery,
     PdfSupportMissingError,
@@ -39,7 +40,7 @@ from .files import (
     is_under,
     read_document,
 )
-from .output import Hit
+from .output import DisplayHit
 from .state import FileEntry, IndexSettings, StateFile, redact_spec
 from .uri import StoreURI, parse_store_uri
 
@@ -90,9 +91,7 @@ def _positive(arg: str, spec: str) -> int:
         value = int(arg)
     except ValueError:
         value = 0
-    if value < 1:
-        raise ConfigurationError(f"chunker {spec!r}: the size must be a positive integer")
-    return value
+    return check_int(f"chunker {spec!r}: the size", value)
 
 
 def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
@@ -154,7 +153,13 @@ def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
 # -- stores -----------------------------------------------------------------------------------
 
 
-def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int) -> Any:
+def open_store(
+    uri: StoreURI,
+    collection: str,
+    provider: EmbeddingProvider,
+    dimensions: int,
+    hybrid: bool = False,
+) -> Any:
     """The package's store adapter for ``uri`` (``QdrantStore``, ``MilvusStore`` ...)."""
     try:
         if uri.kind == "qdrant":
@@ -170,7 +175,7 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             else:
                 client = QdrantClient(url=uri.target, api_key=os.environ.get("QDRANT_API_KEY"))
             return QdrantStore(
-                provider, client=client, collection=collection, dimensions=dimensions
+                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
             )
         if uri.kind == "milvus":
             from pymilvus import MilvusClient
@@ -191,9 +196,9 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
             else:
                 client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
             return MilvusStore(
-                provider, client=client, collection=collection, dimensions=dimensions
+                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
             )
-        return _open_pinecone(uri, collection, provider, dimensions)
+        return _open_pinecone(uri, collection, provider, dimensions, hybrid)
     except MissingDependencyError:
         raise
     except ImportError:
@@ -210,7 +215,7 @@ def open_store(uri: StoreURI, collection: str, provider: EmbeddingProvider, dime
 
 
 def _open_pinecone(
-    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int
+    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int, hybrid: bool
 ) -> Any:
     from ..pinecone import PineconeStore
 
@@ -225,7 +230,12 @@ def _open_pinecone(
     host = os.environ.get("PINECONE_HOST") or os.environ.get("PINECONE_CONTROLLER_HOST")
     client = Pinecone(api_key=key, host=host) if host else Pinecone(api_key=key)
     return PineconeStore(
-        provider, client=client, collection=uri.target, namespace=collection, dimensions=dimensions
+        provider,
+        client=client,
+        collection=uri.target,
+        namespace=collection,
+        dimensions=dimensions,
+        hybrid=hybrid,
     )
 
 
@@ -253,6 +263,8 @@ class IndexOptions:
     dimensions: int | None = None
     late_chunking: bool | None = None
     chunker: str | None = None
+    #: Also index keyword (BM25) vectors (``None``: as the index was built; default off).
+    hybrid: bool | None = None
     progress: bool = True
     #: A provider already built from ``provider`` (reused across commands, e.g. by the demo).
     provider_instance: EmbeddingProvider | None = None
@@ -319,22 +331,19 @@ def _resolve_settings(
     return spec, dims, chunker, late
 
 
-def _count_tokens(provider: EmbeddingProvider, text: str) -> tuple[int, bool]:
-    """Tokens of one document: exact with the local tokenizer, estimated for the API."""
-    count = getattr(provider, "count_tokens", None)
-    if callable(count):
-        try:
-            # in sections cut before whitespace (their counts add up): a 10 MB file is never
-            # tokenized in one piece
-            first, *rest = sections(text)
-            total = int(count([first], task=Task.RETRIEVAL_PASSAGE)[0])
-            return total + sum(int(c) - 2 for c in count(rest)), False
-        except Exception:  # token counts are informative only; never fail indexing on them
-            logger.debug("count_tokens failed", exc_info=True)
-    estimate = getattr(provider, "estimate_tokens", None)
-    if callable(estimate):
-        return int(estimate(text)), True
-    return 0, True
+def _resolve_hybrid(
+    wanted: bool | None, prior: IndexSettings | None, store: str, collection: str
+) -> bool:
+    if prior is None:
+        return bool(wanted)
+    if wanted is not None and wanted != prior.hybrid:
+        built = "with" if prior.hybrid else "without"
+        raise ConfigurationError(
+            f"collection {collection!r} in {store} was built {built} --hybrid; a collection "
+            "cannot change that: use another --collection (or --store) to index "
+            f"{'without' if prior.hybrid else 'with'} it"
+        )
+    return prior.hybrid
 
 
 def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
@@ -358,6 +367,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         dimensions=provider.dimensions,
         chunker=chunker_spec,
         late_chunking=late,
+        hybrid=_resolve_hybrid(opts.hybrid, prior, report.store, opts.collection),
     )
     if prior is not None and prior.model != settings.model:
         raise ConfigurationError(
@@ -371,7 +381,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    store = open_store(uri, opts.collection, provider, settings.dimensions)
+    store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
     try:
         store.create()  # checks the store's own dimension before anything is written
         if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
@@ -494,7 +504,17 @@ def _embed_batch(
         old = files.get(key)
         if old is not None:
             report.chunks_deleted += len(set(old.ids) - set(new_ids))
-        tokens, estimated = _count_tokens(provider, text)
+        tokens, estimated = 0, True
+        try:  # token counts are informative only; never fail indexing on them
+            # in sections cut before whitespace (their counts add up): a 10 MB file is never
+            # tokenized in one piece
+            first, *rest = sections(text)
+            head = provider.count_tokens([first], task=Task.RETRIEVAL_PASSAGE)
+            tail = provider.count_tokens(rest)
+            tokens = head.total + tail.total - 2 * len(rest)
+            estimated = not (head.exact and tail.exact)
+        except Exception:
+            logger.debug("count_tokens failed", exc_info=True)
         report.tokens += tokens
         report.tokens_estimated = report.tokens_estimated or estimated
         files[key] = FileEntry(hash=digest, ids=list(new_ids), tokens=tokens)
@@ -539,9 +559,11 @@ class SearchOptions:
     provider: str | None = None
     k: int = 5
     provider_instance: EmbeddingProvider | None = None
+    #: ``hybrid``, ``dense`` or ``keyword``; None: hybrid if the index was built with it.
+    mode: str | None = None
 
 
-def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
+def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
     """Embed the queries (``retrieval.query``) with the index's settings and search the store.
 
     Returns:
@@ -574,24 +596,31 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[Hit]]:
             f"Use --provider {settings.provider}"
         )
     dims = settings.dimensions if settings else provider.dimensions
-    store = open_store(uri, opts.collection, provider, dims)
+    hybrid = settings.hybrid if settings else False
+    if opts.mode not in (None, "dense") and not hybrid:
+        raise ConfigurationError(
+            f"--mode {opts.mode} needs keyword vectors, but {uri.display()} [{opts.collection}] "
+            "was indexed without --hybrid; index with `jv3 index --hybrid` into a new "
+            "--collection, or search with --mode dense"
+        )
+    store = open_store(uri, opts.collection, provider, dims, hybrid)
     try:
         if settings is None and int(store.count()) == 0:
             raise ConfigurationError(
                 f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
                 "`jv3 index PATH...` first"
             )
-        raw = store.search_many(list(opts.queries), k=opts.k)
+        raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
     finally:
         close_store(store)
     return [[_hit(h) for h in row] for row in raw]
 
 
-def _hit(h: Any) -> Hit:
+def _hit(h: Any) -> DisplayHit:
     meta = dict(h.metadata)
     path = str(meta.get("path") or meta.get("doc_id") or "")
     start, end = meta.get("start"), meta.get("end")
-    return Hit(
+    return DisplayHit(
         score=float(h.score),
         file=_display(path) if path else "?",
         text=h.text,

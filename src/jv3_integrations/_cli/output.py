@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["Hit", "format_hits", "highlight", "query_terms", "trim", "use_color"]
+__all__ = ["DisplayHit", "format_hits", "highlight", "query_terms", "trim", "use_color"]
 
 _BOLD = "\x1b[1;33m"
 _DIM = "\x1b[2m"
@@ -18,7 +18,7 @@ _WORD = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
-class Hit:
+class DisplayHit:
     """One search result as the CLI shows it."""
 
     score: float
@@ -95,7 +95,7 @@ def highlight(text: str, terms: list[str], *, color: bool) -> str:
     return pattern.sub(lambda m: f"{_BOLD}{m.group(0)}{_RESET}", text)
 
 
-def format_hits(hits: list[Hit], query: str, *, color: bool, width: int = 240) -> str:
+def format_hits(hits: list[DisplayHit], query: str, *, color: bool, width: int = 240) -> str:
     """The human-readable result list: rank, score, file (and span), then the trimmed text."""
     if not hits:
         return "No results."

@@ -5,8 +5,11 @@ One small JSON file per store (``<store path>.jv3-state.json`` for local stores,
 
     {"version": 1, "collections": {"jv3": {
         "settings": {"model": ..., "provider": ..., "dimensions": 1024,
-                     "chunker": "sentences", "late_chunking": true},
+                     "chunker": "sentences", "late_chunking": true, "hybrid": false},
         "files": {"/abs/path/a.md": {"hash": "sha256:...", "ids": ["..."], "tokens": 120}}}}}
+
+``hybrid`` (``jv3 index --hybrid``) says the collection also holds keyword (BM25) vectors;
+state files without it were written before hybrid search existed and mean false.
 
 The provider spec is stored without secrets (no API keys, no URL passwords).
 """
@@ -62,6 +65,7 @@ class IndexSettings:
     dimensions: int
     chunker: str
     late_chunking: bool
+    hybrid: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +74,7 @@ class IndexSettings:
             "dimensions": self.dimensions,
             "chunker": self.chunker,
             "late_chunking": self.late_chunking,
+            "hybrid": self.hybrid,
         }
 
     @classmethod
@@ -80,6 +85,7 @@ class IndexSettings:
             dimensions=int(data["dimensions"]),
             chunker=str(data["chunker"]),
             late_chunking=bool(data["late_chunking"]),
+            hybrid=bool(data.get("hybrid", False)),
         )
 
     def chunking_key(self) -> tuple[str, bool]:

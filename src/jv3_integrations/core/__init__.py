@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._late_chunking import (
     EmbeddedChunk,
+    EmbeddedChunks,
     aembed_chunks,
     aembed_chunks_many,
     embed_chunks,
@@ -41,7 +42,16 @@ from ._provider import (
     validate_dimensions,
     validate_texts,
 )
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, Usage, resolve_task
+from ._sparse import TermEncoder, TermVector
+from ._types import (
+    JINA_EMBEDDINGS_V3,
+    Embeddings,
+    ModelInfo,
+    Task,
+    TokenCount,
+    Usage,
+    resolve_task,
+)
 from ._vecmath import (
     b64_decode_f32,
     b64_encode_f32,
@@ -68,6 +78,7 @@ __all__ = [
     "ConfigurationError",
     "EmbedRequest",
     "EmbeddedChunk",
+    "EmbeddedChunks",
     "EmbeddingProvider",
     "Embeddings",
     "InputError",
@@ -83,7 +94,10 @@ __all__ = [
     "SentenceChunker",
     "ServerError",
     "Task",
+    "TermEncoder",
+    "TermVector",
     "TokenChunker",
+    "TokenCount",
     "Usage",
     "aembed_chunks",
     "aembed_chunks_many",

@@ -19,9 +19,10 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -37,7 +38,8 @@ from ._errors import (
     InputError,
 )
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, Usage
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, TokenCount, Usage
+from ._validate import check_int
 from ._wire import (
     DEFAULT_BASE_URL,
     EMBEDDINGS_PATH,
@@ -165,6 +167,9 @@ class JinaAPIProvider(BaseProvider):
         backoff_base: First retry delay in seconds (doubled per attempt, with jitter).
         backoff_max: Largest retry delay in seconds.
         rate_limit_pause: Seconds to hold all requests when the server reports no budget left.
+        tokenizer_file: The model's ``tokenizer.json`` on local disk, for the keyword vectors of
+            hybrid search (default: ``$JV3_TOKENIZER``, else the Hugging Face cache's copy of
+            ``jinaai/jina-embeddings-v3``, if any). No embedding call needs it.
 
     Raises:
         ConfigurationError: a constructor argument that cannot work (no I/O is done here).
@@ -196,6 +201,7 @@ class JinaAPIProvider(BaseProvider):
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         rate_limit_pause: float = 1.0,
+        tokenizer_file: str | os.PathLike[str] | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             raise ConfigurationError(f"api_key must be a str or None, not {type(api_key).__name__}")
@@ -205,10 +211,10 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
-        _check_int("max_retries", max_retries, 0)
-        _check_int("max_concurrency", max_concurrency, 1)
-        _check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
-        _check_int("max_batch_tokens", max_batch_tokens, 1)
+        check_int("max_retries", max_retries, 0)
+        check_int("max_concurrency", max_concurrency, 1)
+        check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
+        check_int("max_batch_tokens", max_batch_tokens, 1)
         for name, value in (
             ("timeout", timeout),
             ("backoff_base", backoff_base),
@@ -224,12 +230,12 @@ class JinaAPIProvider(BaseProvider):
                 f"wire_format must be 'float' or 'base64', got {wire_format!r}"
             )
         if max_dimensions is not None:
-            _check_int("max_dimensions", max_dimensions, 1)
+            check_int("max_dimensions", max_dimensions, 1)
         elif self._official:
             max_dimensions = JINA_EMBEDDINGS_V3.dim
         self._max_dims: int | None = max_dimensions
         if dimensions is not None:
-            _check_int("dimensions", dimensions, 1, max_dimensions)
+            check_int("dimensions", dimensions, 1, max_dimensions)
         self._dimensions = dimensions
         self._timeout = float(timeout)
         self._max_retries = max_retries
@@ -241,6 +247,7 @@ class JinaAPIProvider(BaseProvider):
         self._backoff_base = float(backoff_base)
         self._backoff_max = float(backoff_max)
         self._gate = _RateGate(float(rate_limit_pause))
+        self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._lock = threading.Lock()
         self._client: httpx.Client | None = http_client
@@ -277,6 +284,17 @@ class JinaAPIProvider(BaseProvider):
                 return JINA_EMBEDDINGS_V3.dim
             self._max_dims = found
         return self._max_dims
+
+    @property
+    def max_concurrency(self) -> int:
+        """Requests in flight at once (the ``max_concurrency`` it was built with)."""
+        return self._max_concurrency
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> TokenCount:
+        """Conservative token estimates (:meth:`estimate_tokens`; ``exact=False``, no I/O)."""
+        return super().count_tokens(texts, task=task, late_chunking=late_chunking)
 
     def estimate_tokens(self, text: str, *, task: TaskLike = None) -> int:
         """A conservative token estimate for ``text`` (no tokenizer, no network)."""
@@ -405,6 +423,30 @@ class JinaAPIProvider(BaseProvider):
                 await aclient.aclose()
         self.close()
 
+    def tokenizer_file(self) -> Path:
+        """The model's ``tokenizer.json`` on local disk (hybrid search's keyword vectors).
+
+        Looked up without any network call: the ``tokenizer_file`` argument, else
+        ``$JV3_TOKENIZER``, else the Hugging Face cache's copy of the model.
+
+        Raises:
+            ConfigurationError: none is available; the message says how to get one.
+        """
+        path = self._tokenizer_path
+        if path is None and os.environ.get("JV3_TOKENIZER", "").strip():
+            path = Path(os.environ["JV3_TOKENIZER"].strip())
+        if path is None:
+            path = _cached_tokenizer(JINA_EMBEDDINGS_V3.hub_id)
+        if path is None or not path.is_file():
+            where = f" ({path} is not a file)" if path is not None else ""
+            raise ConfigurationError(
+                f"hybrid search needs {self._model}'s tokenizer.json on this machine for its "
+                f"keyword vectors{where}; download it once (huggingface-cli download "
+                f"{JINA_EMBEDDINGS_V3.hub_id} tokenizer.json), then pass "
+                "JinaAPIProvider(tokenizer_file=PATH) or set JV3_TOKENIZER=PATH"
+            )
+        return path
+
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
     def _parse_models(self, response: httpx.Response) -> int:
@@ -453,7 +495,7 @@ class JinaAPIProvider(BaseProvider):
 
     async def aembed(
         self,
-        texts: Any,
+        texts: Sequence[str],
         *,
         task: TaskLike = None,
         dimensions: int | None = None,
@@ -747,12 +789,11 @@ class JinaAPIProvider(BaseProvider):
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
 
 
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < lo
-        or (hi is not None and value > hi)
-    ):
-        bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise ConfigurationError(f"{name} must be an int {bound}, got {value!r}")
+def _cached_tokenizer(repo: str) -> Path | None:
+    """``tokenizer.json`` of ``repo`` from the Hugging Face cache, if there (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo, "tokenizer.json")
+    return Path(found) if isinstance(found, str) else None

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -23,10 +23,11 @@ from ._chunkers import Chunk, Chunker, SentenceChunker, _is_blank, _merge, _mode
 from ._errors import APIError, BadRequestError, InputError, InputTypeError
 from ._progress import expect_progress, report_progress
 from ._provider import EmbeddingProvider, validate_dimensions
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, resolve_task
+from ._types import Embeddings, Task, TaskLike, Usage, resolve_task
 
 __all__ = [
     "EmbeddedChunk",
+    "EmbeddedChunks",
     "aembed_chunks",
     "aembed_chunks_many",
     "embed_chunks",
@@ -35,14 +36,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Tokens allowed for a task instruction when the provider cannot count it (the longest,
-#: retrieval.query's, has 56 characters).
-_INSTRUCTION_ALLOWANCE = 60
 #: Most chunks one late-chunking request may hold (the Jina API's input limit).
 _MAX_ITEMS = 2048
 #: Context carried on each side of a window when the caller does not say (tokens).
 _DEFAULT_CONTEXT_TOKENS = 512
-_DEFAULT_CONCURRENCY = 4
 #: Times a window the server rejects as too long is re-planned (token counts x2 each time).
 _MAX_REPLANS = 4
 
@@ -75,6 +72,24 @@ class EmbeddedChunk:
         return (
             f"EmbeddedChunk(span={self.span}, chars={len(self.text)}, dims={self.vector.shape[0]})"
         )
+
+
+class EmbeddedChunks(list[EmbeddedChunk]):
+    """One document's embedded chunks, in order (a list), with the tokens it took.
+
+    Attributes:
+        usage: Token usage of the late-chunking calls that embedded this document, as the
+            provider reported it (context chunks sent in two windows count twice).
+    """
+
+    usage: Usage
+
+    def __init__(self, chunks: Iterable[EmbeddedChunk] = (), *, usage: Usage | None = None):
+        super().__init__(chunks)
+        self.usage = Usage() if usage is None else usage
+
+    def __repr__(self) -> str:
+        return f"EmbeddedChunks({list.__repr__(self)}, usage={self.usage!r})"
 
 
 # -- window planning (pure) --------------------------------------------------------------
@@ -171,6 +186,7 @@ class _Doc:
     chunks: list[Chunk]
     texts: list[str]  # what the model sees
     vectors: list[npt.NDArray[np.float32] | None]
+    usage: Usage = field(default_factory=Usage)
     counts: list[int] | None = None  # tokens per chunk (exact or estimated), once counted
 
 
@@ -245,44 +261,6 @@ def _prepare_docs(documents: object, chunker: Chunker | None) -> tuple[list[_Doc
     return docs, from_text
 
 
-def _token_counter(
-    provider: object, task: Task | None
-) -> tuple[Callable[[list[str]], list[int]], int]:
-    """Per-chunk token counts (no special tokens) and the per-request overhead.
-
-    The overhead is ``<s>``, ``</s>`` and the task instruction. Counts are exact with a
-    provider that has ``count_tokens`` (the local model), conservative estimates with one that
-    has ``estimate_tokens`` (the API provider), else a conservative count from characters.
-    """
-    count_tokens = getattr(provider, "count_tokens", None)
-    if callable(count_tokens):
-        # count_tokens includes <s> and </s>: the empty text's count is exactly those.
-        base = int(count_tokens([""])[0])
-        overhead = int(count_tokens([""], task=task)[0])
-
-        def exact(texts: list[str]) -> list[int]:
-            return [max(0, int(c) - base) for c in count_tokens(texts)]
-
-        return exact, overhead
-    estimate = getattr(provider, "estimate_tokens", None)
-    if callable(estimate):
-        base = int(estimate(""))
-        try:
-            overhead = int(estimate("", task=task))
-        except TypeError:
-            overhead = base + _INSTRUCTION_ALLOWANCE
-        return (lambda texts: [max(1, int(estimate(t)) - base) for t in texts]), overhead
-    # An XLM-R token covers at least one character; +1 for the leading "\u2581".
-    return (lambda texts: [len(t) + 1 for t in texts]), 2 + _INSTRUCTION_ALLOWANCE
-
-
-def _is_native_long(provider: object) -> bool:
-    """True for providers that do long late chunking themselves (the local model)."""
-    from ._local import LocalProvider
-
-    return isinstance(provider, LocalProvider)
-
-
 def _merge_zero_token_chunks(
     docs: list[_Doc], from_text: list[bool], counts: list[list[int]]
 ) -> None:
@@ -336,8 +314,7 @@ def _make_plan(
     """Everything that can fail on input, before any model or network call."""
     resolved = resolve_task(task)
     if dimensions is not None:
-        max_dims = getattr(provider, "max_dimensions", None)
-        validate_dimensions(dimensions, max_dims if isinstance(max_dims, int) else 1 << 30)
+        validate_dimensions(dimensions, provider.max_dimensions)
     for name, value in (
         ("window_tokens", window_tokens),
         ("context_tokens", context_tokens),
@@ -348,9 +325,16 @@ def _make_plan(
     if max_concurrency is not None and max_concurrency < 1:
         raise InputError(f"max_concurrency must be >= 1, got {max_concurrency}")
     docs, from_text = _prepare_docs(documents, chunker)
-    native = _is_native_long(provider) and window_tokens is None
-    count, overhead = _token_counter(provider, resolved)
-    counts = [count(doc.texts) if doc.texts else [] for doc in docs]
+    native = provider.supports_long_late_chunking and window_tokens is None
+    # Per-chunk counts without <s>/</s> (the empty text's count is exactly those); the
+    # overhead of one request is <s>, </s> and the task instruction.
+    base = provider.count_tokens([""]).counts[0]
+    overhead = provider.count_tokens([""], task=resolved).counts[0]
+    counts: list[list[int]] = []
+    for doc in docs:
+        counted = provider.count_tokens(doc.texts) if doc.texts else None
+        floor = 0 if counted is None or counted.exact else 1  # an estimate is never zero
+        counts.append([max(floor, c - base) for c in counted.counts] if counted else [])
     _merge_zero_token_chunks(docs, from_text, counts)
     for doc, doc_counts in zip(docs, counts, strict=True):
         doc.counts = doc_counts
@@ -364,7 +348,7 @@ def _make_plan(
             if doc.texts
         ]
     else:
-        window = JINA_EMBEDDINGS_V3.max_tokens if window_tokens is None else window_tokens
+        window = provider.max_tokens if window_tokens is None else window_tokens
         budget = window - overhead
         if budget < 1:
             raise InputError(
@@ -388,15 +372,9 @@ def _make_plan(
                     )
             windows = _plan_windows(counts[d], budget, context, _MAX_ITEMS)
             jobs.extend(_Job(d, w) for w in windows)
-    conc = max_concurrency
-    if conc is None:
-        conc = getattr(provider, "max_concurrency", None) or getattr(
-            provider, "_max_concurrency", None
-        )
-        if not isinstance(conc, int) or conc < 1:
-            conc = _DEFAULT_CONCURRENCY
+    conc = max(1, provider.max_concurrency) if max_concurrency is None else max_concurrency
     if native:
-        conc = 1  # the local model uses every core for one pass already
+        conc = 1  # one pass per document, each using every core already
     if len(jobs) > 1:
         logger.debug("late chunking %d documents in %d passes", len(docs), len(jobs))
     if native:  # the provider reports its tokens as its windows finish, with its overhead
@@ -417,6 +395,7 @@ def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
         raise RuntimeError(f"provider returned {len(emb)} vectors for {w.hi - w.lo} chunks")
     for i in range(w.start, w.end):
         doc.vectors[i] = np.array(emb.vectors[i - w.lo], dtype=np.float32)
+    doc.usage = doc.usage + emb.usage
     if not plan.native and doc.counts is not None:
         report_progress(sum(doc.counts[w.start : w.end]))
 
@@ -467,15 +446,15 @@ def _replan(plan: _Plan, job: _Job, exc: APIError, level: int) -> list[_Job]:
     return jobs
 
 
-def _results(plan: _Plan) -> list[list[EmbeddedChunk]]:
-    out: list[list[EmbeddedChunk]] = []
+def _results(plan: _Plan) -> list[EmbeddedChunks]:
+    out: list[EmbeddedChunks] = []
     for doc in plan.docs:
         row: list[EmbeddedChunk] = []
         for c, v in zip(doc.chunks, doc.vectors, strict=True):
             if v is None:  # pragma: no cover - every chunk is kept by exactly one window
                 raise RuntimeError("late chunking left a chunk without a vector")
             row.append(EmbeddedChunk(c.text, c.span, v))
-        out.append(row)
+        out.append(EmbeddedChunks(row, usage=doc.usage))
     return out
 
 
@@ -490,14 +469,15 @@ def embed_chunks_many(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[list[EmbeddedChunk]]:
+) -> list[EmbeddedChunks]:
     """Late-chunk many documents; one list of embedded chunks per document, in order.
 
     Each late-chunking pass or request holds chunks of exactly one document. With the local
-    model each document is one call (the provider does long late chunking past its
-    ``max_length``). With any other provider (the Jina API, a compatible server) a document is
-    one request when it fits the window; a longer one is split into consecutive windows of
-    whole chunks, each also carrying neighbouring context chunks whose vectors are discarded.
+    model (``supports_long_late_chunking``) each document is one call (the provider windows
+    past its ``max_tokens`` itself). With any other provider (the Jina API, a compatible
+    server) a document is one request when it fits the window; a longer one is split into
+    consecutive windows of whole chunks, each also carrying neighbouring context chunks whose
+    vectors are discarded.
     Requests run concurrently (at most ``max_concurrency`` at once).
 
     Args:
@@ -509,15 +489,17 @@ def embed_chunks_many(
         dimensions: Matryoshka output size (default: the provider's).
         normalized: L2-normalize each chunk vector.
         window_tokens: Tokens per late-chunking request, special tokens and instruction
-            included. Default: 8192 for remote providers; the local model windows by itself
+            included. Default: the provider's ``max_tokens``; the local model windows by itself
             (setting it makes the local model use request windows too).
         context_tokens: Context tokens carried on each side of a window (default 512, at most a
             quarter of the window).
         max_concurrency: Requests in flight at once (default: the provider's
-            ``max_concurrency``, else 4).
+            ``max_concurrency``).
 
     Returns:
-        For each document, its :class:`EmbeddedChunk` list (chunks tile the document).
+        For each document, its :class:`EmbeddedChunks` (a list of :class:`EmbeddedChunk` that
+        tile the document, with ``usage``: the tokens its calls took, as the provider
+        reported them; no extra tokenization).
 
     Raises:
         InputTypeError: documents or chunks of the wrong type.
@@ -579,7 +561,7 @@ def embed_chunks(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[EmbeddedChunk]:
+) -> EmbeddedChunks:
     """Late-chunk one document: every chunk's vector is pooled from the whole document's pass.
 
     Args:
@@ -590,7 +572,8 @@ def embed_chunks(
             :func:`embed_chunks_many`.
 
     Returns:
-        One :class:`EmbeddedChunk` per chunk, in document order.
+        :class:`EmbeddedChunks`: one :class:`EmbeddedChunk` per chunk, in document order, and
+        the ``usage`` of the calls.
 
     Raises:
         InputTypeError, InputError: see :func:`embed_chunks_many`.
@@ -629,7 +612,7 @@ async def aembed_chunks_many(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[list[EmbeddedChunk]]:
+) -> list[EmbeddedChunks]:
     """Async twin of :func:`embed_chunks_many` (requests bounded by ``max_concurrency``)."""
     plan = _make_plan(
         provider,
@@ -688,7 +671,7 @@ async def aembed_chunks(
     window_tokens: int | None = None,
     context_tokens: int | None = None,
     max_concurrency: int | None = None,
-) -> list[EmbeddedChunk]:
+) -> EmbeddedChunks:
     """Async twin of :func:`embed_chunks`."""
     if not isinstance(document, (str, Sequence)) or isinstance(document, bytes):
         raise InputTypeError(

@@ -19,7 +19,16 @@ from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
 from ._errors import ConfigurationError, InputError, ModelLoadError, missing_extra
 from ._progress import ProgressBar, progress, report_progress
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, Task, TaskLike, Usage, resolve_task
+from ._types import (
+    JINA_EMBEDDINGS_V3,
+    Embeddings,
+    Task,
+    TaskLike,
+    TokenCount,
+    Usage,
+    resolve_task,
+)
+from ._validate import check_int
 from ._vecmath import truncate
 
 if TYPE_CHECKING:
@@ -45,14 +54,6 @@ _DTYPES = {
 }
 
 DEFAULT_BATCH_TOKENS = 16384
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int >= {low}, not {type(value).__name__}")
-    if value < low:
-        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
-    return value
 
 
 def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
@@ -139,12 +140,12 @@ class LocalProvider(BaseProvider):
         if not isinstance(model, (str, os.PathLike)) or not str(model).strip():
             raise ConfigurationError("model must be a model directory or a Hub id (a str)")
         self._model_arg = str(model)
-        self._max_length = _check_int("max_length", max_length, 2)
-        self._overlap = _check_int("late_chunking_overlap", late_chunking_overlap, 0)
+        self._max_length = check_int("max_length", max_length, 2)
+        self._overlap = check_int("late_chunking_overlap", late_chunking_overlap, 0)
         if dimensions is not None:
-            _check_int("dimensions", dimensions, 1)
+            check_int("dimensions", dimensions, 1)
         self._dimensions = dimensions
-        self._batch_tokens = _check_int("batch_tokens", batch_tokens, 1)
+        self._batch_tokens = check_int("batch_tokens", batch_tokens, 1)
         if quantize not in (None, "int8"):
             raise ConfigurationError(f"quantize must be None or 'int8', got {quantize!r}")
         if adapter_mode not in ("merged", "lowrank"):
@@ -208,6 +209,21 @@ class LocalProvider(BaseProvider):
         return self._max_length
 
     @property
+    def max_tokens(self) -> int:
+        """Token limit per text: ``max_length`` (late chunking windows past it by itself)."""
+        return self._max_length
+
+    @property
+    def max_concurrency(self) -> int:
+        """1: one forward pass already uses every core (calls are serialized)."""
+        return 1
+
+    @property
+    def supports_long_late_chunking(self) -> bool:
+        """True: documents longer than ``max_length`` are windowed here, in one call."""
+        return True
+
+    @property
     def late_chunking_overlap(self) -> int:
         """Overlap between late-chunking windows."""
         return self._overlap
@@ -230,6 +246,12 @@ class LocalProvider(BaseProvider):
     def tokenizer(self) -> Tokenizer:
         """The ``tokenizers.Tokenizer`` (loads the tokenizer files only)."""
         return self._text_encoder().tokenizer
+
+    def tokenizer_file(self) -> Path:
+        """The checkpoint's ``tokenizer.json`` (fetched with the model files for a Hub id)."""
+        path = self._source.file(TOKENIZER_FILE)
+        assert path is not None  # a required file: file() raises when it is absent
+        return path
 
     def __repr__(self) -> str:
         return (
@@ -379,11 +401,14 @@ class LocalProvider(BaseProvider):
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
-    ) -> list[int]:
+    ) -> TokenCount:
         """Real token counts, not truncated (``<s>``, ``</s>`` and the instruction included).
 
         With ``late_chunking=True`` each count is the chunk's span length, so the sum is the
         length of the whole document sequence.
+
+        Returns:
+            A :class:`TokenCount` with ``exact=True`` (counted by the checkpoint's tokenizer).
         """
         enc = self._text_encoder()
         name = self._task_name(task)
@@ -393,9 +418,10 @@ class LocalProvider(BaseProvider):
             if counts:
                 counts[0] += 1  # <s>
                 counts[-1] += 1  # </s>
-            return counts
+            return TokenCount(counts, exact=True)
         prefix = enc.instruction(name)
-        return [len(ids) + 2 for part in enc.sections(prefix + t for t in texts) for ids in part]
+        sections = enc.sections(prefix + t for t in texts)
+        return TokenCount([len(ids) + 2 for part in sections for ids in part], exact=True)
 
     # -- embedding ----------------------------------------------------------------------------
 

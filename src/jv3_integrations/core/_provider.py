@@ -13,11 +13,13 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
-from ._errors import InputError, InputTypeError
-from ._types import Embeddings, Task, TaskLike, resolve_task
+from ._errors import ConfigurationError, InputError, InputTypeError
+from ._types import Embeddings, Task, TaskLike, TokenCount, resolve_task
+from ._wire import MAX_TOKENS, estimate_tokens
 
 __all__ = [
     "BaseProvider",
@@ -35,6 +37,12 @@ class EmbeddingProvider(Protocol):
     ``embed`` returns one float32 vector per text, in input order. ``task=None`` means no task
     adapter; ``embed_documents`` / ``embed_queries`` pick ``retrieval.passage`` /
     ``retrieval.query`` so callers never type task strings.
+
+    A provider also says what it can do, so callers never probe it: ``max_dimensions`` (the
+    full output size), ``max_concurrency`` (calls it serves well at once), ``max_tokens`` (the
+    token limit of one text or late-chunking pass), ``count_tokens`` (exact or estimated) and
+    ``supports_long_late_chunking`` (it late-chunks documents longer than ``max_tokens``
+    itself). ``load`` loads what the provider needs now (a no-op for remote providers).
     """
 
     @property
@@ -42,6 +50,24 @@ class EmbeddingProvider(Protocol):
 
     @property
     def dimensions(self) -> int: ...
+
+    @property
+    def max_dimensions(self) -> int: ...
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def supports_long_late_chunking(self) -> bool: ...
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> TokenCount: ...
+
+    def load(self) -> None: ...
 
     def embed(
         self,
@@ -63,17 +89,47 @@ class EmbeddingProvider(Protocol):
         late_chunking: bool = False,
     ) -> Embeddings: ...
 
-    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    def embed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    async def aembed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
-    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings: ...
+    async def aembed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings: ...
 
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    def tokenizer_file(self) -> Path: ...
 
 
 def validate_texts(texts: object) -> list[str]:
@@ -155,6 +211,52 @@ class BaseProvider(abc.ABC):
         """The configured default output size (Matryoshka), known without any network call."""
         configured: int | None = getattr(self, "_dimensions", None)
         return configured if configured is not None else self.max_dimensions
+
+    @property
+    def max_concurrency(self) -> int:
+        """Calls this provider serves well at once (late chunking runs that many passes)."""
+        return 4
+
+    @property
+    def max_tokens(self) -> int:
+        """Token limit of one text or one late-chunking pass (the model's 8192 by default)."""
+        return MAX_TOKENS
+
+    @property
+    def supports_long_late_chunking(self) -> bool:
+        """True when the provider late-chunks documents longer than ``max_tokens`` itself."""
+        return False
+
+    def count_tokens(
+        self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
+    ) -> TokenCount:
+        """Token counts of ``texts``; by default a conservative estimate (``exact=False``).
+
+        Counts include ``<s>``, ``</s>`` and the task instruction. With ``late_chunking=True``
+        the texts are the chunks of one document and each count is the chunk's share of that
+        one sequence (the first carries ``<s>`` and the instruction, the last ``</s>``).
+
+        Args:
+            texts: The texts (or one document's chunks).
+            task: The task whose instruction is prefixed (None: no instruction).
+            late_chunking: Count the texts as one late-chunked document.
+
+        Returns:
+            A :class:`TokenCount`, one count per text.
+        """
+        items = validate_texts(texts)
+        resolved = resolve_task(task)
+        if not late_chunking:
+            return TokenCount([estimate_tokens(t, task=resolved) for t in items], exact=False)
+        if not items:
+            return TokenCount([], exact=False)
+        out = [estimate_tokens(t) - 2 for t in items]
+        out[0] = estimate_tokens(items[0], task=resolved) - 1
+        out[-1] += 1
+        return TokenCount(out, exact=False)
+
+    def load(self) -> None:
+        """Load what the provider needs now (weights, tokenizer); a no-op by default."""
 
     # -- the contract -------------------------------------------------------------------
 
@@ -239,21 +341,73 @@ class BaseProvider(abc.ABC):
             return Embeddings.empty(model=self.model_name, task=req.task, dimensions=req.dimensions)
         return await self._aembed(req)
 
-    def embed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Embed passages for indexing (task ``retrieval.passage``)."""
-        return self.embed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+        return self.embed(
+            texts,
+            task=Task.RETRIEVAL_PASSAGE,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    def embed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    def embed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Embed search queries (task ``retrieval.query``)."""
-        return self.embed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+        return self.embed(
+            texts,
+            task=Task.RETRIEVAL_QUERY,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    async def aembed_documents(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    async def aembed_documents(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Async twin of :meth:`embed_documents`."""
-        return await self.aembed(texts, task=Task.RETRIEVAL_PASSAGE, **kwargs)
+        return await self.aembed(
+            texts,
+            task=Task.RETRIEVAL_PASSAGE,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
-    async def aembed_queries(self, texts: Sequence[str], **kwargs: Any) -> Embeddings:
+    async def aembed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
         """Async twin of :meth:`embed_queries`."""
-        return await self.aembed(texts, task=Task.RETRIEVAL_QUERY, **kwargs)
+        return await self.aembed(
+            texts,
+            task=Task.RETRIEVAL_QUERY,
+            dimensions=dimensions,
+            normalized=normalized,
+            late_chunking=late_chunking,
+        )
 
     # -- for subclasses -----------------------------------------------------------------
 
@@ -271,6 +425,18 @@ class BaseProvider(abc.ABC):
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         self.close()
+
+    def tokenizer_file(self) -> Path:
+        """The model's ``tokenizer.json`` on local disk (keyword term vectors of hybrid search).
+
+        Raises:
+            ConfigurationError: this provider has no local tokenizer (the default).
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} has no local tokenizer file, which hybrid search needs for "
+            "its keyword vectors; use a provider that has one (LocalProvider, or "
+            "JinaAPIProvider(tokenizer_file=...)) or search with mode='dense'"
+        )
 
     def __enter__(self) -> Self:
         return self

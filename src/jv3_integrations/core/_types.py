@@ -12,7 +12,15 @@ import numpy.typing as npt
 
 from ._errors import InputError, InputTypeError
 
-__all__ = ["JINA_EMBEDDINGS_V3", "Embeddings", "ModelInfo", "Task", "Usage", "resolve_task"]
+__all__ = [
+    "JINA_EMBEDDINGS_V3",
+    "Embeddings",
+    "ModelInfo",
+    "Task",
+    "TokenCount",
+    "Usage",
+    "resolve_task",
+]
 
 
 class Task(enum.StrEnum):
@@ -81,6 +89,25 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.total_tokens + other.total_tokens)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """Token counts of some texts, and whether they are exact (a tokenizer) or estimated.
+
+    Attributes:
+        counts: One count per text, in input order (``<s>``, ``</s>`` and the instruction
+            included; with late chunking each chunk's span, so they sum to the document's).
+        exact: True when a real tokenizer counted; False for a conservative estimate.
+    """
+
+    counts: list[int]
+    exact: bool
+
+    @property
+    def total(self) -> int:
+        """The sum of :attr:`counts`."""
+        return sum(self.counts)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 
-from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._errors import ConfigurationError
 from ..core._load import load_provider
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task, TaskLike, resolve_task
 
 __all__ = [
     "ProviderArg",
-    "check_batch_size",
-    "check_dimensions",
+    "ProviderHolder",
     "check_provider",
     "check_task",
     "is_local_spec",
@@ -103,29 +103,62 @@ def resolve_provider(
     return load_provider(provider, api_key=api_key), True
 
 
+class ProviderHolder:
+    """One adapter's provider: built from a spec on first use, or the instance it was given.
+
+    A provider built here from an API spec is owned: :meth:`close` closes it (and the next use
+    builds a new one). Instances passed in and shared local models are never closed here.
+
+    Args:
+        provider: A checked ``provider=`` argument (see :func:`check_provider`), or ``None`` for
+            an adapter whose instance is no longer attached (e.g. after pickling).
+        api_key: The key for an API spec, or a function called on first use to get it.
+    """
+
+    def __init__(
+        self,
+        provider: ProviderArg | None,
+        api_key: str | Callable[[], str | None] | None = None,
+    ) -> None:
+        self._spec = provider if isinstance(provider, str) else None
+        self._provider: EmbeddingProvider | None = None if isinstance(provider, str) else provider
+        self._api_key = api_key
+        self._owned = False
+
+    @property
+    def current(self) -> EmbeddingProvider | None:
+        """The provider if it has been built (or was given), else None; builds nothing."""
+        return self._provider
+
+    def get(self) -> EmbeddingProvider:
+        """The provider, built on first use.
+
+        Raises:
+            ConfigurationError: no spec and no instance (an instance lost in pickling).
+        """
+        if self._provider is None:
+            if self._spec is None:
+                raise ConfigurationError(
+                    "this object was built from a provider instance that is no longer attached "
+                    "(e.g. after pickling); build it with a provider spec string instead"
+                )
+            key = self._api_key() if callable(self._api_key) else self._api_key
+            self._provider, self._owned = resolve_provider(self._spec, api_key=key)
+        return self._provider
+
+    def close(self) -> None:
+        """Close the provider if it was built here (shared local models stay loaded)."""
+        if self._provider is not None and self._owned:
+            provider, self._provider, self._owned = self._provider, None, False
+            provider.close()
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        if self._provider is not None and self._owned:
+            provider, self._provider, self._owned = self._provider, None, False
+            await provider.aclose()
+
+
 def check_task(task: TaskLike) -> Task | None:
     """Resolve a task argument at construction time (InputError for an unknown one)."""
     return resolve_task(task)
-
-
-def check_dimensions(dimensions: object) -> int | None:
-    """Check a ``dimensions`` argument: ``None`` or a positive int.
-
-    The upper bound is the model's size, which the provider checks on the first call.
-    """
-    if dimensions is None:
-        return None
-    if isinstance(dimensions, bool) or not isinstance(dimensions, int):
-        raise InputTypeError(f"dimensions must be a positive int, not {type(dimensions).__name__}")
-    if dimensions < 1:
-        raise InputError(f"dimensions must be in 1..model size, got {dimensions}")
-    return dimensions
-
-
-def check_batch_size(batch_size: object) -> int:
-    """Check a ``batch_size`` argument: a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise InputTypeError(f"batch_size must be a positive int, not {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    return batch_size

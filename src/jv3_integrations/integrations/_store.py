@@ -24,10 +24,13 @@ from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
 from ..core._load import load_provider
 from ..core._progress import progress, report_to
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
+from ..core._sparse import TermEncoder
 from ..core._types import Task
+from ..core._validate import check_int
 from ..core._vecmath import truncate
+from ._groups import pack_groups
 
-__all__ = ["DOC_FIELDS", "TEXT_KEY", "Hit", "Record", "point_id"]
+__all__ = ["DOC_FIELDS", "MODES", "TEXT_KEY", "Hit", "Record", "point_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/jv3-integratio
 TEXT_KEY = "text"
 #: Metadata keys that late-chunked documents add to every chunk.
 DOC_FIELDS = ("doc_id", "chunk_index", "start", "end")
+#: Search modes: fused dense + keyword, dense only, keyword (BM25) only.
+MODES = ("hybrid", "dense", "keyword")
 
 Vectors = npt.NDArray[np.float32]
 
@@ -65,7 +70,8 @@ class Hit:
 
     Attributes:
         id: The point/vector id in the store.
-        score: Cosine similarity to the query (higher is better).
+        score: Higher is better: cosine similarity to the query (dense search), the BM25
+            score (``mode="keyword"``) or the store's fused score (``mode="hybrid"``).
         text: The stored passage text.
         metadata: The stored metadata (for late-chunked documents also ``doc_id``,
             ``chunk_index``, ``start``, ``end``: the chunk's character span in its document).
@@ -90,6 +96,10 @@ class Record:
 class _DocPlan:
     doc_id: str
     chunks: list[Record]
+
+
+def _chunk_count(plan: _DocPlan) -> int:
+    return len(plan.chunks)
 
 
 def _check_metadata(meta: object, where: str) -> dict[str, Any]:
@@ -133,12 +143,6 @@ def _check_ids(ids: object, n: int, what: str) -> list[str] | None:
     return out
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class StoreCore:
     """Shared configuration and the I/O-free parts of every store (sync and async)."""
 
@@ -153,9 +157,10 @@ class StoreCore:
         small_dimensions: int | None = None,
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
     ) -> None:
         self.provider: EmbeddingProvider = load_provider(provider)
-        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        max_dims = self.provider.max_dimensions
         dims = self.provider.dimensions if dimensions is None else dimensions
         try:
             self.dimensions: int = validate_dimensions(dims, max_dims)
@@ -171,10 +176,45 @@ class StoreCore:
                     f"got {small_dimensions!r}"
                 ) from None
             self.small_dimensions = small
-        self.batch_size = _check_positive(
-            "batch_size", self.default_batch_size if batch_size is None else batch_size
+        self.batch_size = check_int(
+            "batch_size",
+            self.default_batch_size if batch_size is None else batch_size,
+            error=InputError,
         )
         self.progress_bar = bool(progress_bar)
+        self.hybrid = bool(hybrid)
+        #: Client-side keyword term vectors (Qdrant, Pinecone); None where the host analyses
+        #: the text itself (Milvus) or without hybrid.
+        self.term_encoder: TermEncoder | None = None
+
+    def _init_terms(self, term_encoder: TermEncoder | None) -> None:
+        """Stores that send term vectors: the encoder (default: the provider's tokenizer)."""
+        if term_encoder is not None and not isinstance(term_encoder, TermEncoder):
+            raise ConfigurationError(
+                f"term_encoder must be a TermEncoder, not {type(term_encoder).__name__}"
+            )
+        if term_encoder is not None and not self.hybrid:
+            raise ConfigurationError("term_encoder is used only with hybrid=True; set it too")
+        if self.hybrid:
+            self.term_encoder = term_encoder or TermEncoder(provider=self.provider)
+
+    def _load_terms(self) -> None:
+        """Load the tokenizer before the first write or query (so a missing one fails early)."""
+        if self.term_encoder is not None:
+            self.term_encoder.load()
+
+    def _resolve_mode(self, mode: object) -> str:
+        """The search mode: ``hybrid`` by default on a hybrid store, else ``dense``."""
+        if mode is None:
+            return "hybrid" if self.hybrid else "dense"
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode != "dense" and not self.hybrid:
+            raise ConfigurationError(
+                f"mode={mode!r} needs keyword vectors, but this store was created without "
+                "hybrid=True; recreate it with hybrid=True (and re-index), or use mode='dense'"
+            )
+        return str(mode)
 
     # -- planning (pure) -----------------------------------------------------------------
 
@@ -239,22 +279,6 @@ class StoreCore:
     def _check_records(self, records: list[Record]) -> None:
         """Store-specific checks of everything about to be written (before any write)."""
 
-    @staticmethod
-    def _doc_groups(plans: list[_DocPlan], batch_size: int) -> list[list[_DocPlan]]:
-        """Whole documents grouped so each group has about ``batch_size`` chunks."""
-        groups: list[list[_DocPlan]] = []
-        current: list[_DocPlan] = []
-        size = 0
-        for plan in plans:
-            if current and size + len(plan.chunks) > batch_size:
-                groups.append(current)
-                current, size = [], 0
-            current.append(plan)
-            size += len(plan.chunks)
-        if current:
-            groups.append(current)
-        return groups
-
     def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
         """Full vectors and, in two-stage mode, their truncated renormalized prefix."""
         if self.small_dimensions is None:
@@ -263,7 +287,7 @@ class StoreCore:
 
     @staticmethod
     def _check_k(k: object) -> int:
-        return _check_positive("k", k)
+        return check_int("k", k, error=InputError)
 
     def _embed_kwargs(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions}
@@ -297,6 +321,18 @@ class SyncStore(StoreCore, abc.ABC):
     def count(self) -> int:
         """Number of points in the collection."""
 
+    def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        """Keyword (``full is None``) or fused search; stores with ``hybrid`` implement it."""
+        raise ConfigurationError(f"{type(self).__name__} has no hybrid search")
+
     # -- public --------------------------------------------------------------------------
 
     def add_texts(
@@ -324,7 +360,11 @@ class SyncStore(StoreCore, abc.ABC):
             ConfigurationError: the existing collection has another dimension or metric.
         """
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         self.create()
@@ -367,7 +407,11 @@ class SyncStore(StoreCore, abc.ABC):
             The stored chunk ids, document by document, chunk by chunk.
         """
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         self.create()
@@ -382,7 +426,7 @@ class SyncStore(StoreCore, abc.ABC):
             ) as bar,
             report_to(bar),
         ):
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = embed_chunks_many(
@@ -404,33 +448,55 @@ class SyncStore(StoreCore, abc.ABC):
                     bar.update(len(records))
         return [r.id for p in plans for r in p.chunks]
 
-    def search(self, query: str, k: int = 10, filter: Any = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 10, filter: Any = None, *, mode: str | None = None
+    ) -> list[Hit]:
         """The ``k`` passages closest to ``query`` (embedded with ``retrieval.query``).
 
         Args:
             query: The query text.
             k: How many hits to return.
             filter: The host's own filter, or a dict ``{key: value}`` (equality; a list value
-                means "any of") on metadata.
+                means "any of") on metadata. It applies to the dense and the keyword side.
+            mode: ``"dense"`` (vectors), ``"keyword"`` (BM25 on the same chunks) or
+                ``"hybrid"`` (both, fused); default ``"hybrid"`` on a store created with
+                ``hybrid=True``, else ``"dense"``.
 
         Returns:
-            Hits, best first (cosine similarity, higher is better).
+            Hits, best first (higher is better): cosine similarity (dense), BM25 score
+            (keyword) or the store's fused score (hybrid).
+
+        Raises:
+            ConfigurationError: ``mode`` other than dense on a store without ``hybrid=True``.
         """
         if not isinstance(query, str):
             raise InputTypeError(f"query must be a str, not {type(query).__name__}")
-        return self.search_many([query], k=k, filter=filter)[0]
+        return self.search_many([query], k=k, filter=filter, mode=mode)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, filter: Any = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: Any = None,
+        *,
+        mode: str | None = None,
     ) -> list[list[Hit]]:
-        """:meth:`search` for many queries: one embedding call and one batched store call."""
+        """:meth:`search` for many queries: one embedding call and one batched store call.
+
+        Keyword mode makes no embedding call; hybrid mode makes one, like dense mode.
+        """
         items = validate_texts(queries)
         k = self._check_k(k)
+        resolved = self._resolve_mode(mode)
         if not items:
             return []
         self.create()
+        if resolved == "keyword":
+            return self._search_hybrid(items, None, None, k, filter, resolved)
         emb = self.provider.embed_queries(items, **self._embed_kwargs())
         full, small = self._split(emb.vectors)
+        if resolved == "hybrid":
+            return self._search_hybrid(items, full, small, k, filter, resolved)
         return self._search(full, small, k, filter)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -468,6 +534,18 @@ class AsyncStore(StoreCore, abc.ABC):
     async def count(self) -> int:
         """Number of points in the collection."""
 
+    async def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        """Async twin of :meth:`SyncStore._search_hybrid`."""
+        raise ConfigurationError(f"{type(self).__name__} has no hybrid search")
+
     async def add_texts(
         self,
         texts: Sequence[str],
@@ -478,7 +556,11 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_texts`."""
         records = self._plan_texts(texts, metadatas, ids)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not records:
             return []
         await self.create()
@@ -504,7 +586,11 @@ class AsyncStore(StoreCore, abc.ABC):
     ) -> list[str]:
         """Async twin of :meth:`SyncStore.add_documents`."""
         plans = self._plan_documents(documents, ids, metadatas, chunker)
-        size = self.batch_size if batch_size is None else _check_positive("batch_size", batch_size)
+        size = (
+            self.batch_size
+            if batch_size is None
+            else check_int("batch_size", batch_size, error=InputError)
+        )
         if not plans:
             return []
         await self.create()
@@ -519,7 +605,7 @@ class AsyncStore(StoreCore, abc.ABC):
             ) as bar,
             report_to(bar),
         ):
-            for group in self._doc_groups(plans, size):
+            for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
                     per_doc = await aembed_chunks_many(
@@ -543,23 +629,35 @@ class AsyncStore(StoreCore, abc.ABC):
                     bar.update(len(records))
         return [r.id for p in plans for r in p.chunks]
 
-    async def search(self, query: str, k: int = 10, filter: Any = None) -> list[Hit]:
+    async def search(
+        self, query: str, k: int = 10, filter: Any = None, *, mode: str | None = None
+    ) -> list[Hit]:
         """Async twin of :meth:`SyncStore.search`."""
         if not isinstance(query, str):
             raise InputTypeError(f"query must be a str, not {type(query).__name__}")
-        return (await self.search_many([query], k=k, filter=filter))[0]
+        return (await self.search_many([query], k=k, filter=filter, mode=mode))[0]
 
     async def search_many(
-        self, queries: Sequence[str], k: int = 10, filter: Any = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        filter: Any = None,
+        *,
+        mode: str | None = None,
     ) -> list[list[Hit]]:
         """Async twin of :meth:`SyncStore.search_many`."""
         items = validate_texts(queries)
         k = self._check_k(k)
+        resolved = self._resolve_mode(mode)
         if not items:
             return []
         await self.create()
+        if resolved == "keyword":
+            return await self._search_hybrid(items, None, None, k, filter, resolved)
         emb = await self.provider.aembed_queries(items, **self._embed_kwargs())
         full, small = self._split(emb.vectors)
+        if resolved == "hybrid":
+            return await self._search_hybrid(items, full, small, k, filter, resolved)
         return await self._search(full, small, k, filter)
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from ..core._deps import require
-from ..core._errors import ConfigurationError, InputTypeError
+from ..core._errors import InputError, InputTypeError
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
-from ._shared import check_dimensions, check_provider, check_task, resolve_provider
+from ..core._validate import check_int_or_none
+from ._shared import ProviderHolder, check_provider, check_task
 
 require("langchain_core", "langchain", "langchain-core")
 
@@ -59,31 +60,26 @@ class JinaV3Embeddings(BaseModel, Embeddings):
     query_task: str | None = Task.RETRIEVAL_QUERY.value
     document_task: str | None = Task.RETRIEVAL_PASSAGE.value
 
-    _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
-    _owned: bool = PrivateAttr(default=False)
+    _holder: ProviderHolder = PrivateAttr(default_factory=lambda: ProviderHolder(None))
 
     def __init__(self, provider: str | EmbeddingProvider | None = "api", **kwargs: Any) -> None:
         checked = check_provider(provider)
         if "dimensions" in kwargs:
-            kwargs["dimensions"] = check_dimensions(kwargs["dimensions"])
+            kwargs["dimensions"] = check_int_or_none(
+                "dimensions", kwargs["dimensions"], error=InputError
+            )
         for name in ("query_task", "document_task"):
             if name in kwargs:
                 task = check_task(kwargs[name])
                 kwargs[name] = task.value if task is not None else None
         super().__init__(provider=checked if isinstance(checked, str) else None, **kwargs)
-        if not isinstance(checked, str):
-            self._provider_obj = checked
+        self._holder = ProviderHolder(checked, api_key=self._key)
+
+    def _key(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key is not None else None
 
     def _get_provider(self) -> EmbeddingProvider:
-        if self._provider_obj is None:
-            if self.provider is None:
-                raise ConfigurationError(
-                    "this object was built from a provider instance that is no longer attached "
-                    "(e.g. after pickling); build it with a provider spec string instead"
-                )
-            key = self.api_key.get_secret_value() if self.api_key is not None else None
-            self._provider_obj, self._owned = resolve_provider(self.provider, api_key=key)
-        return self._provider_obj
+        return self._holder.get()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts for indexing (task ``retrieval.passage``); one vector per text, in order."""
@@ -113,15 +109,11 @@ class JinaV3Embeddings(BaseModel, Embeddings):
 
     def close(self) -> None:
         """Close a provider this object built (shared local models stay loaded)."""
-        if self._provider_obj is not None and self._owned:
-            self._provider_obj.close()
-            self._provider_obj = None
+        self._holder.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._provider_obj is not None and self._owned:
-            await self._provider_obj.aclose()
-            self._provider_obj = None
+        await self._holder.aclose()
 
 
 def _check_query(text: object) -> None:

@@ -15,11 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core._deps import require
-from ..core._errors import ConfigurationError, InputError
+from ..core._errors import InputError
 from ..core._late_chunking import EmbeddedChunk, aembed_chunks_many, embed_chunks_many
 from ..core._provider import EmbeddingProvider
 from ..core._types import Task
-from ._shared import ProviderArg, check_dimensions, check_provider, check_task, resolve_provider
+from ..core._validate import check_int_or_none
+from ._groups import source_groups
+from ._shared import (
+    ProviderArg,
+    ProviderHolder,
+    check_provider,
+    check_task,
+)
 
 require("llama_index.core", "llama-index", "llama-index-core")
 
@@ -46,36 +53,21 @@ class _ProviderMixin:
     """Lazy provider resolution shared by the two pydantic classes below."""
 
     provider: str | None
-    _provider_obj: EmbeddingProvider | None
-    _api_key: str | None
-    _owned: bool
+    _holder: ProviderHolder
 
     def _set_provider(self, checked: ProviderArg, api_key: str | None) -> None:
-        self._api_key = api_key
-        self._owned = False
-        self._provider_obj = None if isinstance(checked, str) else checked
+        self._holder = ProviderHolder(checked, api_key=api_key)
 
     def _get_provider(self) -> EmbeddingProvider:
-        if self._provider_obj is None:
-            if self.provider is None:
-                raise ConfigurationError(
-                    "this object was built from a provider instance that is no longer attached "
-                    "(e.g. after pickling); build it with a provider spec string instead"
-                )
-            self._provider_obj, self._owned = resolve_provider(self.provider, api_key=self._api_key)
-        return self._provider_obj
+        return self._holder.get()
 
     def close(self) -> None:
         """Close a provider this object built (shared local models stay loaded)."""
-        if self._provider_obj is not None and self._owned:
-            self._provider_obj.close()
-            self._provider_obj = None
+        self._holder.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._provider_obj is not None and self._owned:
-            await self._provider_obj.aclose()
-            self._provider_obj = None
+        await self._holder.aclose()
 
 
 class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
@@ -117,9 +109,7 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
     text_task: str | None = Field(
         default=Task.RETRIEVAL_PASSAGE.value, description="Task adapter for texts (nodes)."
     )
-    _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
-    _api_key: str | None = PrivateAttr(default=None)
-    _owned: bool = PrivateAttr(default=False)
+    _holder: ProviderHolder = PrivateAttr(default_factory=lambda: ProviderHolder(None))
 
     def __init__(
         self,
@@ -137,7 +127,7 @@ class JinaV3Embedding(_ProviderMixin, BaseEmbedding):
         q_task, t_task = check_task(query_task), check_task(text_task)
         super().__init__(  # type: ignore[call-arg]
             provider=checked if isinstance(checked, str) else None,
-            dimensions=check_dimensions(dimensions),
+            dimensions=check_int_or_none("dimensions", dimensions, error=InputError),
             query_task=q_task.value if q_task is not None else None,
             text_task=t_task.value if t_task is not None else None,
             model_name=model_name,
@@ -242,9 +232,7 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
     provider: str | None = Field(default="api")
     dimensions: int | None = Field(default=None)
     task: str | None = Field(default=Task.RETRIEVAL_PASSAGE.value)
-    _provider_obj: EmbeddingProvider | None = PrivateAttr(default=None)
-    _api_key: str | None = PrivateAttr(default=None)
-    _owned: bool = PrivateAttr(default=False)
+    _holder: ProviderHolder = PrivateAttr(default_factory=lambda: ProviderHolder(None))
 
     def __init__(
         self,
@@ -259,7 +247,7 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
         resolved = check_task(task)
         super().__init__(  # type: ignore[call-arg]
             provider=checked if isinstance(checked, str) else None,
-            dimensions=check_dimensions(dimensions),
+            dimensions=check_int_or_none("dimensions", dimensions, error=InputError),
             task=resolved.value if resolved is not None else None,
             **kwargs,
         )
@@ -300,7 +288,9 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
 
 
 def _store(
-    nodes: Sequence[BaseNode], groups: list[list[int]], results: list[list[EmbeddedChunk]]
+    nodes: Sequence[BaseNode],
+    groups: list[list[int]],
+    results: Sequence[Sequence[EmbeddedChunk]],
 ) -> None:
     for group, embedded in zip(groups, results, strict=True):
         for i, chunk in zip(group, embedded, strict=True):
@@ -313,7 +303,6 @@ def _text(node: BaseNode) -> str:
 
 def _groups(nodes: Sequence[BaseNode]) -> list[list[int]]:
     """Node indexes grouped by source document, each group in document order."""
-    groups: dict[object, list[int]] = {}
     for i, node in enumerate(nodes):
         if not isinstance(node, BaseNode):
             raise InputError(f"nodes[{i}] is {type(node).__name__}, not a LlamaIndex node")
@@ -322,30 +311,23 @@ def _groups(nodes: Sequence[BaseNode]) -> list[list[int]]:
                 f"nodes[{i}] (id {node.node_id}) has no text; late chunking needs text in "
                 "every chunk"
             )
-        source = node.source_node.node_id if node.source_node is not None else None
-        key: object = ("own", i) if source is None else ("source", source)
-        groups.setdefault(key, []).append(i)
-    result = []
-    for key, members in groups.items():
-        if len(members) > 1:
-            members = _in_document_order(nodes, members, key)
-        result.append(members)
-    return result
+    groups = source_groups(
+        [n.source_node.node_id if n.source_node is not None else None for n in nodes],
+        [getattr(n, "start_char_idx", None) for n in nodes],
+    )
+    for source, members in groups:
+        for prev, nxt in itertools.pairwise(members):
+            _check_no_overlap(nodes[prev], nodes[nxt], source)
+    return [members for _, members in groups]
 
 
-def _in_document_order(nodes: Sequence[BaseNode], members: list[int], key: object) -> list[int]:
-    starts = [getattr(nodes[i], "start_char_idx", None) for i in members]
-    if any(s is None for s in starts):
-        return members  # no offsets: keep input order
-    ordered = [i for _, i in sorted(zip(starts, members, strict=True))]
-    for prev, nxt in itertools.pairwise(ordered):
-        end_prev = getattr(nodes[prev], "end_char_idx", None)
-        start_next = getattr(nodes[nxt], "start_char_idx", None)
-        if end_prev is None:
-            end_prev = (getattr(nodes[prev], "start_char_idx", 0) or 0) + len(_text(nodes[prev]))
-        if start_next is not None and start_next < end_prev:
-            raise InputError(
-                f"nodes of source document {key[1]!r} overlap; late chunking needs "  # type: ignore[index]
-                "non-overlapping chunks: split with chunk_overlap=0"
-            )
-    return ordered
+def _check_no_overlap(prev: BaseNode, nxt: BaseNode, source: object) -> None:
+    end_prev = getattr(prev, "end_char_idx", None)
+    if end_prev is None:
+        end_prev = (getattr(prev, "start_char_idx", 0) or 0) + len(_text(prev))
+    start_next = getattr(nxt, "start_char_idx", None)
+    if start_next is not None and start_next < end_prev:
+        raise InputError(
+            f"nodes of source document {source!r} overlap; late chunking needs "
+            "non-overlapping chunks: split with chunk_overlap=0"
+        )

@@ -11,6 +11,14 @@ Collection schema: ``id`` (VARCHAR primary key), ``text`` (VARCHAR), ``metadata`
 rescores them exactly with their ``full`` vectors. Searches are batched (one call for many
 queries): Milvus Lite's per-call overhead is large.
 
+Hybrid (``hybrid=True``): the ``text`` field gets an analyzer (``analyzer_params``; default the
+multilingual ``standard`` tokenizer, lowercased) and Milvus' built-in BM25 function fills a
+``sparse`` SPARSE_FLOAT_VECTOR field from it (BM25 index), so Milvus does all the keyword work
+itself, on the very text of each (late-)chunked point. ``mode="hybrid"`` runs
+``hybrid_search`` over the dense and the BM25 field (``k * funnel_factor`` candidates each)
+with ``RRFRanker(rrf_k)``: score = sum of 1 / (rrf_k + rank), rank from 1. Not combinable with
+funnel mode. Milvus Lite reports BM25 distances negated; keyword hits carry the BM25 score.
+
 Async: ``AsyncMilvusClient`` reads and writes Milvus Lite collections fine, but Milvus Lite
 does not implement what its ``create_collection`` waits on (index creation fails with
 UNIMPLEMENTED). Create the collection once with :meth:`MilvusStore.create` (or on a Milvus
@@ -33,7 +41,15 @@ from ..core._provider import EmbeddingProvider, validate_dimensions
 from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, rescore, simple_filter
 
 try:
-    from pymilvus import AsyncMilvusClient, DataType, MilvusClient
+    from pymilvus import (
+        AnnSearchRequest,
+        AsyncMilvusClient,
+        DataType,
+        Function,
+        FunctionType,
+        MilvusClient,
+        RRFRanker,
+    )
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra("milvus", "pymilvus") from exc
 
@@ -42,6 +58,10 @@ __all__ = ["AsyncMilvusStore", "JinaV3EmbeddingFunction", "MilvusStore"]
 VECTOR = "vector"
 FULL = "full"
 SMALL = "small"
+SPARSE = "sparse"
+BM25_FUNCTION = "bm25"
+#: The analyzer of hybrid collections: Unicode word boundaries (every script), lowercased.
+DEFAULT_ANALYZER: dict[str, Any] = {"tokenizer": "standard", "filter": ["lowercase"]}
 _MAX_TEXT_BYTES = 65535
 _ID_LENGTH = 64
 
@@ -64,7 +84,7 @@ class JinaV3EmbeddingFunction:
         self, provider: EmbeddingProvider | str | None = None, *, dimensions: int | None = None
     ) -> None:
         self.provider = load_provider(provider)
-        max_dims = int(getattr(self.provider, "max_dimensions", self.provider.dimensions))
+        max_dims = self.provider.max_dimensions
         self._dim = validate_dimensions(
             self.provider.dimensions if dimensions is None else dimensions, max_dims
         )
@@ -107,6 +127,7 @@ class _MilvusCommon:
     small_dimensions: int | None
     funnel_factor: int
     index_type: str
+    hybrid: bool
 
     def _init_milvus(self, collection: str, funnel_factor: int, index_type: str) -> None:
         if not isinstance(collection, str) or not collection:
@@ -118,6 +139,21 @@ class _MilvusCommon:
         self.index_type = index_type
         self._ready = False
 
+    def _init_hybrid(self, analyzer_params: dict[str, Any] | None, rrf_k: int) -> None:
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 1:
+            raise ConfigurationError(f"rrf_k must be an int >= 1, got {rrf_k!r}")
+        if analyzer_params is not None and not isinstance(analyzer_params, dict):
+            raise ConfigurationError("analyzer_params must be a dict (Milvus analyzer params)")
+        if analyzer_params is not None and not self.hybrid:
+            raise ConfigurationError("analyzer_params is used only with hybrid=True; set it too")
+        if self.hybrid and self.small_dimensions is not None:
+            raise ConfigurationError(
+                "MilvusStore cannot combine hybrid=True with small_dimensions (funnel search); "
+                "drop one of them (QdrantStore supports both together)"
+            )
+        self.analyzer_params = dict(analyzer_params or DEFAULT_ANALYZER)
+        self.rrf_k = rrf_k
+
     def _vector_fields(self) -> dict[str, int]:
         if self.small_dimensions is None:
             return {VECTOR: self.dimensions}
@@ -126,16 +162,31 @@ class _MilvusCommon:
     def _schema(self) -> Any:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=_ID_LENGTH)
-        schema.add_field(TEXT_KEY, DataType.VARCHAR, max_length=_MAX_TEXT_BYTES)
+        text: dict[str, Any] = {"max_length": _MAX_TEXT_BYTES}
+        if self.hybrid:
+            text.update(enable_analyzer=True, analyzer_params=self.analyzer_params)
+        schema.add_field(TEXT_KEY, DataType.VARCHAR, **text)
         schema.add_field("metadata", DataType.JSON)
         for name, dim in self._vector_fields().items():
             schema.add_field(name, DataType.FLOAT_VECTOR, dim=dim)
+        if self.hybrid:
+            schema.add_field(SPARSE, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name=BM25_FUNCTION,
+                    function_type=FunctionType.BM25,
+                    input_field_names=[TEXT_KEY],
+                    output_field_names=[SPARSE],
+                )
+            )
         return schema
 
     def _index_params(self) -> Any:
         params = MilvusClient.prepare_index_params()
         for name in self._vector_fields():
             params.add_index(name, index_type=self.index_type, metric_type="COSINE")
+        if self.hybrid:
+            params.add_index(SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return params
 
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
@@ -165,6 +216,17 @@ class _MilvusCommon:
                 raise ConfigurationError(
                     f"field {name!r} of Milvus collection {self.collection!r} is indexed with "
                     f"metric {metric or 'none'}; jina-embeddings-v3 needs COSINE"
+                )
+        if self.hybrid:
+            bm25 = [
+                f
+                for f in description.get("functions", [])
+                if f.get("type") == FunctionType.BM25 and f.get("output_field_names") == [SPARSE]
+            ]
+            if SPARSE not in fields or not bm25:
+                raise ConfigurationError(
+                    f"Milvus collection {self.collection!r} has no BM25 field {SPARSE!r} (it was "
+                    "created without hybrid=True); use another collection for hybrid search"
                 )
 
     def _check_records(self, records: list[Record]) -> None:
@@ -233,17 +295,58 @@ class _MilvusCommon:
             "search_params": {"metric_type": "COSINE"},
         }
 
+    def _keyword_args(self, queries: list[str], limit: int, filter: Any) -> dict[str, Any]:
+        return {
+            "collection_name": self.collection,
+            "data": list(queries),
+            "anns_field": SPARSE,
+            "limit": limit,
+            "filter": self._filter(filter),
+            "output_fields": [TEXT_KEY, "metadata"],
+            "search_params": {"metric_type": "BM25"},
+        }
+
+    def _hybrid_args(
+        self, queries: list[str], full: Vectors, k: int, filter: Any
+    ) -> dict[str, Any]:
+        expr = self._filter(filter)
+        n = k * self.funnel_factor
+        reqs = [
+            AnnSearchRequest(
+                data=full.tolist(),
+                anns_field=VECTOR,
+                param={"metric_type": "COSINE"},
+                limit=n,
+                expr=expr,
+            ),
+            AnnSearchRequest(
+                data=list(queries),
+                anns_field=SPARSE,
+                param={"metric_type": "BM25"},
+                limit=n,
+                expr=expr,
+            ),
+        ]
+        return {
+            "collection_name": self.collection,
+            "reqs": reqs,
+            "ranker": RRFRanker(self.rrf_k),
+            "limit": k,
+            "output_fields": [TEXT_KEY, "metadata"],
+        }
+
     @staticmethod
-    def _hits(results: Any) -> list[list[Hit]]:
+    def _hits(results: Any, *, bm25: bool = False) -> list[list[Hit]]:
         out = []
         for row in results:
             hits = []
             for h in row:
                 entity = h.get("entity", {})
+                distance = float(h["distance"])
                 hits.append(
                     Hit(
                         str(h["id"]),
-                        float(h["distance"]),
+                        abs(distance) if bm25 else distance,
                         str(entity.get(TEXT_KEY, "")),
                         dict(entity.get("metadata") or {}),
                     )
@@ -290,6 +393,11 @@ class MilvusStore(_MilvusCommon, SyncStore):
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
+        hybrid: Add Milvus' BM25 function on ``text`` and search with ``mode="hybrid"``
+            (default) or ``"keyword"``; see the module docstring.
+        analyzer_params: Hybrid: the Milvus analyzer of ``text`` (default
+            :data:`DEFAULT_ANALYZER`; e.g. ``{"tokenizer": "jieba"}`` for Chinese).
+        rrf_k: Hybrid: the constant of ``RRFRanker``.
         batch_size: Passages per embedding call and upsert.
         progress_bar: Show a progress bar while indexing.
 
@@ -315,6 +423,9 @@ class MilvusStore(_MilvusCommon, SyncStore):
         index_type: str = "AUTOINDEX",
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        analyzer_params: dict[str, Any] | None = None,
+        rrf_k: int = 60,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -322,8 +433,10 @@ class MilvusStore(_MilvusCommon, SyncStore):
             small_dimensions=small_dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_milvus(collection, funnel_factor, index_type)
+        self._init_hybrid(analyzer_params, rrf_k)
         if client is not None and not isinstance(client, MilvusClient):
             raise ConfigurationError(
                 f"client must be a MilvusClient, not {type(client).__name__} "
@@ -389,6 +502,21 @@ class MilvusStore(_MilvusCommon, SyncStore):
         )
         return self._funnel(candidates, list(rows), full, k)
 
+    def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        if full is None:
+            return self._hits(
+                self.client.search(**self._keyword_args(queries, k, filter)), bm25=True
+            )
+        return self._hits(self.client.hybrid_search(**self._hybrid_args(queries, full, k, filter)))
+
     def count(self) -> int:
         """Number of entities in the collection (0 if it does not exist yet)."""
         if not self.client.has_collection(self.collection):
@@ -420,6 +548,9 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         index_type: str = "AUTOINDEX",
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        analyzer_params: dict[str, Any] | None = None,
+        rrf_k: int = 60,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -427,8 +558,10 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
             small_dimensions=small_dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_milvus(collection, funnel_factor, index_type)
+        self._init_hybrid(analyzer_params, rrf_k)
         if not isinstance(client, AsyncMilvusClient):
             raise ConfigurationError(
                 f"client must be an AsyncMilvusClient, not {type(client).__name__}"
@@ -494,6 +627,21 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
             else []
         )
         return self._funnel(candidates, list(rows), full, k)
+
+    async def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        if full is None:
+            result = await self.client.search(**self._keyword_args(queries, k, filter))
+            return self._hits(result, bm25=True)
+        args = self._hybrid_args(queries, full, k, filter)
+        return self._hits(await self.client.hybrid_search(**args))
 
     async def count(self) -> int:
         """Async twin of :meth:`MilvusStore.count`."""

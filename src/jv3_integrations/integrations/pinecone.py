@@ -7,6 +7,14 @@ filter and namespace, deletes, and reads the vector count from the index stats.
 Pinecone's data plane has no multi-vector query: :meth:`PineconeStore.search_many` makes one
 embedding call and then one query per vector (:class:`AsyncPineconeStore` runs them
 concurrently).
+
+Hybrid (``hybrid=True``): sparse-dense records in a ``dotproduct`` index (Pinecone's
+requirement for sparse values; our unit vectors make its dense part the cosine). The sparse
+values are the same BM25-saturated term vectors of the model's tokenizer as Qdrant's
+(:class:`~jv3_integrations.core._sparse.TermEncoder`). A hybrid query sends
+``alpha * dense`` and ``(1 - alpha) * sparse`` (Pinecone's convex combination), so score =
+``alpha * cosine + (1 - alpha) * keyword``; ``mode="keyword"`` sends the sparse vector alone.
+Pinecone computes no IDF: keyword scores are sums of saturated term frequencies.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 
 from ..core._errors import ConfigurationError, InputError, missing_extra
 from ..core._provider import EmbeddingProvider
+from ..core._sparse import TermEncoder, TermVector
 from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
 
 try:
@@ -28,6 +37,8 @@ __all__ = ["MAX_METADATA_BYTES", "AsyncPineconeStore", "PineconeStore"]
 
 #: Pinecone's limit on the metadata of one record.
 MAX_METADATA_BYTES = 40 * 1024
+#: Pinecone's limit on the non-zero entries of one sparse vector.
+MAX_SPARSE_TERMS = 2048
 
 
 def _metadata_error(i: int, key: str, value: object) -> InputError:
@@ -44,6 +55,9 @@ class _PineconeCommon:
     namespace: str
     dimensions: int
     small_dimensions: int | None
+    hybrid: bool
+    term_encoder: TermEncoder | None
+    alpha: float
 
     def _init_pinecone(self, collection: str, namespace: str, cloud: str, region: str) -> None:
         if not isinstance(collection, str) or not collection:
@@ -56,6 +70,16 @@ class _PineconeCommon:
         self.region = region
         self._ready = False
 
+    def _init_alpha(self, alpha: float) -> None:
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ConfigurationError(f"alpha (the dense weight) must be in 0..1, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    @property
+    def metric(self) -> str:
+        """The index metric: ``dotproduct`` for hybrid (sparse-dense) indexes, else cosine."""
+        return "dotproduct" if self.hybrid else "cosine"
+
     def _spec(self) -> ServerlessSpec:
         return ServerlessSpec(cloud=self.cloud, region=self.region)
 
@@ -65,10 +89,14 @@ class _PineconeCommon:
                 f"Pinecone index {self.collection!r} has dimension {dimension}, but this store "
                 f"embeds at {self.dimensions}; set dimensions={dimension} or use another index"
             )
-        if metric is not None and str(metric).lower() != "cosine":
+        if metric is not None and str(metric).lower() != self.metric:
+            why = (
+                "hybrid=True needs dotproduct (sparse-dense)"
+                if self.hybrid
+                else "jina-embeddings-v3 needs cosine"
+            )
             raise ConfigurationError(
-                f"Pinecone index {self.collection!r} uses metric {metric}; jina-embeddings-v3 "
-                "needs cosine: use another index"
+                f"Pinecone index {self.collection!r} uses metric {metric}; {why}: use another index"
             )
 
     def _check_records(self, records: list[Record]) -> None:
@@ -86,12 +114,54 @@ class _PineconeCommon:
                     f"{MAX_METADATA_BYTES} bytes of metadata per record (the text is stored "
                     "there): split it (add_documents chunks long documents)"
                 )
+        if self.term_encoder is not None:
+            for i, terms in enumerate(
+                self.term_encoder.encode_documents([r.text for r in records])
+            ):
+                if len(terms) > MAX_SPARSE_TERMS:
+                    raise InputError(
+                        f"text {i} has {len(terms)} distinct terms; Pinecone sparse vectors hold "
+                        f"at most {MAX_SPARSE_TERMS}: split it (add_documents chunks long "
+                        "documents)"
+                    )
 
     def _vectors(self, records: list[Record], full: Vectors) -> list[dict[str, Any]]:
-        return [
+        out = [
             {"id": r.id, "values": full[i].tolist(), "metadata": {TEXT_KEY: r.text, **r.metadata}}
             for i, r in enumerate(records)
         ]
+        if self.term_encoder is not None:
+            terms = self.term_encoder.encode_documents([r.text for r in records])
+            for vector, t in zip(out, terms, strict=True):
+                if t.indices:  # Pinecone rejects an empty sparse vector
+                    vector["sparse_values"] = {"indices": t.indices, "values": t.values}
+        return out
+
+    def _queries(
+        self, queries: list[str], full: Vectors | None, k: int, filter: Any
+    ) -> list[dict[str, Any] | None]:
+        """``index.query`` arguments per query (None: nothing to search, no keyword term)."""
+        assert self.term_encoder is not None  # hybrid stores always have one
+        flt = self._filter(filter)
+        weight = 1.0 if full is None else 1.0 - self.alpha
+        out: list[dict[str, Any] | None] = []
+        terms: list[TermVector] = self.term_encoder.encode_queries(queries)
+        for i, t in enumerate(terms):
+            args: dict[str, Any] = {
+                "top_k": k,
+                "filter": flt,
+                "namespace": self.namespace,
+                "include_metadata": True,
+            }
+            if full is not None:
+                args["vector"] = (full[i] * self.alpha).tolist()
+            if t.indices and weight > 0:
+                args["sparse_vector"] = {
+                    "indices": t.indices,
+                    "values": [v * weight for v in t.values],
+                }
+            out.append(args if "vector" in args or "sparse_vector" in args else None)
+        return out
 
     @staticmethod
     def _filter(filter: Any) -> dict[str, Any] | None:
@@ -142,6 +212,10 @@ class PineconeStore(_PineconeCommon, SyncStore):
         namespace: Namespace for every read and write ('' = default).
         dimensions: Vector size (default: the provider's).
         cloud, region: Where ``create`` puts a new serverless index.
+        hybrid: Sparse-dense records (a dotproduct index) and ``mode="hybrid"`` (default) or
+            ``"keyword"`` search; see the module docstring.
+        alpha: Hybrid: the dense weight (the sparse one is ``1 - alpha``).
+        term_encoder: Hybrid: a :class:`TermEncoder` with your own BM25 parameters.
         batch_size: Passages per embedding call and upsert.
         progress_bar: Show a progress bar while indexing.
 
@@ -167,14 +241,20 @@ class PineconeStore(_PineconeCommon, SyncStore):
         region: str = "us-east-1",
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        alpha: float = 0.5,
+        term_encoder: TermEncoder | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
             dimensions=dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_pinecone(collection, namespace, cloud, region)
+        self._init_alpha(alpha)
+        self._init_terms(term_encoder)
         if client is None:
             client = Pinecone()
         if not isinstance(client, (Pinecone, Index)):
@@ -192,6 +272,7 @@ class PineconeStore(_PineconeCommon, SyncStore):
         """
         if self._ready:
             return
+        self._load_terms()
         if isinstance(self.client, Pinecone):
             if self.client.has_index(self.collection):
                 model = self.client.describe_index(self.collection)
@@ -200,7 +281,7 @@ class PineconeStore(_PineconeCommon, SyncStore):
                 model = self.client.create_index(
                     self.collection,
                     dimension=self.dimensions,
-                    metric="cosine",
+                    metric=self.metric,
                     spec=self._spec(),
                 )
             self.index = self.client.Index(host=str(model.host))  # type: ignore[assignment]
@@ -241,6 +322,21 @@ class PineconeStore(_PineconeCommon, SyncStore):
             for i in range(full.shape[0])
         ]
 
+    def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        index = self._idx()
+        return [
+            self._hits(index.query(**args)) if args is not None else []
+            for args in self._queries(queries, full, k, filter)
+        ]
+
     def count(self) -> int:
         """Number of vectors in this store's namespace."""
         self.create()
@@ -249,13 +345,7 @@ class PineconeStore(_PineconeCommon, SyncStore):
     def stats(self) -> dict[str, Any]:
         """The index stats: ``dimension``, ``metric``, ``total`` and per-namespace counts."""
         self.create()
-        s = self._idx().describe_index_stats()
-        return {
-            "dimension": s.dimension,
-            "metric": getattr(s, "metric", None),
-            "total": s.total_vector_count,
-            "namespaces": {n: v.vector_count for n, v in (s.namespaces or {}).items()},
-        }
+        return _stats(self._idx().describe_index_stats())
 
 
 class AsyncPineconeStore(_PineconeCommon, AsyncStore):
@@ -279,14 +369,20 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         region: str = "us-east-1",
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        alpha: float = 0.5,
+        term_encoder: TermEncoder | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
             dimensions=dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_pinecone(collection, namespace, cloud, region)
+        self._init_alpha(alpha)
+        self._init_terms(term_encoder)
         if not isinstance(client, (AsyncPinecone, AsyncIndex)):
             raise ConfigurationError(
                 "client must be a pinecone.AsyncPinecone or pinecone.AsyncIndex, not "
@@ -299,6 +395,7 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         """Async twin of :meth:`PineconeStore.create`."""
         if self._ready:
             return
+        self._load_terms()
         if isinstance(self.client, AsyncPinecone):
             if await self.client.has_index(self.collection):
                 model = await self.client.describe_index(self.collection)
@@ -307,7 +404,7 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
                 model = await self.client.create_index(
                     self.collection,
                     dimension=self.dimensions,
-                    metric="cosine",
+                    metric=self.metric,
                     spec=self._spec(),
                 )
             self.index = self.client.IndexAsyncio(host=str(model.host))
@@ -351,12 +448,44 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         )
         return [self._hits(r) for r in responses]
 
+    async def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        index = self._idx()
+        plans = self._queries(queries, full, k, filter)
+        responses = await asyncio.gather(
+            *(index.query(**args) for args in plans if args is not None)
+        )
+        it = iter(responses)
+        return [self._hits(next(it)) if args is not None else [] for args in plans]
+
     async def count(self) -> int:
         """Async twin of :meth:`PineconeStore.count`."""
         await self.create()
         return self._count(await self._idx().describe_index_stats())
 
+    async def stats(self) -> dict[str, Any]:
+        """Async twin of :meth:`PineconeStore.stats`."""
+        await self.create()
+        return _stats(await self._idx().describe_index_stats())
+
     async def aclose(self) -> None:
         """Close the index handle this store opened (not a client you passed in)."""
         if self.index is not None and self.index is not self.client:
             await self.index.close()
+
+
+def _stats(s: Any) -> dict[str, Any]:
+    """The index stats: ``dimension``, ``metric``, ``total`` and per-namespace counts."""
+    return {
+        "dimension": s.dimension,
+        "metric": getattr(s, "metric", None),
+        "total": s.total_vector_count,
+        "namespaces": {n: v.vector_count for n, v in (s.namespaces or {}).items()},
+    }

@@ -8,6 +8,13 @@ store's ``dimensions``; everything else is the user's own ``QdrantClient``. Opti
   a query prefetches candidates on ``small`` and rescores them on ``full``. One embedding call
   yields both vectors (the small one is the full one truncated and renormalized).
 * ``binary_quantization``: ``BinaryQuantization`` with rescoring and oversampling at search.
+* ``hybrid``: a sparse ``bm25`` vector per point next to the dense one(s), with
+  ``Modifier.IDF`` so Qdrant computes the IDF itself; its terms are the model tokenizer's pieces
+  with BM25-saturated term frequencies (:class:`~jv3_integrations.core._sparse.TermEncoder`).
+  ``mode="hybrid"`` prefetches ``k * prefetch_factor`` candidates on each side (the dense side
+  two-stage and quantized as configured) and fuses them server-side with reciprocal rank
+  fusion (``FusionQuery(fusion=Fusion.RRF)``: score = sum of 1 / (rank + 2) with Qdrant's
+  constant, rank from 0). Local mode runs IDF and RRF too.
 
 Local mode (``:memory:`` / ``path=``) is exact brute force and ignores HNSW and quantization;
 the same collection on a Qdrant server (``url=``) or in Qdrant Edge runs them for real.
@@ -19,6 +26,7 @@ from typing import Any
 
 from ..core._errors import ConfigurationError, missing_extra
 from ..core._provider import EmbeddingProvider
+from ..core._sparse import TermEncoder, TermVector
 from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
 
 try:
@@ -30,6 +38,8 @@ __all__ = ["AsyncQdrantStore", "QdrantStore"]
 
 FULL = "full"
 SMALL = "small"
+#: Name of the sparse (keyword) vector of hybrid collections.
+SPARSE = "bm25"
 
 
 class _QdrantCommon:
@@ -42,6 +52,8 @@ class _QdrantCommon:
     oversampling: float
     prefetch_factor: int
     exact: bool
+    hybrid: bool
+    term_encoder: TermEncoder | None
 
     def _init_qdrant(
         self,
@@ -80,6 +92,10 @@ class _QdrantCommon:
                 ),
             }
         config: dict[str, Any] = {"vectors_config": vectors}
+        if self.hybrid:
+            config["sparse_vectors_config"] = {
+                SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            }
         if self.binary_quantization:
             config["quantization_config"] = models.BinaryQuantization(
                 binary=models.BinaryQuantizationConfig(always_ram=True)
@@ -119,17 +135,37 @@ class _QdrantCommon:
                     f"{label}Qdrant collection {self.collection!r} uses {params.distance.value} "
                     "distance; jina-embeddings-v3 needs Cosine: use another collection"
                 )
+        sparse = dict(info.config.params.sparse_vectors or {})
+        if self.hybrid and SPARSE not in sparse:
+            raise ConfigurationError(
+                f"Qdrant collection {self.collection!r} has no sparse {SPARSE!r} vector (it was "
+                "created without hybrid=True); use another collection for hybrid search"
+            )
+        if self.hybrid and sparse[SPARSE].modifier != models.Modifier.IDF:
+            raise ConfigurationError(
+                f"sparse vector {SPARSE!r} of Qdrant collection {self.collection!r} has no IDF "
+                "modifier, so its keyword scores would not be BM25; use another collection"
+            )
+        if not self.hybrid and SPARSE in sparse:
+            raise ConfigurationError(
+                f"Qdrant collection {self.collection!r} was created with hybrid=True; open it "
+                "with hybrid=True too, so new points get their keyword vectors"
+            )
 
     def _points(
         self, records: list[Record], full: Vectors, small: Vectors | None
     ) -> list[models.PointStruct]:
         points = []
+        terms = self._terms([r.text for r in records], query=False)
         for i, r in enumerate(records):
             vector: Any
             if small is None:
                 vector = full[i].tolist()
             else:
                 vector = {FULL: full[i].tolist(), SMALL: small[i].tolist()}
+            if terms is not None:
+                vector = vector if isinstance(vector, dict) else {"": vector}
+                vector[SPARSE] = terms[i]
             points.append(
                 models.PointStruct(id=r.id, vector=vector, payload={TEXT_KEY: r.text, **r.metadata})
             )
@@ -193,6 +229,69 @@ class _QdrantCommon:
             requests.append(req)
         return requests
 
+    def _terms(self, texts: list[str], *, query: bool) -> list[models.SparseVector] | None:
+        if self.term_encoder is None:
+            return None
+        enc = self.term_encoder
+        vectors: list[TermVector] = (
+            enc.encode_queries(texts) if query else enc.encode_documents(texts)
+        )
+        return [models.SparseVector(indices=v.indices, values=v.values) for v in vectors]
+
+    def _hybrid_requests(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+    ) -> list[models.QueryRequest]:
+        """Keyword-only requests (``full is None``) or dense + keyword fused with RRF."""
+        flt = self._filter(filter)
+        terms = self._terms(queries, query=True)
+        assert terms is not None  # hybrid stores always have a term encoder
+        if full is None:
+            return [
+                models.QueryRequest(query=t, using=SPARSE, filter=flt, limit=k, with_payload=True)
+                for t in terms
+            ]
+        params = self._params()
+        n = k * self.prefetch_factor
+        requests = []
+        for i, t in enumerate(terms):
+            dense: models.Prefetch
+            if small is None:
+                dense = models.Prefetch(query=full[i].tolist(), filter=flt, params=params, limit=n)
+            else:
+                dense = models.Prefetch(
+                    prefetch=models.Prefetch(
+                        query=small[i].tolist(), using=SMALL, filter=flt, params=params, limit=n
+                    ),
+                    query=full[i].tolist(),
+                    using=FULL,
+                    limit=n,
+                )
+            keyword = models.Prefetch(query=t, using=SPARSE, filter=flt, limit=n)
+            requests.append(
+                models.QueryRequest(
+                    prefetch=[dense, keyword],
+                    query=models.FusionQuery(fusion=models.Fusion.RRF),
+                    limit=k,
+                    with_payload=True,
+                )
+            )
+        return requests
+
+    def _params(self) -> models.SearchParams:
+        if not self.binary_quantization:
+            return models.SearchParams(exact=self.exact)
+        return models.SearchParams(
+            exact=self.exact,
+            quantization=models.QuantizationSearchParams(
+                rescore=True, oversampling=self.oversampling
+            ),
+        )
+
     @staticmethod
     def _hits(responses: list[models.QueryResponse]) -> list[list[Hit]]:
         out = []
@@ -239,6 +338,11 @@ class QdrantStore(_QdrantCommon, SyncStore):
         binary_quantization: Create the collection with binary quantization; searches
             rescore with the original vectors, oversampling by ``oversampling``.
         exact: Search exactly (no HNSW); for tests and small collections.
+        hybrid: Also index keyword (BM25) vectors and search with ``mode="hybrid"`` (default)
+            or ``"keyword"``; see the module docstring.
+        term_encoder: Hybrid: a :class:`TermEncoder` with your own BM25 parameters (default:
+            ``TermEncoder(provider=provider)``: the model's tokenizer, k1=1.2, b=0.75,
+            avgdl=256).
         batch_size: Passages per embedding call and upsert.
         progress_bar: Show a progress bar while indexing.
 
@@ -265,6 +369,8 @@ class QdrantStore(_QdrantCommon, SyncStore):
         exact: bool = False,
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        term_encoder: TermEncoder | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -272,8 +378,10 @@ class QdrantStore(_QdrantCommon, SyncStore):
             small_dimensions=small_dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
+        self._init_terms(term_encoder)
         if client is not None and not isinstance(client, QdrantClient):
             raise ConfigurationError(
                 f"client must be a QdrantClient, not {type(client).__name__} "
@@ -297,6 +405,7 @@ class QdrantStore(_QdrantCommon, SyncStore):
         """
         if self._ready:
             return
+        self._load_terms()
         if self.client.collection_exists(self.collection):
             self._verify(self.client.get_collection(self.collection))
         else:
@@ -314,6 +423,18 @@ class QdrantStore(_QdrantCommon, SyncStore):
 
     def _search(self, full: Vectors, small: Vectors | None, k: int, filter: Any) -> list[list[Hit]]:
         requests = self._requests(full, small, k, filter)
+        return self._hits(self.client.query_batch_points(self.collection, requests=requests))
+
+    def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        requests = self._hybrid_requests(queries, full, small, k, filter)
         return self._hits(self.client.query_batch_points(self.collection, requests=requests))
 
     def count(self) -> int:
@@ -347,6 +468,8 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
         exact: bool = False,
         batch_size: int | None = None,
         progress_bar: bool = False,
+        hybrid: bool = False,
+        term_encoder: TermEncoder | None = None,
     ) -> None:
         super().__init__(
             provider=provider,
@@ -354,8 +477,10 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
             small_dimensions=small_dimensions,
             batch_size=batch_size,
             progress_bar=progress_bar,
+            hybrid=hybrid,
         )
         self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
+        self._init_terms(term_encoder)
         if client is not None and not isinstance(client, AsyncQdrantClient):
             raise ConfigurationError(
                 f"client must be an AsyncQdrantClient, not {type(client).__name__} "
@@ -377,6 +502,7 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
         """Async twin of :meth:`QdrantStore.create`."""
         if self._ready:
             return
+        self._load_terms()
         if await self.client.collection_exists(self.collection):
             self._verify(await self.client.get_collection(self.collection))
         else:
@@ -399,6 +525,18 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
         self, full: Vectors, small: Vectors | None, k: int, filter: Any
     ) -> list[list[Hit]]:
         requests = self._requests(full, small, k, filter)
+        return self._hits(await self.client.query_batch_points(self.collection, requests=requests))
+
+    async def _search_hybrid(
+        self,
+        queries: list[str],
+        full: Vectors | None,
+        small: Vectors | None,
+        k: int,
+        filter: Any,
+        mode: str,
+    ) -> list[list[Hit]]:
+        requests = self._hybrid_requests(queries, full, small, k, filter)
         return self._hits(await self.client.query_batch_points(self.collection, requests=requests))
 
     async def count(self) -> int:

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ..core._provider import BaseProvider
 from ..core._types import JINA_EMBEDDINGS_V3, Task
 from ..core._vecmath import truncate as matryoshka
-from ..core._wire import MAX_TOKENS, MODEL_NAME, encode_embedding, estimate_tokens
+from ..core._wire import MODEL_NAME, encode_embedding
 from ._batcher import DynamicBatcher, QueueFull
 from ._count import count_capped
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
@@ -39,34 +39,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
-TokenCounter = Callable[[list[str], Task | None, bool], list[int]]
-
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # "replace": an error body may echo a lone surrogate from the request (not UTF-8 encodable)
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     content = text.encode("utf-8", "replace")
     return Response(content, status_code=status, headers=headers, media_type="application/json")
-
-
-def _counter(provider: BaseProvider) -> TokenCounter:
-    count = getattr(provider, "count_tokens", None)
-    if callable(count):
-
-        def counted(texts: list[str], task: Task | None, late: bool) -> list[int]:
-            return [int(c) for c in count(texts, task=task, late_chunking=late)]
-
-        return counted
-
-    def estimated(texts: list[str], task: Task | None, late: bool) -> list[int]:
-        if not late:
-            return [estimate_tokens(t, task=task) for t in texts]
-        out = [estimate_tokens(t) - 2 for t in texts]
-        out[0] = estimate_tokens(texts[0], task=task) - 1
-        out[-1] += 1
-        return out
-
-    return estimated
 
 
 class _Server:
@@ -88,10 +66,8 @@ class _Server:
         self.batcher = batcher
         self.max_body_bytes = max_body_bytes
         self.owns_provider = owns_provider
-        self.count = _counter(provider)
         self.max_dimensions = provider.max_dimensions
-        limit = getattr(provider, "max_length", MAX_TOKENS)
-        self.max_tokens = int(limit) if isinstance(limit, int) else MAX_TOKENS
+        self.max_tokens = provider.max_tokens
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -158,6 +134,9 @@ class _Server:
         except ClientDisconnect:  # nobody is left to answer; nothing was queued
             return Response(status_code=400)
         return bytes(body)
+
+    def _count(self, texts: list[str], task: Task | None, late: bool) -> list[int]:
+        return self.provider.count_tokens(texts, task=task, late_chunking=late).counts
 
     def check_lengths(
         self,
@@ -260,7 +239,7 @@ class _Server:
             )
             # counted in sections, and only as far as the limit (bounded memory per request)
             counted = await asyncio.to_thread(
-                count_capped, self.count, req.texts, req.task, req.late_chunking, self.max_tokens
+                count_capped, self._count, req.texts, req.task, req.late_chunking, self.max_tokens
             )
             billed = self.check_lengths(req, counted.counts, rid, counted.texts)
             texts = counted.texts  # an input over the limit: only what truncation keeps
@@ -384,9 +363,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        load = getattr(provider, "load", None)
-        if callable(load):
-            await asyncio.to_thread(load)
+        await asyncio.to_thread(provider.load)
         try:
             yield
         finally:
