@@ -33,7 +33,8 @@ from ..core import (
     default_provider_spec,
     load_provider,
 )
-from ..core._progress import progress
+from ..core._progress import progress, report_to
+from ..core._tokenize import sections
 from ..core._validate import check_int
 from .files import (
     Discovery,
@@ -558,7 +559,12 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 show_progress=opts.progress,
             )
             to_embed = []
-        with progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar:
+        with (
+            progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar,
+            # tokens inside the files (late chunking reports them as each window finishes)
+            progress(None, "Tokens", enabled=opts.progress and late, unit="tok") as tokens,
+            report_to(tokens),
+        ):
             for start in range(0, len(to_embed), FILES_PER_BATCH):
                 batch = to_embed[start : start + FILES_PER_BATCH]
                 _embed_batch(store, batch, chunker, late, provider, coll.files, report)
@@ -666,8 +672,13 @@ def _embed_batch(
             report.chunks_deleted += len(set(old.ids) - set(new_ids))
         tokens, estimated = 0, True
         try:  # token counts are informative only; never fail indexing on them
-            counted = provider.count_tokens([text], task=Task.RETRIEVAL_PASSAGE)
-            tokens, estimated = counted.total, not counted.exact
+            # in sections cut before whitespace (their counts add up): a 10 MB file is never
+            # tokenized in one piece
+            first, *rest = sections(text)
+            head = provider.count_tokens([first], task=Task.RETRIEVAL_PASSAGE)
+            tail = provider.count_tokens(rest)
+            tokens = head.total + tail.total - 2 * len(rest)
+            estimated = not (head.exact and tail.exact)
         except Exception:
             logger.debug("count_tokens failed", exc_info=True)
         report.tokens += tokens

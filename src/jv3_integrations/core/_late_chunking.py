@@ -20,7 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._chunkers import Chunk, Chunker, SentenceChunker, _is_blank, _merge, _model_text
-from ._errors import InputError, InputTypeError
+from ._errors import APIError, BadRequestError, InputError, InputTypeError
+from ._progress import expect_progress, report_progress
 from ._provider import EmbeddingProvider, validate_dimensions
 from ._types import Embeddings, Task, TaskLike, Usage, resolve_task
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 _MAX_ITEMS = 2048
 #: Context carried on each side of a window when the caller does not say (tokens).
 _DEFAULT_CONTEXT_TOKENS = 512
+#: Times a window the server rejects as too long is re-planned (token counts x2 each time).
+_MAX_REPLANS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -184,6 +187,7 @@ class _Doc:
     texts: list[str]  # what the model sees
     vectors: list[npt.NDArray[np.float32] | None]
     usage: Usage = field(default_factory=Usage)
+    counts: list[int] | None = None  # tokens per chunk (exact or estimated), once counted
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,8 @@ class _Plan:
     normalized: bool
     concurrency: int
     native: bool
+    budget: int = 0  # chunk tokens per request (request windows only)
+    context: int = 0  # context tokens on each side of a window
 
 
 def _make_plan(
@@ -330,8 +336,11 @@ def _make_plan(
         floor = 0 if counted is None or counted.exact else 1  # an estimate is never zero
         counts.append([max(floor, c - base) for c in counted.counts] if counted else [])
     _merge_zero_token_chunks(docs, from_text, counts)
+    for doc, doc_counts in zip(docs, counts, strict=True):
+        doc.counts = doc_counts
 
     jobs: list[_Job] = []
+    budget = context = 0
     if native:
         jobs = [
             _Job(d, _Window(0, 0, len(doc.texts), len(doc.texts)))
@@ -368,7 +377,11 @@ def _make_plan(
         conc = 1  # one pass per document, each using every core already
     if len(jobs) > 1:
         logger.debug("late chunking %d documents in %d passes", len(docs), len(jobs))
-    return _Plan(docs, jobs, resolved, dimensions, bool(normalized), conc, native)
+    if native:  # the provider reports its tokens as its windows finish, with its overhead
+        expect_progress(sum(sum(c) + overhead for c in counts if c))
+    else:
+        expect_progress(sum(map(sum, counts)))
+    return _Plan(docs, jobs, resolved, dimensions, bool(normalized), conc, native, budget, context)
 
 
 def _job_texts(plan: _Plan, job: _Job) -> list[str]:
@@ -383,6 +396,54 @@ def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
     for i in range(w.start, w.end):
         doc.vectors[i] = np.array(emb.vectors[i - w.lo], dtype=np.float32)
     doc.usage = doc.usage + emb.usage
+    if not plan.native and doc.counts is not None:
+        report_progress(sum(doc.counts[w.start : w.end]))
+
+
+def _too_many_tokens(exc: APIError) -> bool:
+    """The server's 400 for a request over its token limit (our server's or the Jina API's)."""
+    if not isinstance(exc, BadRequestError) or exc.status != 400:
+        return False
+    if exc.code == "INPUT_TOO_LONG":
+        return True
+    text = f"{exc.code or ''} {exc.detail or ''}".lower()
+    return "token" in text and any(
+        word in text for word in ("too long", "too many", "more than", "exceed", "maximum")
+    )
+
+
+def _replan(plan: _Plan, job: _Job, exc: APIError, level: int) -> list[_Job]:
+    """Smaller windows for a window the server found too long (our estimate was low).
+
+    The window's chunk counts are multiplied by ``2 ** level`` and its sent range is planned
+    again; each new window keeps only chunks the old one kept, so every chunk is still kept
+    exactly once, in order. Raises ``exc`` when the window cannot be split further.
+    """
+    w = job.window
+    doc = plan.docs[job.doc]
+    if plan.native or doc.counts is None or level > _MAX_REPLANS:
+        raise exc
+    counts = [c << level for c in doc.counts[w.lo : w.hi]]
+    try:
+        sub = _plan_windows(counts, plan.budget, plan.context, _MAX_ITEMS)
+    except ValueError:
+        raise exc from None  # one chunk alone is over the limit: nothing left to split
+    jobs = []
+    for s in sub:
+        start, end = max(w.lo + s.start, w.start), min(w.lo + s.end, w.end)
+        if start < end:
+            jobs.append(_Job(job.doc, _Window(w.lo + s.lo, start, end, w.lo + s.hi)))
+    if len(jobs) == 1 and jobs[0].window == w:
+        return _replan(plan, job, exc, level + 1)  # the same window again: shrink more
+    logger.warning(
+        "the server found a late-chunking window of documents[%d] (chunks %d:%d) too long; "
+        "sending it as %d smaller windows",
+        doc.index,
+        w.lo,
+        w.hi,
+        len(jobs),
+    )
+    return jobs
 
 
 def _results(plan: _Plan) -> list[EmbeddedChunks]:
@@ -462,22 +523,30 @@ def embed_chunks_many(
         max_concurrency=max_concurrency,
     )
 
-    def run(job: _Job) -> Embeddings:
-        return provider.embed(
-            _job_texts(plan, job),
-            task=plan.task,
-            dimensions=plan.dimensions,
-            normalized=plan.normalized,
-            late_chunking=True,
-        )
+    def run(job: _Job, level: int = 1) -> list[tuple[_Job, Embeddings]]:
+        try:
+            emb = provider.embed(
+                _job_texts(plan, job),
+                task=plan.task,
+                dimensions=plan.dimensions,
+                normalized=plan.normalized,
+                late_chunking=True,
+            )
+        except APIError as exc:
+            if not _too_many_tokens(exc):
+                raise
+            return [r for sub in _replan(plan, job, exc, level) for r in run(sub, level + 1)]
+        return [(job, emb)]
 
     if plan.concurrency == 1 or len(plan.jobs) < 2:
         for job in plan.jobs:
-            _store(plan, job, run(job))
+            for done, emb in run(job):
+                _store(plan, done, emb)
     else:
         with ThreadPoolExecutor(max_workers=min(plan.concurrency, len(plan.jobs))) as pool:
-            for job, emb in zip(plan.jobs, pool.map(run, plan.jobs), strict=True):
-                _store(plan, job, emb)
+            for results in pool.map(run, plan.jobs):
+                for done, emb in results:
+                    _store(plan, done, emb)
     return _results(plan)
 
 
@@ -558,15 +627,22 @@ async def aembed_chunks_many(
     )
     gate = asyncio.Semaphore(plan.concurrency)
 
-    async def run(job: _Job) -> None:
-        async with gate:
-            emb = await provider.aembed(
-                _job_texts(plan, job),
-                task=plan.task,
-                dimensions=plan.dimensions,
-                normalized=plan.normalized,
-                late_chunking=True,
-            )
+    async def run(job: _Job, level: int = 1) -> None:
+        try:
+            async with gate:
+                emb = await provider.aembed(
+                    _job_texts(plan, job),
+                    task=plan.task,
+                    dimensions=plan.dimensions,
+                    normalized=plan.normalized,
+                    late_chunking=True,
+                )
+        except APIError as exc:
+            if not _too_many_tokens(exc):
+                raise
+            for sub in _replan(plan, job, exc, level):
+                await run(sub, level + 1)
+            return
         _store(plan, job, emb)
 
     if plan.concurrency == 1 or len(plan.jobs) < 2:

@@ -23,7 +23,7 @@ from ._errors import (
     ModelLoadError,
     missing_extra,
 )
-from ._progress import progress
+from ._progress import ProgressBar, progress, report_progress
 from ._provider import BaseProvider, EmbedRequest
 from ._types import (
     JINA_EMBEDDINGS_V3,
@@ -535,11 +535,15 @@ class LocalProvider(BaseProvider):
         enc = self._text_encoder()
         name = self._task_name(task)
         if late_chunking:
-            if not texts:
-                return TokenCount([], exact=True)
-            _, spans = enc.late_chunk(list(texts), name)
-            return TokenCount([end - start for start, end in spans], exact=True)
-        return TokenCount([len(ids) for ids in enc.encode(texts, name)], exact=True)
+            # tokenized in sections (a long document never holds all its token objects)
+            counts = [len(ids) for part in enc.sections(texts, name) for ids in part]
+            if counts:
+                counts[0] += 1  # <s>
+                counts[-1] += 1  # </s>
+            return TokenCount(counts, exact=True)
+        prefix = enc.instruction(name)
+        sections = enc.sections(prefix + t for t in texts)
+        return TokenCount([len(ids) + 2 for part in sections for ids in part], exact=True)
 
     # -- embedding ----------------------------------------------------------------------------
 
@@ -721,35 +725,147 @@ class LocalProvider(BaseProvider):
         return torch.cat([self._pooled(net, first), self._pooled(net, second)])
 
     def _embed_late(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
+        """Long late chunking, streamed: memory O(window + chunks), not O(document).
+
+        The document is tokenized in sections of whole chunks; windows of ``max_length``
+        tokens (``late_chunking_overlap`` shared with the previous one, whose states are
+        dropped) are encoded in order as soon as their tokens are known, and each chunk is
+        mean-pooled from the kept states of the windows it spans as they finish (float64
+        running sums). Same vectors as pooling the concatenated states of all windows.
+        """
         import torch
 
         enc = self._text_encoder()
-        ids, spans = enc.late_chunk(
-            request.texts, None if request.task is None else request.task.value
-        )
+        texts = request.texts
+        n = len(texts)
+        out = np.zeros((n, self.max_dimensions), dtype=np.float32)
+        if n == 0:
+            return out, 0
         window, overlap = self._max_length, self._overlap
-        if len(ids) > window and overlap >= window:
-            raise ConfigurationError(
-                f"this document has {len(ids)} tokens, more than max_length={window}, so it is "
-                f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
-            )
-        from ._tokenize import window_starts
+        step = window - overlap
+        task = self._task_index(request.task)
+        net = self._load()
+        device = self.device
+        # chunk spans [start, end) in document tokens, filled as sections are tokenized
+        span_start = np.zeros(n, dtype=np.int64)
+        span_end = np.zeros(n, dtype=np.int64)
+        acc = np.zeros(self.max_dimensions, dtype=np.float64)  # the open chunk's running sum
+        state = {"chunk": 0, "done": 0}  # next chunk to finish; chunks finished
 
-        starts = window_starts(len(ids), window, overlap)
-        pieces = [ids[s : s + window] for s in starts]
-        parts: list[torch.Tensor | None] = [None] * len(pieces)
+        def pool(kept: npt.NDArray[np.float32], first: int) -> None:
+            """Add the kept states of document tokens ``first:first+len(kept)``."""
+            last = first + kept.shape[0]
+            c = state["chunk"]
+            while c < n and span_start[c] < last:
+                a = max(int(span_start[c]), first) - first
+                b = min(int(span_end[c]), last) - first
+                np.add(acc, kept[a:b].sum(axis=0, dtype=np.float64), out=acc)
+                if span_end[c] > last:
+                    break  # continues in the next window
+                out[c] = acc / float(span_end[c] - span_start[c])
+                acc[:] = 0.0
+                c += 1
+            state["chunk"] = c
 
-        def keep(i: int, states: torch.Tensor) -> None:
-            parts[i] = states if i == 0 else states[overlap:]
+        budget = self._budget
+        per_batch = max(1, budget // window)
+        starts: list[int] = []  # document offset of each pending window
+        pending: list[npt.NDArray[np.int64]] = []
+        windows = 0
 
-        self._forward(pieces, self._task_index(request.task), keep)
-        tokens = torch.cat([p for p in parts if p is not None], dim=0)
-        if tokens.shape[0] != len(ids):  # pragma: no cover - window arithmetic invariant
-            raise RuntimeError(f"late chunking produced {tokens.shape[0]} of {len(ids)} tokens")
-        out = np.stack([tokens[a:b].mean(dim=0).cpu().numpy() for a, b in spans])
-        if len(starts) > 1:
-            logger.info("late chunking: %d tokens in %d windows", len(ids), len(starts))
-        return out.astype(np.float32, copy=False), len(ids)
+        def run(seqs: list[npt.NDArray[np.int64]], offsets: list[int], bar: ProgressBar) -> None:
+            nonlocal windows
+            lengths = [len(q) for q in seqs]
+            for batch in _pack(lengths, budget):
+                longest = lengths[batch[0]]
+                ids = torch.full((len(batch), longest), enc.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), longest), dtype=torch.bool)
+                for row, i in enumerate(batch):
+                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
+                    mask[row, : lengths[i]] = True
+                padded = not bool(mask.all())
+                states = net(ids.to(device), mask.to(device) if padded else None)
+                row_at = 0
+                for i in batch:
+                    part = states[row_at : row_at + lengths[i]]
+                    row_at += lengths[i]
+                    skip = 0 if offsets[i] == 0 else overlap
+                    kept = part[skip:].float().cpu().numpy()
+                    pool(kept, offsets[i] + skip)
+                    windows += 1
+                    report_progress(kept.shape[0])
+                    bar.update(kept.shape[0])
+
+        from ._model import MERGE_MIN_TOKENS
+
+        def check(total: int) -> None:
+            if total > window and overlap >= window:
+                raise ConfigurationError(
+                    f"this document has more than max_length={window} tokens, so it is "
+                    f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
+                )
+
+        buf = np.zeros(0, dtype=np.int64)  # document tokens buf_at:buf_at+len(buf)
+        buf_at = 0
+        total = 0  # document tokens known so far
+        nxt = 0  # offset of the next window
+        with (
+            self._lock,
+            torch.inference_mode(),
+            progress(None, "Late chunking", enabled=self._progress_bar, unit="tok") as bar,
+        ):
+            c = 0
+            sections = enc.sections(texts, None if request.task is None else request.task.value)
+            for k, pieces in enumerate(sections):
+                lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+                flat = [enc.bos_id] if k == 0 else []
+                for piece in pieces:
+                    flat.extend(piece)
+                new = np.asarray(flat, dtype=np.int64)
+                del flat, pieces
+                ends = total + (1 if k == 0 else 0) + np.cumsum(lengths)
+                span_end[c : c + len(lengths)] = ends
+                span_start[c : c + len(lengths)] = np.concatenate(([total], ends[:-1]))
+                c += len(lengths)
+                total += len(new)
+                buf = np.concatenate((buf, new))
+                del new
+                check(total + 1)  # </s> is still to come
+                # </s> is still to come, so the document is longer than `total`: a window
+                # that ends by then has tokens after it, i.e. is full and not the last one.
+                while nxt + window <= total:
+                    pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
+                    starts.append(nxt)
+                    nxt += step
+                    buf, buf_at = buf[nxt - buf_at :], nxt
+                # Encode whole batches as they fill. Before the first one, wait for enough
+                # tokens that the adapter choice (merge or side path) is the whole document's.
+                ready = len(pending) // per_batch * per_batch
+                if ready and (windows or total >= MERGE_MIN_TOKENS):
+                    if not windows:
+                        net.set_task(task, total)
+                    run(pending[:ready], starts[:ready], bar)
+                    del pending[:ready], starts[:ready]
+            buf = np.concatenate((buf, np.asarray([enc.eos_id], dtype=np.int64)))
+            total += 1  # </s>
+            check(total)
+            span_start[0] = 0
+            span_end[n - 1] = total
+            while nxt + window < total:  # full windows before the last one
+                pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
+                starts.append(nxt)
+                nxt += step
+            pending.append(buf[nxt - buf_at :].copy())  # the last window (maybe the only one)
+            starts.append(nxt)
+            del buf
+            if not windows:
+                net.set_task(task, sum(len(q) for q in pending))
+            run(pending, starts, bar)
+        if state["chunk"] != n:  # pragma: no cover - window arithmetic invariant
+            raise RuntimeError(f"late chunking pooled {state['chunk']} of {n} chunks")
+        if windows > 1:
+            logger.info("late chunking: %d tokens in %d windows", total, windows)
+        return out, total
 
     @property
     def module(self) -> torch.nn.Module:

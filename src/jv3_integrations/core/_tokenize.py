@@ -8,7 +8,7 @@ truncation keeps the head and ``</s>``; late chunking concatenates the chunks' t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,11 @@ from ._errors import ModelLoadError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["TextEncoder", "window_starts"]
+__all__ = ["SECTION_CHARS", "TextEncoder", "sections", "window_starts"]
+
+#: Characters tokenized in one call when a long input is tokenized in sections (whole texts
+#: per section), so no call holds per-token objects for more than about this much text.
+SECTION_CHARS = 1 << 16
 
 
 def _token_name(value: Any) -> str | None:
@@ -36,6 +40,25 @@ def _read_json(path: Path | None) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot read {path}: {exc}") from exc
     return raw if isinstance(raw, dict) else {}
+
+
+def sections(text: str, size: int = 1 << 15) -> Iterator[str]:
+    """Consecutive pieces of ``text`` of at most about ``size`` characters that tile it.
+
+    A cut is made just before a whitespace character that follows a non-whitespace one (the
+    last such place in the second half of the piece); a piece with none is cut at ``size``.
+    """
+    start, n = 0, len(text)
+    while n - start > size:
+        end = start + size
+        cut = end
+        while cut > start + size // 2 and not (text[cut].isspace() and not text[cut - 1].isspace()):
+            cut -= 1
+        if cut <= start + size // 2:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def window_starts(length: int, window: int, overlap: int) -> list[int]:
@@ -127,6 +150,30 @@ class TextEncoder:
         return [
             [self.bos_id, *ids, self.eos_id] for ids in self._pieces([prefix + t for t in texts])
         ]
+
+    def sections(
+        self, texts: Iterable[str], task: str | None = None, section_chars: int = SECTION_CHARS
+    ) -> Iterator[list[list[int]]]:
+        """Token ids (no special tokens) of consecutive groups of whole texts, in order.
+
+        The first text carries the task instruction. Each group holds whole texts of about
+        ``section_chars`` characters in all (at least one text), so the per-token objects of a
+        long input never exist for more than one group at a time; the ids are those of
+        :meth:`late_chunk` (every text is tokenized on its own either way).
+        """
+        prefix = self.instruction(task)
+        group: list[str] = []
+        size = 0
+        for i, text in enumerate(texts):
+            if i == 0:
+                text = prefix + text
+            if group and size + len(text) > section_chars:
+                yield self._pieces(group)
+                group, size = [], 0
+            group.append(text)
+            size += len(text)
+        if group:
+            yield self._pieces(group)
 
     def truncate(self, ids: list[int], max_length: int) -> list[int]:
         """Keep the first ``max_length - 1`` ids and end with ``</s>`` (unchanged if short)."""

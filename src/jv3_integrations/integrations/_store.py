@@ -22,7 +22,7 @@ import numpy.typing as npt
 from ..core._errors import ConfigurationError, InputError, InputTypeError
 from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
 from ..core._load import load_provider
-from ..core._progress import progress
+from ..core._progress import progress, report_to
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
 from ..core._sparse import TermEncoder
 from ..core._types import Task
@@ -470,7 +470,16 @@ class SyncStore(StoreCore, abc.ABC):
             return []
         self.create()
         total = sum(len(p.chunks) for p in plans)
-        with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
+        # late chunking: tokens done, reported from inside long documents as windows finish
+        with (
+            progress(
+                None if late_chunking else total,
+                "Indexing",
+                enabled=self.progress_bar,
+                unit="tok" if late_chunking else "chunk",
+            ) as bar,
+            report_to(bar),
+        ):
             for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
@@ -489,7 +498,8 @@ class SyncStore(StoreCore, abc.ABC):
                     ).vectors
                 self._upsert(records, *self._split(vectors))
                 self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
-                bar.update(len(records))
+                if not late_chunking:
+                    bar.update(len(records))
         return [r.id for p in plans for r in p.chunks]
 
     def search(
@@ -639,7 +649,16 @@ class AsyncStore(StoreCore, abc.ABC):
             return []
         await self.create()
         total = sum(len(p.chunks) for p in plans)
-        with progress(total, "Indexing", enabled=self.progress_bar, unit="chunk") as bar:
+        # late chunking: tokens done, reported from inside long documents as windows finish
+        with (
+            progress(
+                None if late_chunking else total,
+                "Indexing",
+                enabled=self.progress_bar,
+                unit="tok" if late_chunking else "chunk",
+            ) as bar,
+            report_to(bar),
+        ):
             for group in pack_groups(plans, _chunk_count, size):
                 records = [r for p in group for r in p.chunks]
                 if late_chunking:
@@ -660,7 +679,8 @@ class AsyncStore(StoreCore, abc.ABC):
                     ).vectors
                 await self._upsert(records, *self._split(vectors))
                 await self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
-                bar.update(len(records))
+                if not late_chunking:
+                    bar.update(len(records))
         return [r.id for p in plans for r in p.chunks]
 
     async def search(

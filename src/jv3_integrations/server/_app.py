@@ -36,6 +36,7 @@ from ..core._types import JINA_EMBEDDINGS_V3
 from ..core._vecmath import truncate as matryoshka
 from ..core._wire import MODEL_NAME, encode_embedding
 from ._batcher import DynamicBatcher, QueueFull, Ticket
+from ._count import count_capped
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
 __all__ = ["build_app"]
@@ -208,16 +209,29 @@ class _Server:
         """The provider's token counts of a request's texts (its one counter)."""
         return self.provider.count_tokens(texts, task=task, late_chunking=late_chunking).counts
 
-    def check_lengths(self, req: EmbeddingsRequest, counts: list[int], rid: str) -> list[int]:
-        """Token counts as billed; raises WireError 400 for inputs over the limit."""
+    def check_lengths(
+        self,
+        req: EmbeddingsRequest,
+        counts: list[int],
+        rid: str,
+        counted: Sequence[str] | None = None,
+    ) -> list[int]:
+        """Token counts as billed; raises WireError 400 for inputs over the limit.
+
+        ``counted``: the part of each input that was counted (counting stops once past the
+        limit), so a count over the limit may be that of a head of the input only.
+        """
         limit = self.max_tokens
+        counted = req.texts if counted is None else counted
+        cut = [len(a) < len(b) for a, b in zip(counted, req.texts, strict=True)]
+        at_least = "at least " if any(cut) or 0 in counts else ""
         if req.late_chunking:
             total = sum(counts)
             if total > limit:
                 raise WireError(
                     400,
                     error_body(
-                        f"late_chunking input has {total} tokens in total, more than the "
+                        f"late_chunking input has {at_least}{total} tokens in total, more than the "
                         f"maximum of {limit} for one late-chunking request. Send fewer or "
                         "shorter inputs.",
                         "INPUT_TOO_LONG",
@@ -231,8 +245,10 @@ class _Server:
                     raise WireError(
                         400,
                         error_body(
-                            f"input[{i}] has {c} tokens, more than the model's maximum of "
-                            f'{limit}. Shorten it or send "truncate": true.',
+                            f"input[{i}] has {c} tokens"
+                            + (f" in its first {len(counted[i])} characters" if cut[i] else "")
+                            + ", more than the model's "
+                            f'maximum of {limit}. Shorten it or send "truncate": true.',
                             "INPUT_TOO_LONG",
                             rid,
                         ),
@@ -287,8 +303,12 @@ class _Server:
             else:
                 req = self.parse(raw_body, rid)
             del raw_body
-            counts = await self.off_loop(self.count, req.texts, req.task, req.late_chunking)
-            billed = self.check_lengths(req, counts, rid)
+            # counted in sections, and only as far as the limit (bounded memory per request)
+            counted = await self.off_loop(
+                count_capped, self.count, req.texts, req.task, req.late_chunking, self.max_tokens
+            )
+            billed = self.check_lengths(req, counted.counts, rid, counted.texts)
+            texts = counted.texts  # an input over the limit: only what truncation keeps
             total = sum(billed)
             if gone.done():
                 return _gone(rid)
@@ -299,7 +319,7 @@ class _Server:
             return self.too_busy(exc, rid)
         work = asyncio.ensure_future(
             self.batcher.submit(
-                req.texts, billed, task=req.task, late_chunking=req.late_chunking, ticket=ticket
+                texts, billed, task=req.task, late_chunking=req.late_chunking, ticket=ticket
             )
         )
         racing: set[asyncio.Future[Any]] = {work, gone}
