@@ -164,7 +164,15 @@ def make_texts(n: int, seed: int = 0) -> list[str]:
 
 def marker(text: str) -> float:
     """The value the fake API puts in component 0 of ``text``'s vector (exact in float32)."""
-    return int(hashlib.blake2b(text.encode(), digest_size=2).hexdigest(), 16) / 65536.0
+    return int(hashlib.blake2b(text.encode(), digest_size=2).hexdigest(), 16) / 131072.0
+
+
+def filler(text: str, rest: float) -> float:
+    """Component 1 of ``text``'s vector: what makes the whole vector unit-norm.
+
+    Our client checks that vectors asked for normalized have unit norm, as the real API's do;
+    ``rest`` is the squared norm of components 2.. (a small fixed tail)."""
+    return math.sqrt(1.0 - rest - marker(text) ** 2)
 
 
 # -- a loopback server that behaves like a rate-limited Jina API ----------------------------
@@ -264,29 +272,33 @@ class FakeJina:
         self.keys: dict[str, KeyState] = collections.defaultdict(KeyState)
         self.tail: dict[int, str] = {}
         base = np.random.default_rng(1).normal(size=dims)
-        self.base = base / np.linalg.norm(base)
+        self.base = 0.1 * base / np.linalg.norm(base)  # components 2..: a small fixed tail
+        self.rest: dict[int, float] = {}
 
     def _tail(self, dims: int) -> str:
         if dims not in self.tail:
-            rest = json.dumps([round(float(x), 7) for x in self.base[1:dims]])
-            self.tail[dims] = "," + rest[1:] if dims > 1 else "]"
+            values = [round(float(x), 7) for x in self.base[2:dims]]
+            self.rest[dims] = float(np.sum(np.square(np.asarray(values, dtype=np.float64))))
+            self.tail[dims] = "," + json.dumps(values)[1:] if dims > 2 else "]"
         return self.tail[dims]
 
     def _body(self, texts: list[str], dims: int, encoding: str, tokens: int) -> str:
+        tail = self._tail(dims)  # also measures the tail's squared norm
+        rest = self.rest[dims]
         if encoding == "base64":
             vec = self.base[:dims].astype("<f4")
             encoded = []
             for t in texts:
-                vec[0] = marker(t)
+                vec[0], vec[1] = marker(t), filler(t, rest)
                 encoded.append(base64.b64encode(vec.tobytes()).decode("ascii"))
             items = ",".join(
                 f'{{"object":"embedding","index":{i},"embedding":"{e}"}}'
                 for i, e in enumerate(encoded)
             )
         else:
-            tail = self._tail(dims)
             items = ",".join(
-                f'{{"object":"embedding","index":{i},"embedding":[{marker(t)!r}{tail}}}'
+                f'{{"object":"embedding","index":{i},"embedding":[{marker(t)!r},'
+                f"{filler(t, rest)!r}{tail}}}"
                 for i, t in enumerate(texts)
             )
         return (

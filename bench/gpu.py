@@ -581,7 +581,7 @@ def server_case(model: Path, device: torch.device, small: bool, clients: int) ->
         return {"unavailable": f"{type(exc).__name__}: {exc}"[:300]}
     local = LocalProvider(str(model), device=str(device))
     texts = long_tailed(local, 64 if small else 2048, 16, 128 if small else 2048, seed=5)
-    tokens = sum(local.count_tokens(texts, task="retrieval.passage"))
+    tokens = local.count_tokens(texts, task="retrieval.passage").total
     local.embed(texts[:64], task="retrieval.passage")  # load, merge, warm up
     start = time.perf_counter()
     reference = local.embed(texts, task="retrieval.passage").vectors

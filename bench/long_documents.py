@@ -87,7 +87,7 @@ def _tokens(path: Path) -> int:
 
     provider = LocalProvider(str(MODEL))
     pieces = list(sections(path.read_text(encoding="utf-8")))
-    return sum(c - 2 for c in provider.count_tokens(pieces)) + 2
+    return sum(c - 2 for c in provider.count_tokens(pieces).counts) + 2
 
 
 def _index(folder: Path, store: Path, env: dict[str, str]) -> tuple[float, float, dict[str, Any]]:
@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="document lengths (tokens)")
     ap.add_argument("--proof-mb", type=float, default=10.0, help="size of the one-file proof")
     ap.add_argument("--no-index", action="store_true", help="skip jv3 index by length")
+    ap.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress lines"
+    )
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     env = dict(os.environ)
@@ -116,6 +119,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="jv3-long-") as tmp:
         root = Path(tmp)
         for n in sizes:
+            if args.progress:
+                print(f"long_documents: {n:,}-token document ...", file=sys.stderr, flush=True)
             folder = root / f"doc{n}"
             folder.mkdir()
             path = folder / "doc.txt"

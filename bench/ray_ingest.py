@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args()
 
     import numpy as np
@@ -102,7 +103,7 @@ def main() -> None:
         )
         spec = f"local:{model}"
         ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        ray.data.DataContext.get_current().enable_progress_bars = args.progress
         rows = [{"id": i, "text": t} for i, t in enumerate(texts)]
         vectors: dict[str, Any] = {}
         for actors in (1, 2):

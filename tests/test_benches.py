@@ -80,7 +80,13 @@ BENCHES: dict[str, list[str]] = {
     ],
     "ingest_memory": ["--texts", "300", "--alternations", "1"],
     "ingest": ["--passages", "40", "--stores", "qdrant", "--providers", "local"],
+    "hybrid": ["--n", "60", "--dim", "16", "--queries", "3", "--batch", "32"],
+    "ray_ingest": ["--passages", "40", "--hidden", "64", "--layers", "1"],
+    "long_documents": ["--sizes", "2000,4000", "--proof-mb", "0.02"],
+    "server_load": ["--levels", "4", "--seconds", "1"],
 }
+#: Benches with a smoke test of their own.
+ELSEWHERE = {"gpu": "tests/test_bench_gpu.py"}
 
 
 def run_bench(name: str) -> dict[str, Any]:
@@ -99,7 +105,7 @@ def run_bench(name: str) -> dict[str, Any]:
 
 
 def test_every_bench_is_listed() -> None:
-    assert sorted(p.stem for p in BENCH.glob("*.py")) == sorted(BENCHES)
+    assert sorted(p.stem for p in BENCH.glob("*.py")) == sorted([*BENCHES, *ELSEWHERE])
 
 
 def test_api_throughput() -> None:
@@ -165,3 +171,34 @@ def test_ingest() -> None:
     out = run_bench("ingest")
     assert [r["stored"] for r in out["ours"]] == [40]
     assert out["peer"]["stored"] == 40
+
+
+def test_hybrid() -> None:
+    out = run_bench("hybrid")
+    for store in ("qdrant_local", "milvus_lite"):
+        hybrid = out[store]["hybrid_store"]
+        assert hybrid["hybrid"]["query_ms_p50"] > 0 and hybrid["keyword"]["query_ms_p50"] > 0
+        assert out[store]["hybrid_vs_dense_p50"] > 0  # both sides measured in the same run
+
+
+def test_ray_ingest() -> None:
+    out = run_bench("ray_ingest")
+    for actors in ("ray_1", "ray_2"):
+        assert out[actors]["texts_per_s"] > 0
+        assert out[actors]["max_abs_diff_vs_in_process"] < 1e-5  # the same vectors on Ray
+    assert out["in_process"]["texts_per_s"] > 0
+
+
+def test_long_documents() -> None:
+    out = run_bench("long_documents")
+    assert [r["tokens"] > 0 for r in out["embed_chunks"]] == [True, True]
+    assert len(out["jv3_index"]) == 2
+    proof = out["proof_10mb"]
+    assert proof["one_file"]["seconds"] > 0 and proof["hundred_files"]["seconds"] > 0
+
+
+def test_server_load() -> None:
+    out = run_bench("server_load")
+    assert out["one_client_alone"]["200"]["n"] > 0
+    [level] = out["levels"]
+    assert level["clients"] == 4 and level["requests"] > 0

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 import jv3_integrations
-from tests.conftest import ROOT, SERVER_API_KEY
+from tests.conftest import CONFORMANCE_DIR, ROOT, SERVER_API_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,7 @@ README = ROOT / "README.md"
 EXPECTED_SKIPS = {
     "runs the whole test suite",
     "starts a long-running server",
+    "needs a Ray cluster",
 }
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
@@ -141,6 +142,9 @@ def readme_env(
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("PINECONE_API_KEY", pinecone_srv.state.api_key)
     monkeypatch.setenv("PINECONE_CONTROLLER_HOST", pinecone_srv.base_url)
+    # The reader downloaded the model's tokenizer.json once (README "Hybrid search"): here the
+    # conformance model's, the one our server runs.
+    monkeypatch.setenv("JV3_TOKENIZER", str(CONFORMANCE_DIR / "tokenizer.json"))
     # Jina's API is our server on the conformance model (128 dimensions at most).
     defaults = dict(JinaAPIProvider.__init__.__kwdefaults__ or {})
     defaults.update(base_url=jina_server_url, max_dimensions=128)

@@ -615,7 +615,9 @@ class JinaAPIProvider(BaseProvider):
 
     def _probe_failed(self, attempt: int, error: APIError) -> float:
         """The delay before probing again, or raise ``error`` (with the fix) if it is final."""
-        retryable = error.status is None or error.status in RETRYABLE_STATUS
+        retryable = not isinstance(error, _HostNotFoundError) and (
+            error.status is None or error.status in RETRYABLE_STATUS
+        )
         if not retryable or attempt >= self._max_retries:
             error.args = (
                 f"could not read the model size from {self._base_url}{MODELS_PATH}: {error} "
