@@ -80,6 +80,9 @@ def test_another_model_is_refused_before_any_write_or_search(
     assert len(kit.sync(local_provider, coll).search("anything", k=3)) == 3  # the right one works
 
 
+# Qdrant's async twin is checked in tests/integrations/test_qdrant.py's stores: the kit's
+# async client opens another :memory: database than its sync one.
+@pytest.mark.parametrize("kit", ["milvus", "pinecone"], indirect=True)
 def test_async_stores_check_too(
     kit: Kit,
     local_provider: EmbeddingProvider,
@@ -107,18 +110,15 @@ def test_async_stores_check_too(
             with pytest.raises(ConfigurationError, match="model='other-model'"):
                 await wrong.add_texts(["x"])
 
-    if kit.kind == "qdrant":
-        pytest.skip("the Qdrant kit's async client is another :memory: database")
     asyncio.run(run())
     assert kit.raw_count(coll) == 2
 
 
+@pytest.mark.parametrize("kit", ["qdrant"], indirect=True)  # one host: the rule is StoreCore's
 def test_collection_without_our_metadata_is_still_accepted(
     kit: Kit, local_provider: EmbeddingProvider
 ) -> None:
     """Made before the facts were recorded (or by another tool): size and metric still checked."""
-    if kit.kind != "qdrant":
-        pytest.skip("one host is enough: the rule lives in StoreCore")
     from qdrant_client import models
 
     coll = name()
@@ -128,11 +128,10 @@ def test_collection_without_our_metadata_is_still_accepted(
     assert store.add_texts(TEXTS[:2]) and kit.raw_count(coll) == 2
 
 
+@pytest.mark.parametrize("kit", ["qdrant"], indirect=True)  # binary quantization is Qdrant's
 def test_qdrant_quantization_is_part_of_the_record(
     kit: Kit, local_provider: EmbeddingProvider
 ) -> None:
-    if kit.kind != "qdrant":
-        pytest.skip("binary quantization is a Qdrant option")
     coll = name()
     kit.sync(local_provider, coll, binary_quantization=True).add_texts(TEXTS[:2])
     with pytest.raises(ConfigurationError, match="quantization='binary'.*quantization='none'"):
