@@ -2,7 +2,7 @@
 
 Part 1 (client). A loopback server, in its own process, that behaves like a rate-limited Jina
 API: strict validation (our wire code); per-key limits from a tier preset (``--tier``, values
-from ``shared/spec/API.md``; ``--rpm/--tpm/--max-concurrent`` override) over a sliding budget
+from Jina's published rate limits; ``--rpm/--tpm/--max-concurrent`` override) over a sliding budget
 window (``--window``, 60 s like the real per-minute budgets; a shorter window scales the budget
 to the same rate, for quick runs); tokens counted by the server's own tokenizer (``--server-
 tokenizer``), not our estimator; service time ``latency`` plus the request's tokens at
@@ -177,7 +177,7 @@ def filler(text: str, rest: float) -> float:
 
 # -- a loopback server that behaves like a rate-limited Jina API ----------------------------
 
-# Per-key limits (requests/min, tokens/min, concurrent requests) from ../shared/spec/API.md.
+# Per-key limits (requests/min, tokens/min, concurrent requests) from Jina's published rate limits (https://jina.ai/api-dashboard/rate-limit).
 # Two published tables disagree; "free", "paid" and "premium" are the listing that names them
 # so (the tightest free tier: the default), "official-*" the official 2026 table.
 TIERS: dict[str, dict[str, int]] = {

@@ -30,7 +30,7 @@ A smoke run on CPU (seconds, tiny sizes; what ``tests/test_bench_gpu.py`` runs):
 
     python bench/gpu.py --device cpu --small --out /tmp/gpu.json --no-progress
 
-The conformance data is looked up in ``$JV3_SHARED``, ``./shared`` then ``../shared``.
+The conformance data is the repository's own ``tests/data/tiny-v3``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import contextlib
 import datetime
 import json
 import math
-import os
 import platform
 import socket
 import sys
@@ -77,14 +76,12 @@ def log(msg: str) -> None:
         print(f"[gpu.py {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def shared_dir() -> Path:
-    """The conformance data: ``$JV3_SHARED``, ``./shared`` or ``../shared``."""
-    for cand in (os.environ.get("JV3_SHARED"), ROOT / "shared", ROOT.parent / "shared"):
-        if cand and (Path(cand) / "conformance" / "tiny-v3" / "tokenizer.json").is_file():
-            return Path(cand)
-    raise SystemExit(
-        "conformance data not found: set JV3_SHARED or copy ../shared/conformance to ./shared"
-    )
+def conformance_dir() -> Path:
+    """The conformance checkpoint and the original code's outputs, kept in the repository."""
+    path = ROOT / "tests" / "data" / "tiny-v3"
+    if not (path / "tokenizer.json").is_file():
+        raise SystemExit(f"conformance data not found at {path}: run from a full checkout")
+    return path
 
 
 # -- the checkpoint --------------------------------------------------------------------------
@@ -651,7 +648,7 @@ def main() -> None:
         raise SystemExit("no CUDA device here; for a smoke run use --device cpu --small")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     sizes = SMALL if args.small else FULL
-    conf = shared_dir() / "conformance" / "tiny-v3"
+    conf = conformance_dir()
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"

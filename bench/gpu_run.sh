@@ -3,8 +3,7 @@
 #
 #     bash bench/gpu_run.sh                          # writes bench/results/gpu.json, prints it
 #
-# Through the device tool, after `cp -r ../shared/conformance shared/` in the checkout (an
-# untracked folder travels with the tree) and filling bench/wheels (below), one call:
+# Through the device tool, after filling bench/wheels (below), one call:
 #
 #     run(command='bash bench/gpu_run.sh --no-progress --out "$OUT/gpu.json"',
 #         carry=["bench/wheels"], timeout_s=600)
@@ -17,7 +16,7 @@
 # from bench/wheels/ when that folder was carried (fill it with
 #   pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #       -d bench/wheels "starlette>=0.40" "uvicorn>=0.30" "httpx>=0.27"
-# ); and the conformance data in ./shared/conformance or $JV3_SHARED.
+# ); the conformance data is the checkout's own tests/data/tiny-v3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -31,9 +30,6 @@ if ! "$PY" -c "import starlette, uvicorn, httpx" 2>/dev/null && [ -d bench/wheel
     else
         echo "gpu_run.sh: server wheels not installed; the server case will say why" >&2
     fi
-fi
-if [ -z "${JV3_SHARED:-}" ] && [ ! -d shared/conformance ] && [ -d ../shared/conformance ]; then
-    export JV3_SHARED="$(cd ../shared && pwd)"
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >&2
 PYTHONPATH="src$EXTRA" exec "$PY" bench/gpu.py --device cuda "$@"

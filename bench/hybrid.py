@@ -12,7 +12,7 @@ once with ``hybrid=False`` and once with ``hybrid=True``, then measures per stor
 
 The provider returns deterministic random unit vectors of ``--dim`` (no model: the figures
 are the stores' own), and the keyword side uses a real jina-embeddings-v3 tokenizer file
-(``--tokenizer``, default the tiny conformance one under ``$JV3_SHARED``). Each query holds
+(``--tokenizer``, default the tiny conformance one in ``tests/data/tiny-v3``). Each query holds
 one passage's rare code, so keyword search has a real answer.
 
 Prints one JSON object ``{"config": ..., "qdrant_local": {...}, "milvus_lite": {...}}``.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -149,7 +148,7 @@ def measure(make: Any, where: Path, texts: list[str], args: argparse.Namespace) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    shared = Path(os.environ.get("JV3_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    data = Path(__file__).resolve().parents[1] / "tests" / "data"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="passages (default 2000)")
     parser.add_argument("--dim", type=int, default=256, help="vector size (default 256)")
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer",
         type=Path,
-        default=shared / "conformance" / "tiny-v3" / "tokenizer.json",
+        default=data / "tiny-v3" / "tokenizer.json",
         help="a jina-embeddings-v3 tokenizer.json for the keyword side",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from jv3_integrations import EmbeddingProvider, JinaAPIProvider, LocalProvider  # noqa: E402
 
-DEFAULT_MODEL = ROOT.parent / "shared" / "conformance" / "tiny-v3"
+DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny-v3"
 API_KEY = "bench-key"
 WORDS = [
     "river",

@@ -31,7 +31,7 @@ Usage::
 
     python bench/ingest_memory.py                              # 100,000 texts, all runs, x3
     python bench/ingest_memory.py --texts 5000 --runs ours-milvus,ablation-embed-all-milvus
-    python bench/ingest_memory.py --provider local:../shared/conformance/tiny-v3 --texts 20000
+    python bench/ingest_memory.py --provider local:tests/data/tiny-v3 --texts 20000
 """
 
 from __future__ import annotations

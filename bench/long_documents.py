@@ -1,7 +1,7 @@
 """Long documents: peak memory and speed of late chunking and ``jv3 index`` by length.
 
 Runs, each in a fresh subprocess whose own peak RSS (``wait4`` ru_maxrss) is measured, with
-the conformance model (``../shared/conformance/tiny-v3``):
+the conformance model (``tests/data/tiny-v3``):
 
 - ``embed_chunks`` of one document of 10k, 100k and 1M tokens (``LocalProvider`` defaults:
   8192-token windows, 512 overlap; ``SentenceChunker(max_chars=2000)``);
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = Path(os.environ.get("JV3_SHARED", ROOT.parent / "shared")) / "conformance" / "tiny-v3"
+MODEL = ROOT / "tests" / "data" / "tiny-v3"
 SENTENCES = [
     "berlin is the capital of germany .",
     "its population is about four million .",

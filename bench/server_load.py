@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL = ROOT.parent / "shared" / "conformance" / "tiny-v3"
+DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny-v3"
 MODEL = "jina-embeddings-v3"
 WORDS = ["the", "a", "of", "tide", "moon", "ocean", "coast", "berlin", "capital", "river"]
 P429_LIMIT_MS = 100.0  # the issue's target: a 429's p50 at 1,000 clients

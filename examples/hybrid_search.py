@@ -9,7 +9,7 @@ the model's tokenizer with Qdrant's IDF; Milvus: its built-in BM25 function), an
 Run offline against the tiny conformance model (its vectors are random, so only the keyword
 side is meaningful there, but every step runs):
 
-    python examples/hybrid_search.py --provider local:../shared/conformance/tiny-v3
+    python examples/hybrid_search.py --provider local:tests/data/tiny-v3
 
 or with Jina's API (``JINA_API_KEY`` set; hybrid then needs the model's ``tokenizer.json``
 locally: ``JV3_TOKENIZER=PATH``) or a self-hosted server (``--provider http://...``).

@@ -2,7 +2,7 @@
 
 Run offline against the tiny conformance model:
 
-    python examples/langchain_rag.py --provider local:../shared/conformance/tiny-v3
+    python examples/langchain_rag.py --provider local:tests/data/tiny-v3
 
 or with Jina's API (``JINA_API_KEY`` set) / a self-hosted server (``--provider http://...``).
 The provider defaults to ``$JV3_PROVIDER``, then ``load_provider()``'s default.

@@ -8,7 +8,7 @@ independent chunk embeddings for comparison.
 Run offline against the tiny conformance model (its vectors are random, so the ranking is
 meaningless, but every step runs):
 
-    python examples/late_chunking_qdrant.py --provider local:../shared/conformance/tiny-v3
+    python examples/late_chunking_qdrant.py --provider local:tests/data/tiny-v3
 
 or with Jina's API (``JINA_API_KEY`` set) / a self-hosted server (``--provider http://...``).
 The provider defaults to ``$JV3_PROVIDER``, then ``load_provider()``'s default.

@@ -4,7 +4,7 @@ Needs a Pinecone project: ``PINECONE_API_KEY`` set (and, for a non-default contr
 ``--host``). To try it offline, ``--loopback`` runs the test suite's loopback Pinecone (from a
 source checkout) and the tiny conformance model works as provider:
 
-    python examples/pinecone_quickstart.py --loopback --provider local:../shared/conformance/tiny-v3
+    python examples/pinecone_quickstart.py --loopback --provider local:tests/data/tiny-v3
 
 The provider defaults to ``$JV3_PROVIDER``, then ``load_provider()``'s default.
 """

@@ -1,26 +1,20 @@
-"""Shared fixtures: where ../shared lives, the conformance checkpoint."""
+"""Shared fixtures: the test data in ``tests/data`` (conformance checkpoint, API specs)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("JV3_SHARED", ROOT.parent / "shared")).resolve()
-CONFORMANCE_DIR = SHARED / "conformance" / "tiny-v3"
+# Everything the tests read lives in the repository (a clone stands alone): tests/data/README.md.
+DATA = ROOT / "tests" / "data"
+CONFORMANCE_DIR = DATA / "tiny-v3"
+SPEC_DIR = DATA / "spec"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"../shared not found at {SHARED}; set JV3_SHARED")
-    return SHARED
-
-
-@pytest.fixture(scope="session")
-def conformance_dir(shared_dir: Path) -> Path:
+def conformance_dir() -> Path:
     return CONFORMANCE_DIR
 
 

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(1800)
-def test_gpu_bench_smoke_run_on_cpu(tmp_path: Path, shared_dir: Path) -> None:
+def test_gpu_bench_smoke_run_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
-    env = {**os.environ, "JV3_SHARED": str(shared_dir), "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
         [
             sys.executable,

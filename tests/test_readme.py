@@ -97,7 +97,7 @@ BLOCKS = [
 
 def _scaled(code: str, conformance: Path) -> str:
     code = code.replace("jinaai/jina-embeddings-v3", str(conformance))
-    code = code.replace("../shared/conformance/tiny-v3", str(conformance))
+    code = code.replace("tests/data/tiny-v3", str(conformance))
     return _DIMS.sub(lambda m: f"{m.group(1)}{max(1, int(m.group(2)) // 8)}", code)
 
 

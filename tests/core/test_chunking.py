@@ -21,7 +21,7 @@ from jv3_integrations import (
 from jv3_integrations.core._late_chunking import _plan_windows
 from tests.conftest import CONFORMANCE_DIR
 
-TOKENIZER_FILE = CONFORMANCE_DIR / "tokenizer.json"  # honours JV3_SHARED (tests/conftest.py)
+TOKENIZER_FILE = CONFORMANCE_DIR / "tokenizer.json"
 
 
 @pytest.fixture(scope="module")

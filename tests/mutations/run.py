@@ -40,7 +40,6 @@ def run_one(mutation: Mutation, timeout: float) -> dict[str, object]:
         shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
         (src / mutation.path).write_text(source.replace(mutation.old, mutation.new), "utf-8")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(ROOT)])}
-        env.setdefault("JV3_SHARED", str(ROOT.parent / "shared"))
         cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
         started = time.perf_counter()
         try:

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from jv3_integrations import LocalProvider
 from jv3_integrations.core import Embeddings, EmbedRequest
 from jv3_integrations.core._types import TaskLike
-from tests.conftest import SERVER_API_KEY, SHARED
+from tests.conftest import SERVER_API_KEY, SPEC_DIR
 from tests.support.server import running_server
 
 MODEL = "jina-embeddings-v3"
@@ -88,7 +88,7 @@ def reduced_schema() -> dict[str, Any]:
     tiny test model has no more; a multi-type ``embedding`` object is allowed (see below).
     Everything else — responses, error schemas — is as published.
     """
-    doc = json.loads((SHARED / "spec" / "jina-openapi.json").read_text(encoding="utf-8"))
+    doc = json.loads((SPEC_DIR / "jina-openapi.json").read_text(encoding="utf-8"))
     op = copy.deepcopy(doc["paths"]["/v1/embeddings"]["post"])
     op["requestBody"]["content"] = {
         "application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingsV3Request"}}

@@ -1,4 +1,4 @@
-"""Validate bodies against Jina's official OpenAPI schemas (``spec/jina-openapi.json``)."""
+"""Validate bodies against Jina's official OpenAPI schemas (``tests/data/spec/jina-openapi.json``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from tests.conftest import SHARED
+from tests.conftest import SPEC_DIR
 
-SPEC = SHARED / "spec" / "jina-openapi.json"
+SPEC = SPEC_DIR / "jina-openapi.json"
 
 
 @cache

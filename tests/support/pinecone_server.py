@@ -1,7 +1,7 @@
 """A loopback Pinecone for tests: the control and data plane of API version 2026-07.
 
 Implements what the pinecone SDK 10 sends for vector indexes (``db_control_2026-07.oas.yaml``,
-``db_data_2026-07.oas.yaml`` in ``../shared/spec/pinecone``): ``GET|POST /indexes``,
+``db_data_2026-07.oas.yaml`` in ``tests/data/spec/pinecone``): ``GET|POST /indexes``,
 ``GET|DELETE /indexes/{name}``; and, on each index's host (``/x/{name}`` on the same port),
 ``POST /vectors/upsert``, ``POST /query``, ``GET /vectors/fetch``, ``POST /vectors/delete``,
 ``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
@@ -198,9 +198,9 @@ def _load_validators() -> dict[str, Any]:
     import jsonschema
     import yaml
 
-    from tests.conftest import SHARED
+    from tests.conftest import SPEC_DIR
 
-    spec_dir = SHARED / "spec" / "pinecone"
+    spec_dir = SPEC_DIR / "pinecone"
     out = {}
     for fname in ("db_control_2026-07.oas.yaml", "db_data_2026-07.oas.yaml"):
         doc = yaml.safe_load((spec_dir / fname).read_text())
