@@ -265,7 +265,7 @@ def test_server_validation_collects_every_field_error() -> None:
             {
                 "model": "jina-embeddings-v3",
                 "input": "x",
-                "user": "u",
+                "usr": "u",
                 "task": "retrieval",
                 "dimensions": 0,
                 "normalized": "yes",
@@ -277,7 +277,7 @@ def test_server_validation_collects_every_field_error() -> None:
     body = info.value.body
     validate("HTTPValidationError", body)
     assert body["detail"] == "[RID: rid] Validation errors in 4 fields"
-    assert {e["field"] for e in body["errors"]} == {"user", "task", "dimensions", "normalized"}
+    assert {e["field"] for e in body["errors"]} == {"usr", "task", "dimensions", "normalized"}
 
 
 def test_server_validation_accepts_every_official_input_form() -> None:

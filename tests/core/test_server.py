@@ -182,8 +182,10 @@ def test_truncate_clips_at_the_model_limit(conformance_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "field"),
     [
-        ({"encoding_format": "float"}, "encoding_format"),
-        ({"user": "me"}, "user"),
+        ({"encoding_format": "binary"}, "encoding_format"),
+        ({"encoding_format": "float", "embedding_type": "base64"}, "encoding_format"),
+        ({"user": 7}, "user"),
+        ({"encoding": "float"}, "encoding"),
         ({"dimension": 8}, "dimension"),
         ({"task_type": "retrieval.query"}, "task_type"),
         ({"task": "retrieval"}, "task"),

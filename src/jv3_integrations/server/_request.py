@@ -63,6 +63,7 @@ def error_body(
 
 
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_TASK_VALUES: Final = tuple(t.value for t in Task)
 
 
 MAX_LISTED_ERRORS: Final = 20  # a 422 lists at most these many errors (and counts the rest)
@@ -84,43 +85,48 @@ def _brief(value: Any) -> Any:
         return value if len(value) <= 100 else value[:100] + "…"
     if not isinstance(value, (list, dict)):
         return value
-    parts: list[str] = []
-    size = 0
+    out = _Echo()
+    try:
+        out.walk(value, 0)
+    except _Enough:
+        return "".join(out.parts)[:_ECHO_CHARS] + "…"
+    return value
 
-    def emit(text: str) -> None:
-        nonlocal size
-        parts.append(text)
-        size += len(text)
-        if size > _ECHO_CHARS:
+
+class _Echo:
+    """Renders a value as JSON-like text, stopping (``_Enough``) past ``_ECHO_CHARS``."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def emit(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > _ECHO_CHARS:
             raise _Enough
 
-    def walk(v: Any, depth: int) -> None:
+    def walk(self, v: Any, depth: int) -> None:
         if depth > _ECHO_DEPTH:
-            emit("…")
+            self.emit("…")
             raise _Enough
         if isinstance(v, list):
-            emit("[")
+            self.emit("[")
             for i, x in enumerate(v):
-                emit(", " if i else "")
-                walk(x, depth + 1)
-            emit("]")
+                self.emit(", " if i else "")
+                self.walk(x, depth + 1)
+            self.emit("]")
         elif isinstance(v, dict):
-            emit("{")
+            self.emit("{")
             for i, (k, x) in enumerate(v.items()):
-                emit(", " if i else "")
-                emit(json.dumps(str(k)[:_ECHO_CHARS], ensure_ascii=False) + ": ")
-                walk(x, depth + 1)
-            emit("}")
+                self.emit(", " if i else "")
+                self.emit(json.dumps(str(k)[:_ECHO_CHARS], ensure_ascii=False) + ": ")
+                self.walk(x, depth + 1)
+            self.emit("}")
         elif isinstance(v, str):
-            emit(json.dumps(v[: _ECHO_CHARS + 1], ensure_ascii=False))
+            self.emit(json.dumps(v[: _ECHO_CHARS + 1], ensure_ascii=False))
         else:
-            emit(json.dumps(v, default=str))
-
-    try:
-        walk(value, 0)
-    except _Enough:
-        return "".join(parts)[:_ECHO_CHARS] + "…"
-    return value
+            self.emit(json.dumps(v, default=str))
 
 
 class _Errors(list[dict[str, Any]]):
@@ -147,6 +153,16 @@ def _bool_field(body: Mapping[str, Any], name: str, default: bool, errors: _Erro
     return value
 
 
+# OpenAI's embeddings fields beside Jina's: ``encoding_format`` (float | base64) names the
+# encoding as ``embedding_type`` does; ``user`` is accepted and ignored (never logged).
+OPENAI_ENCODING_FIELD: Final = "encoding_format"
+OPENAI_ENCODINGS: Final = ("float", "base64")
+_OPENAI_FIELDS: Final = frozenset({OPENAI_ENCODING_FIELD, "user"})
+ACCEPTED_FIELDS: Final = REQUEST_FIELDS | {ENCODING_TYPE_ALIAS} | _OPENAI_FIELDS
+# the names of the encoding, in the order they are read (a later one that disagrees is named)
+_ENCODING_FIELDS: Final = ("embedding_type", ENCODING_TYPE_ALIAS, OPENAI_ENCODING_FIELD)
+
+
 def parse_embeddings_request(
     payload: Any,
     *,
@@ -154,7 +170,12 @@ def parse_embeddings_request(
     model_names: Sequence[str] = (MODEL_NAME,),
     request_id: str | None = None,
 ) -> EmbeddingsRequest:
-    """Validate a ``POST /v1/embeddings`` body exactly as the Jina API does.
+    """Validate a ``POST /v1/embeddings`` body as the Jina API does, OpenAI's fields included.
+
+    Accepted: Jina's fields (``model``, ``input``, ``task``, ``dimensions``, ``normalized``,
+    ``late_chunking``, ``embedding_type`` or its older name ``encoding_type``, ``truncate``)
+    and OpenAI's (``encoding_format`` ``"float"``/``"base64"``, ``user``, ignored). Any other
+    field is a 422 that names it.
 
     Raises:
         WireError: 422 (``HTTPValidationError`` body) for unknown fields, wrong types, a bad
@@ -163,147 +184,24 @@ def parse_embeddings_request(
     """
     rid = request_id
     errors = _Errors()
-
-    fail = errors.add
-
     if not isinstance(payload, dict):
-        fail("body", "Input should be a valid JSON object", "model_type", payload)
+        errors.add("body", "Input should be a valid JSON object", "model_type", payload)
         raise WireError(422, _validation_body(errors, rid))
-
-    for key in payload:
-        if key not in REQUEST_FIELDS and key != ENCODING_TYPE_ALIAS:
-            fail(str(key), "Extra inputs are not permitted", "extra_forbidden", payload[key])
-
-    model = payload.get("model")
-    if "model" not in payload:
-        fail("model", "Field required", "missing", None)
-    elif not isinstance(model, str):
-        fail("model", "Input should be a valid string", "string_type", model)
-
-    texts: list[str] = []
-    if "input" not in payload:
-        fail("input", "Field required", "missing", None)
-    else:
-        raw = payload["input"]
-        items = raw if isinstance(raw, list) else [raw]
-        if len(items) > MAX_INPUTS:  # refused before any per-item work (bounds the cost)
-            raise _too_many_items(rid)
-        if isinstance(raw, list) and not raw:
-            fail("input", "List should have at least 1 item", "too_short", raw)
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("text"), str):
-                text: Any = item["text"]
-            else:
-                text = item
-            if isinstance(text, str) and not text.isascii() and _LONE_SURROGATE.search(text):
-                fail(
-                    f"input.{i}" if isinstance(raw, list) else "input",
-                    "Input should be valid Unicode text (it has a lone surrogate)",
-                    "string_unicode",
-                    item,
-                )
-            elif isinstance(item, str):
-                texts.append(item)
-            elif (
-                isinstance(item, dict)
-                and set(item) == {"text"}
-                and isinstance(item.get("text"), str)
-            ):
-                texts.append(item["text"])
-            else:
-                where = f"input.{i}" if isinstance(raw, list) else "input"
-                fail(
-                    where,
-                    "Input should be a string or a TextDoc {'text': str}",
-                    "union_tag_invalid",
-                    item,
-                )
-
-    task: Task | None = None
-    raw_task = payload.get("task")
-    if raw_task is not None:
-        try:
-            task = Task(raw_task) if isinstance(raw_task, str) else None
-        except ValueError:
-            task = None
-        if task is None:
-            valid = ", ".join(f"'{t.value}'" for t in Task)
-            fail("task", f"Input should be {valid} or null", "literal_error", raw_task)
-
-    dimensions: int | None = None
-    raw_dims = payload.get("dimensions")
-    if raw_dims is not None:
-        if isinstance(raw_dims, float) and raw_dims.is_integer():
-            raw_dims = int(raw_dims)
-        if isinstance(raw_dims, bool) or not isinstance(raw_dims, int):
-            fail("dimensions", "Input should be a valid integer", "int_type", raw_dims)
-        elif raw_dims < 1:
-            fail("dimensions", "Input should be greater than 0", "greater_than", raw_dims)
-        elif raw_dims > max_dimensions:
-            fail(
-                "dimensions",
-                f"Input should be less than or equal to {max_dimensions}",
-                "less_than_equal",
-                raw_dims,
-            )
-        else:
-            dimensions = raw_dims
-
+    _check_field_names(payload, errors)
+    model = _model(payload, errors)
+    texts = _texts(payload, errors, rid)
+    task = _task(payload, errors)
+    dimensions = _dimensions(payload, max_dimensions, errors)
     normalized = _bool_field(payload, "normalized", True, errors)
     late_chunking = _bool_field(payload, "late_chunking", False, errors)
     truncate = _bool_field(payload, "truncate", False, errors)
-
-    types: tuple[str, ...] = ("float",)
-    multi = False
-    given = [n for n in ("embedding_type", ENCODING_TYPE_ALIAS) if payload.get(n) is not None]
-    values = [payload[n] for n in given]
-    if len(values) == 2 and values[0] != values[1]:
-        fail(
-            ENCODING_TYPE_ALIAS,
-            "embedding_type and encoding_type (its older name) disagree; send one",
-            "value_error",
-            values[1],
-        )
-    elif values:
-        raw_type = values[0]
-        kinds = raw_type if isinstance(raw_type, list) else [raw_type]
-        ok = bool(kinds) and all(isinstance(k, str) and k in EMBEDDING_TYPES for k in kinds)
-        if not ok:
-            fail(
-                given[0],
-                "Input should be 'float', 'base64', 'binary', 'ubinary' or a list of them",
-                "literal_error",
-                raw_type,
-            )
-        else:
-            types = tuple(dict.fromkeys(kinds))
-            multi = isinstance(raw_type, list)
-
+    _user(payload, errors)
+    types, multi = _embedding_types(payload, errors)
     if errors:
         raise WireError(422, _validation_body(errors, rid))
-    model = str(model)
-    if model not in model_names:
-        raise WireError(
-            400,
-            error_body(
-                f"Model '{model}' not found. Available models: {', '.join(model_names)}",
-                "INPUT_MODEL_NOT_FOUND",
-                rid,
-            ),
-        )
-    if len(texts) > MAX_INPUTS:
-        raise _too_many_items(rid)
+    _check_model(model, model_names, rid)
     if late_chunking:
-        for i, t in enumerate(texts):
-            if not t:
-                raise WireError(
-                    400,
-                    error_body(
-                        f"input[{i}] is empty; with late_chunking every input needs text",
-                        "INPUT_EMPTY_TEXT",
-                        rid,
-                    ),
-                )
+        _check_no_empty_text(texts, rid)
     return EmbeddingsRequest(
         model=model,
         texts=texts,
@@ -315,6 +213,165 @@ def parse_embeddings_request(
         multi_type=multi,
         truncate=truncate,
     )
+
+
+def _check_field_names(payload: Mapping[str, Any], errors: _Errors) -> None:
+    for key in payload:
+        if key not in ACCEPTED_FIELDS:
+            errors.add(str(key), "Extra inputs are not permitted", "extra_forbidden", payload[key])
+
+
+def _model(payload: Mapping[str, Any], errors: _Errors) -> str:
+    model = payload.get("model")
+    if "model" not in payload:
+        errors.add("model", "Field required", "missing", None)
+    elif not isinstance(model, str):
+        errors.add("model", "Input should be a valid string", "string_type", model)
+    return str(model)
+
+
+def _texts(payload: Mapping[str, Any], errors: _Errors, rid: str | None) -> list[str]:
+    if "input" not in payload:
+        errors.add("input", "Field required", "missing", None)
+        return []
+    raw = payload["input"]
+    items = raw if isinstance(raw, list) else [raw]
+    if len(items) > MAX_INPUTS:  # refused before any per-item work (bounds the cost)
+        raise _too_many_items(rid)
+    if isinstance(raw, list) and not raw:
+        errors.add("input", "List should have at least 1 item", "too_short", raw)
+    texts: list[str] = []
+    for i, item in enumerate(items):
+        text = _text(item, f"input.{i}" if isinstance(raw, list) else "input", errors)
+        if text is not None:
+            texts.append(text)
+    return texts
+
+
+def _text(item: Any, where: str, errors: _Errors) -> str | None:
+    """The text of one input (a string or a TextDoc), or None with the error recorded."""
+    if isinstance(item, dict) and set(item) == {"text"}:
+        text: Any = item["text"]
+    else:
+        text = item
+    if not isinstance(text, str):
+        if isinstance(item, list) and item and all(type(x) is int for x in item):
+            message = (
+                "Input should be text: token-id input is not supported (OpenAI clients that "
+                "tokenize, such as LangChain's OpenAIEmbeddings, need "
+                "check_embedding_ctx_length=False)"
+            )
+        else:
+            message = "Input should be a string or a TextDoc {'text': str}"
+        errors.add(where, message, "union_tag_invalid", item)
+        return None
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        errors.add(
+            where,
+            "Input should be valid Unicode text (it has a lone surrogate)",
+            "string_unicode",
+            item,
+        )
+        return None
+    return text
+
+
+def _task(payload: Mapping[str, Any], errors: _Errors) -> Task | None:
+    raw_task = payload.get("task")
+    if raw_task is None:
+        return None
+    if isinstance(raw_task, str) and raw_task in _TASK_VALUES:
+        return Task(raw_task)
+    valid = ", ".join(f"'{t}'" for t in _TASK_VALUES)
+    errors.add("task", f"Input should be {valid} or null", "literal_error", raw_task)
+    return None
+
+
+def _dimensions(payload: Mapping[str, Any], max_dimensions: int, errors: _Errors) -> int | None:
+    raw = payload.get("dimensions")
+    if raw is None:
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        errors.add("dimensions", "Input should be a valid integer", "int_type", raw)
+    elif raw < 1:
+        errors.add("dimensions", "Input should be greater than 0", "greater_than", raw)
+    elif raw > max_dimensions:
+        errors.add(
+            "dimensions",
+            f"Input should be less than or equal to {max_dimensions}",
+            "less_than_equal",
+            raw,
+        )
+    else:
+        return raw
+    return None
+
+
+def _user(payload: Mapping[str, Any], errors: _Errors) -> None:
+    """OpenAI's ``user`` (an end-user id): type-checked, then ignored; its value is never echoed."""
+    value = payload.get("user")
+    if value is not None and not isinstance(value, str):
+        errors.add("user", "Input should be a valid string", "string_type", type(value).__name__)
+
+
+def _embedding_types(payload: Mapping[str, Any], errors: _Errors) -> tuple[tuple[str, ...], bool]:
+    """The requested encodings and whether they were asked for as a list (multi-type answer)."""
+    given = [n for n in _ENCODING_FIELDS if payload.get(n) is not None]
+    if not given:
+        return ("float",), False
+    openai = payload.get(OPENAI_ENCODING_FIELD)
+    if openai is not None and openai not in OPENAI_ENCODINGS:  # OpenAI's field: its 2 values
+        errors.add(
+            OPENAI_ENCODING_FIELD, "Input should be 'float' or 'base64'", "literal_error", openai
+        )
+        return ("float",), False
+    first = payload[given[0]]
+    for name in given[1:]:
+        if payload[name] != first:
+            errors.add(
+                name,
+                f"{' and '.join(given)} name the same setting and disagree; send one",
+                "value_error",
+                payload[name],
+            )
+            return ("float",), False
+    kinds = first if isinstance(first, list) else [first]
+    if not kinds or not all(isinstance(k, str) and k in EMBEDDING_TYPES for k in kinds):
+        errors.add(
+            given[0],
+            "Input should be 'float', 'base64', 'binary', 'ubinary' or a list of them",
+            "literal_error",
+            first,
+        )
+        return ("float",), False
+    return tuple(dict.fromkeys(kinds)), isinstance(first, list)
+
+
+def _check_model(model: str, model_names: Sequence[str], rid: str | None) -> None:
+    if model not in model_names:
+        raise WireError(
+            400,
+            error_body(
+                f"Model '{model}' not found. Available models: {', '.join(model_names)}",
+                "INPUT_MODEL_NOT_FOUND",
+                rid,
+            ),
+        )
+
+
+def _check_no_empty_text(texts: Sequence[str], rid: str | None) -> None:
+    for i, t in enumerate(texts):
+        if not t:
+            raise WireError(
+                400,
+                error_body(
+                    f"input[{i}] is empty; with late_chunking every input needs text",
+                    "INPUT_EMPTY_TEXT",
+                    rid,
+                ),
+            )
 
 
 def _too_many_items(rid: str | None) -> WireError:
