@@ -235,5 +235,3 @@ class JinaV3TextEmbeddingModel(TextEmbeddingModel):
             currency=price.currency,
             latency=time.perf_counter() - self.started_at if self.started_at else 0.0,
         )
-
-
