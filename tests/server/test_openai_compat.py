@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 
 import httpx
 import numpy as np
@@ -192,3 +193,40 @@ def test_jina_haystack_through_base_url(
     got = np.array(embedder.run("Wo liegt Berlin?")["embedding"], dtype=np.float32)
     want = local_provider.embed(["Wo liegt Berlin?"], task="retrieval.query", dimensions=64)
     assert np.allclose(got, want.vectors[0], atol=1e-5)
+
+
+# -- docs/openai-compatible.md: its blocks marked "needs a running jv3 serve" run here ---------
+
+
+def _docs_blocks() -> list[tuple[int, str]]:
+    from tests.conftest import ROOT
+    from tests.test_readme import readme_blocks
+
+    page = (ROOT / "docs" / "openai-compatible.md").read_text(encoding="utf-8")
+    return [
+        (b.line, b.code)
+        for b in readme_blocks(page)
+        if b.lang == "python" and (b.skip or "").startswith("needs a running jv3 serve")
+    ]
+
+
+def test_docs_page_has_server_blocks() -> None:
+    assert len(_docs_blocks()) == 2  # the openai SDK and LangChain
+
+
+@pytest.mark.parametrize(("line", "code"), _docs_blocks(), ids=lambda v: str(v)[:12])
+def test_docs_block_runs_against_the_server(
+    line: int,
+    code: str,
+    jina_server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("JV3_SERVER_API_KEY", SERVER_API_KEY)
+    # the docs' server on the test machine: ours, on the small checkpoint (128 dimensions at
+    # most, so every size is divided by 8, as for the README's blocks)
+    code = code.replace("http://localhost:8080", jina_server_url)
+    code = re.sub(r"\b(dimensions=)(\d+)", lambda m: f"{m[1]}{int(m[2]) // 8}", code)
+    code = code.replace("== 256", "== 32")
+    exec(compile(code, f"docs/openai-compatible.md:{line}", "exec"), {"__name__": "__docs__"})
+    capsys.readouterr()
