@@ -101,4 +101,22 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                pass\n",
         ("tests/core/test_local.py::test_compile_runs_the_layers_through_torch_compile",),
     ),
+    Mutation(
+        "openai-user-refused",
+        "docs/openai-compatible.md: OpenAI's user field is accepted (and ignored)",
+        "jv3_integrations/server/_request.py",
+        '_OPENAI_FIELDS: Final = frozenset({OPENAI_ENCODING_FIELD, "user"})\n',
+        "_OPENAI_FIELDS: Final = frozenset({OPENAI_ENCODING_FIELD})\n",
+        ("tests/server/test_openai_compat.py::test_user_is_accepted_and_never_logged",),
+    ),
+    Mutation(
+        "openai-encoding-format-any-value",
+        "docs/openai-compatible.md: encoding_format takes only 'float' or 'base64'",
+        "jv3_integrations/server/_request.py",
+        "    if openai is not None and openai not in OPENAI_ENCODINGS:",
+        "    if openai is not None and openai not in EMBEDDING_TYPES:",
+        (
+            "tests/server/test_openai_compat.py::test_openai_and_jina_encoding_names_agree_or_are_refused",
+        ),
+    ),
 )
