@@ -34,6 +34,8 @@ def main() -> None:
     out["documents"] = docs.embeddings
     out["query"] = query.embeddings[0]
     out["usage_tokens"] = docs.usage.total_tokens
+    with_v1 = model.invoke(name, {**good, "endpoint": good["endpoint"] + "/v1/"}, [job["query"]])
+    out["with_v1"] = with_v1.embeddings[0]
     out["num_tokens"] = model.get_num_tokens(name, good, job["docs"])
 
     provider.validate_provider_credentials(good)

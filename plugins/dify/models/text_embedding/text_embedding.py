@@ -74,7 +74,9 @@ class Settings:
     """The provider credentials of the form in ``provider/jina_v3.yaml``, validated."""
 
     def __init__(self, credentials: Mapping[str, Any]) -> None:
-        self.endpoint = str(credentials.get("endpoint") or DEFAULT_ENDPOINT).strip().rstrip("/")
+        endpoint = str(credentials.get("endpoint") or DEFAULT_ENDPOINT).strip().rstrip("/")
+        # the root URL; ".../v1" as the official plugin's form asks for it is accepted too
+        self.endpoint = endpoint.removesuffix("/v1")
         if not self.endpoint.startswith(("http://", "https://")):
             raise CredentialsValidateFailedError(
                 f"Endpoint must start with http:// or https://, got {self.endpoint!r}."
