@@ -54,12 +54,33 @@ def main() -> None:
     except Exception as exc:
         out["invoke_bad_key"] = _error(exc)
 
+    module = type(model)._invoke.__globals__  # the plugin module's namespace, as loaded
+    plain = module["Settings"]({})
+    out["defaults"] = {
+        "endpoint": plain.endpoint,
+        "api_key": plain.api_key,
+        "model": plain.model,
+        "dimensions": plain.dimensions,
+        "truncate": plain.truncate,
+        "attempt_timeout": module["ATTEMPT_TIMEOUT"],
+        "total_timeout": module["TOTAL_TIMEOUT"],
+        "max_retries": module["MAX_RETRIES"],
+        "max_request_timeout": DifyPluginEnv().MAX_REQUEST_TIMEOUT,
+    }
+    long_text = "word " * job["long_words"]
+    clipped = model.invoke(name, good, [long_text])
+    out["long_truncated"] = len(clipped.embeddings)
+    try:
+        model.invoke(name, {**good, "truncate": "false"}, [long_text])
+    except Exception as exc:
+        out["long_refused"] = _error(exc)
+
     many = model.invoke(name, good, [f"text {i}" for i in range(job["many"])])
     out["many"] = [len(many.embeddings), len({len(v) for v in many.embeddings})]
     out["many_first_last"] = [many.embeddings[0], many.embeddings[-1]]
 
     # fail fast (one retry, not six with backoff: ~30 s); the module's namespace, as loaded
-    type(model)._invoke.__globals__["MAX_RETRIES"] = 1
+    module["MAX_RETRIES"] = 1
     try:
         model.invoke(name, {**good, "endpoint": job["dead_endpoint"]}, ["x"])
     except Exception as exc:

@@ -73,6 +73,7 @@ def driven(sdk_python: str, plugin_env: dict[str, str], jina_server_url: str) ->
         "docs": DOCS,
         "query": QUERY,
         "many": 2049,
+        "long_words": 9000,
         "dead_endpoint": _dead_endpoint(),
     }
     proc = subprocess.run(
@@ -128,6 +129,26 @@ def test_credentials_good_key_accepted_bad_key_is_dify_auth_error(
     assert "Invalid API key" in driven["invoke_bad_key"]["message"]  # our message kept
     dims = driven["validate_bad_dimensions"]
     assert dims["type"] == "CredentialsValidateFailedError" and "1 to 1024" in dims["message"]
+
+
+def test_defaults_jinas_api_clipping_on_and_a_call_ends_before_dify_gives_up(
+    driven: dict[str, Any],
+) -> None:
+    defaults = driven["defaults"]
+    assert defaults["endpoint"] == "https://api.jina.ai" and defaults["api_key"] is None
+    assert defaults["model"] == "jina-embeddings-v3" and defaults["dimensions"] is None
+    assert defaults["truncate"] is True
+    assert defaults["attempt_timeout"] == 60.0 and defaults["max_retries"] == 6
+    assert defaults["total_timeout"] == 240.0 < defaults["max_request_timeout"]
+
+
+def test_truncate_clips_a_long_text_and_off_refuses_it_with_our_message(
+    driven: dict[str, Any],
+) -> None:
+    assert driven["long_truncated"] == 1
+    refused = driven["long_refused"]
+    assert refused["type"] == "InvokeBadRequestError"
+    assert "tokens" in refused["message"] and "truncate" in refused["message"]
 
 
 def test_2049_texts_come_back_as_2049_vectors_in_order(
