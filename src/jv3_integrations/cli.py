@@ -593,6 +593,11 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     spec = args.provider or default_provider_spec()
     provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
     remote = spec.startswith(("http://", "https://"))
+    if isinstance(exc, ModelLoadError) and exc.fix and exc.summary:
+        # one sentence, then the one command (issue 27); the API as the alternative when the
+        # user did not choose the local model
+        other = "" if provider_given else ", or set JINA_API_KEY to use Jina's API"
+        return f"{exc.summary}. Fix: {exc.fix}{other}"
     if isinstance(exc, ModelLoadError) and not provider_given:
         return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
     if isinstance(exc, AuthenticationError) and remote:
