@@ -170,6 +170,30 @@ def readme_env(
     return tmp_path
 
 
+def exec_python_block(
+    code: str,
+    filename: str,
+    conformance_dir: Path,
+    jina_server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run one python block (already scaled) in-process, twice if it uses ``load_provider()``."""
+    providers = [f"local:{conformance_dir}"]
+    if "load_provider()" in code:
+        providers.append(jina_server_url)
+    for spec in providers:
+        monkeypatch.setenv("JV3_PROVIDER", spec)
+        namespace: dict[str, Any] = {"__name__": "__readme__"}
+        try:
+            exec(compile(code, filename, "exec"), namespace)
+        finally:
+            for value in namespace.values():  # release Milvus Lite / Qdrant local locks
+                client = getattr(value, "client", None)
+                if hasattr(client, "close") and not hasattr(client, "__aenter__"):
+                    with contextlib.suppress(Exception):
+                        client.close()
+
+
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "python"], ids=lambda b: b.id)
 def test_python_block_runs(
     block: Block,
@@ -182,20 +206,9 @@ def test_python_block_runs(
     if block.skip:
         pytest.skip(f"README marks it: {block.skip}")
     code = _scaled(block.code, conformance_dir)
-    providers = [f"local:{conformance_dir}"]
-    if "load_provider()" in code:
-        providers.append(jina_server_url)
-    for spec in providers:
-        monkeypatch.setenv("JV3_PROVIDER", spec)
-        namespace: dict[str, Any] = {"__name__": "__readme__"}
-        try:
-            exec(compile(code, f"README.md:{block.line}", "exec"), namespace)
-        finally:
-            for value in namespace.values():  # release Milvus Lite / Qdrant local locks
-                client = getattr(value, "client", None)
-                if hasattr(client, "close") and not hasattr(client, "__aenter__"):
-                    with contextlib.suppress(Exception):
-                        client.close()
+    exec_python_block(
+        code, f"README.md:{block.line}", conformance_dir, jina_server_url, monkeypatch
+    )
     capsys.readouterr()
 
 
@@ -230,21 +243,19 @@ def test_bash_command_extraction() -> None:
     ]
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "bash"], ids=lambda b: b.id)
-def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) -> None:
-    if block.skip:
-        pytest.skip(f"README marks it: {block.skip}")
+def run_bash_block(code: str, where: str, cwd: Path, conformance_dir: Path) -> None:
+    """Run each command of one bash block (already scaled) in ``cwd``; each must exit 0."""
     env = dict(os.environ)
     env["JV3_PROVIDER"] = f"local:{conformance_dir}"
     # the package this test imported (the checkout's src/, or the installed wheel under tox)
     here = str(Path(jv3_integrations.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-    commands = _bash_commands(_scaled(block.code, conformance_dir))
-    assert commands, f"README block at line {block.line} has nothing to run"
+    commands = _bash_commands(code)
+    assert commands, f"{where} has nothing to run"
     for command in commands:
         proc = subprocess.run(
             ["bash", "-c", command],
-            cwd=readme_env,
+            cwd=cwd,
             env=env,
             capture_output=True,
             text=True,
@@ -252,6 +263,14 @@ def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) 
         )
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "bash"], ids=lambda b: b.id)
+def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) -> None:
+    if block.skip:
+        pytest.skip(f"README marks it: {block.skip}")
+    code = _scaled(block.code, conformance_dir)
+    run_bash_block(code, f"README block at line {block.line}", readme_env, conformance_dir)
 
 
 def _section(text: str, title: str) -> str:
