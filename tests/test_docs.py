@@ -9,6 +9,7 @@ listed here too.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,16 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_readme as _readme
 from tests.conftest import ROOT
-from tests.test_readme import (  # noqa: F401 (fixtures used by name)
-    Block,
-    _scaled,
-    exec_python_block,
-    pinecone_srv,
-    readme_blocks,
-    readme_env,
-    run_bash_block,
-)
+from tests.test_readme import Block, _scaled, exec_python_block, readme_blocks, run_bash_block
+
+# the README's fixtures, by name: a reader with a key for everything, pointed at local servers
+readme_env = _readme.readme_env
+pinecone_srv = _readme.pinecone_srv
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +108,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"},
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists()
