@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("script", ["milvus_quickstart.py", "qdrant_quickstart.py"])
+@pytest.mark.parametrize("script", ["milvus_quickstart.py"])
 def test_quickstart_leaves_the_working_folder_as_it_was(
     script: str, tmp_path: Path, conformance_dir: Path
 ) -> None:
