@@ -19,7 +19,11 @@ pytestmark = pytest.mark.slow
 
 #: a few fast tests that read the test data (the tiny checkpoint, the API specs) and run the CLI
 TESTS = [
-    "tests/core/test_local_conformance.py",
+    # two conformance cases (the checkpoint's weights, tokenizer and expected outputs)
+    "tests/core/test_local_conformance.py::test_conformance_case"
+    "[encode-retrieval.passage-dimNone-normTrue-maxNone]",
+    "tests/core/test_local_conformance.py::test_conformance_case"
+    "[late-retrieval.passage-4chunks-windowNone]",
     "tests/test_cli_units.py::test_demo_corpus_is_multilingual_and_consistent",
     "tests/cli/test_offline_message.py",
 ]
