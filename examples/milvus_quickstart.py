@@ -6,12 +6,15 @@ Run offline against the tiny conformance model:
 
 or with Jina's API (``JINA_API_KEY`` set) / a self-hosted server (``--provider http://...``).
 The provider defaults to ``$JV3_PROVIDER``, then ``load_provider()``'s default. ``--uri`` is a
-Milvus Lite file (its folder is created) or a Milvus server URI.
+Milvus Lite path (kept after the run) or a Milvus server URI; without it the store lives in a
+temporary folder that is removed at the end, so the script leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 from jv3_integrations import default_provider_spec
 from jv3_integrations.milvus import JinaV3EmbeddingFunction, MilvusStore
@@ -31,19 +34,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", default=None, help="'api', 'local:DIR' or a server URL")
     parser.add_argument(
-        "--uri", default="./milvus_data/jv3.db", help="Milvus Lite file or server URI"
+        "--uri", default=None, help="Milvus Lite path or server URI (default: a temporary one)"
     )
     parser.add_argument("--query", default="How many people live in Berlin?")
     parser.add_argument("--dimensions", type=int, default=None, help="Matryoshka size")
     parser.add_argument("--top-k", type=int, default=3)
     args = parser.parse_args()
+    if args.uri is not None:
+        run(args, args.uri)
+        return
+    with tempfile.TemporaryDirectory(prefix="jv3-milvus-quickstart-") as tmp:
+        run(args, str(Path(tmp) / "jv3.db"))
+
+
+def run(args: argparse.Namespace, uri: str) -> None:
     provider = args.provider or default_provider_spec()
 
     # The embedding function pymilvus.model users know: dim comes from configuration.
     ef = JinaV3EmbeddingFunction(provider, dimensions=args.dimensions)
     print(f"embedding function: dim={ef.dim}")
 
-    store = MilvusStore(ef.provider, uri=args.uri, collection="quickstart", dimensions=ef.dim)
+    store = MilvusStore(ef.provider, uri=uri, collection="quickstart", dimensions=ef.dim)
     store.add_texts([t for t, _ in CORPUS], metadatas=[{"lang": lang} for _, lang in CORPUS])
     print(f"query: {args.query}  ({store.count()} passages)")
     for hit in store.search(args.query, k=args.top_k):

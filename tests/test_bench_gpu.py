@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(1800)
 def test_gpu_bench_smoke_run_on_cpu(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"

@@ -96,13 +96,25 @@ BLOCKS = [
 
 
 def _scaled(code: str, conformance: Path) -> str:
+    code = re.sub(r"(?<![\w/.-])tests/data/tiny-v3", str(conformance), code)
     code = code.replace("jinaai/jina-embeddings-v3", str(conformance))
-    code = code.replace("tests/data/tiny-v3", str(conformance))
     return _DIMS.sub(lambda m: f"{m.group(1)}{max(1, int(m.group(2)) // 8)}", code)
 
 
 def test_readme_has_blocks_and_every_skip_is_listed() -> None:
-    assert len([b for b in BLOCKS if b.lang == "python"]) >= 10
+    python = [b for b in BLOCKS if b.lang == "python"]
+    assert len(python) >= 8
+    # one runnable snippet per host (issue 27): each host's module appears in a python block
+    for module in (
+        "jv3_integrations.qdrant",
+        "jv3_integrations.milvus",
+        "jv3_integrations.pinecone",
+        "haystack_integrations.components.embedders.jina_v3",
+        "jv3_integrations.llama_index",
+        "jv3_integrations.langchain",
+    ):
+        assert any(f"from {module} import" in b.code and not b.skip for b in python), module
+    assert any(b.code.lstrip().startswith("jv3 ") and not b.skip for b in BLOCKS), "a jv3 block"
     skipped = {b.skip for b in BLOCKS if b.skip}
     listed = {s for s in skipped if any(s.startswith(e) for e in EXPECTED_SKIPS)}
     assert skipped == listed, f"unlisted skip-test markers: {sorted(skipped - listed)}"
@@ -158,6 +170,30 @@ def readme_env(
     return tmp_path
 
 
+def exec_python_block(
+    code: str,
+    filename: str,
+    conformance_dir: Path,
+    jina_server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run one python block (already scaled) in-process, twice if it uses ``load_provider()``."""
+    providers = [f"local:{conformance_dir}"]
+    if "load_provider()" in code:
+        providers.append(jina_server_url)
+    for spec in providers:
+        monkeypatch.setenv("JV3_PROVIDER", spec)
+        namespace: dict[str, Any] = {"__name__": "__readme__"}
+        try:
+            exec(compile(code, filename, "exec"), namespace)
+        finally:
+            for value in namespace.values():  # release Milvus Lite / Qdrant local locks
+                client = getattr(value, "client", None)
+                if hasattr(client, "close") and not hasattr(client, "__aenter__"):
+                    with contextlib.suppress(Exception):
+                        client.close()
+
+
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "python"], ids=lambda b: b.id)
 def test_python_block_runs(
     block: Block,
@@ -170,20 +206,9 @@ def test_python_block_runs(
     if block.skip:
         pytest.skip(f"README marks it: {block.skip}")
     code = _scaled(block.code, conformance_dir)
-    providers = [f"local:{conformance_dir}"]
-    if "load_provider()" in code:
-        providers.append(jina_server_url)
-    for spec in providers:
-        monkeypatch.setenv("JV3_PROVIDER", spec)
-        namespace: dict[str, Any] = {"__name__": "__readme__"}
-        try:
-            exec(compile(code, f"README.md:{block.line}", "exec"), namespace)
-        finally:
-            for value in namespace.values():  # release Milvus Lite / Qdrant local locks
-                client = getattr(value, "client", None)
-                if hasattr(client, "close") and not hasattr(client, "__aenter__"):
-                    with contextlib.suppress(Exception):
-                        client.close()
+    exec_python_block(
+        code, f"README.md:{block.line}", conformance_dir, jina_server_url, monkeypatch
+    )
     capsys.readouterr()
 
 
@@ -218,21 +243,19 @@ def test_bash_command_extraction() -> None:
     ]
 
 
-@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "bash"], ids=lambda b: b.id)
-def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) -> None:
-    if block.skip:
-        pytest.skip(f"README marks it: {block.skip}")
+def run_bash_block(code: str, where: str, cwd: Path, conformance_dir: Path) -> None:
+    """Run each command of one bash block (already scaled) in ``cwd``; each must exit 0."""
     env = dict(os.environ)
     env["JV3_PROVIDER"] = f"local:{conformance_dir}"
     # the package this test imported (the checkout's src/, or the installed wheel under tox)
     here = str(Path(jv3_integrations.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
-    commands = _bash_commands(_scaled(block.code, conformance_dir))
-    assert commands, f"README block at line {block.line} has nothing to run"
+    commands = _bash_commands(code)
+    assert commands, f"{where} has nothing to run"
     for command in commands:
         proc = subprocess.run(
             ["bash", "-c", command],
-            cwd=readme_env,
+            cwd=cwd,
             env=env,
             capture_output=True,
             text=True,
@@ -240,6 +263,14 @@ def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) 
         )
         assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "bash"], ids=lambda b: b.id)
+def test_bash_block_runs(block: Block, readme_env: Path, conformance_dir: Path) -> None:
+    if block.skip:
+        pytest.skip(f"README marks it: {block.skip}")
+    code = _scaled(block.code, conformance_dir)
+    run_bash_block(code, f"README block at line {block.line}", readme_env, conformance_dir)
 
 
 def _section(text: str, title: str) -> str:
@@ -259,8 +290,11 @@ def test_readme_install_from_a_checkout_keeps_the_extras_table() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]
-    for extra in ("local", "server", "qdrant", "milvus", "pinecone", "haystack", "all"):
-        assert extra in extras and f"pip install -e '.[{extra}]'" in install
+    # every extra has its row (issue 27: pdf, test and bench were missing; html was unused)
+    assert {"local", "server", "qdrant", "milvus", "pinecone", "haystack", "all"} <= set(extras)
+    for extra in extras:
+        assert f"pip install -e '.[{extra}]'" in install, extra
+    assert "html" not in extras
     assert (
         "pip install jv3-integrations\n" not in text
         and "`pip install jv3-integrations`" not in text

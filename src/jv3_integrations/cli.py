@@ -392,6 +392,41 @@ def load_demo_corpus() -> dict[str, Any]:
     return corpus
 
 
+def _unreadable_languages(model_dir: str, corpus: dict[str, Any]) -> set[str]:
+    """Languages of the demo corpus that the checkpoint's tokenizer cannot read.
+
+    A text is unreadable when more than half of its characters fall in ``<unk>`` tokens (the
+    tiny test tokenizer has no pieces for Chinese or Japanese: a whole sentence becomes one
+    ``<unk>``, so all such passages get the same vector). A language is left out when any of
+    its passages is unreadable. The official model's tokenizer reads every language here.
+    """
+    from tokenizers import Tokenizer
+
+    path = Path(model_dir).expanduser() / "tokenizer.json"
+    if not path.is_file():
+        return set()
+    tokenizer = Tokenizer.from_file(str(path))
+    unk = tokenizer.token_to_id("<unk>")
+    if unk is None:
+        return set()
+    out: set[str] = set()
+    for item in corpus["passages"] + corpus["queries"]:
+        text = item["text"]
+        enc = tokenizer.encode(text, add_special_tokens=False)
+        unknown = sum(e - b for i, (b, e) in zip(enc.ids, enc.offsets, strict=True) if i == unk)
+        if unknown * 2 > len(text.strip()):
+            out.add(item["lang"])
+    return out
+
+
+def _demo_subset(corpus: dict[str, Any], drop: set[str]) -> dict[str, Any]:
+    """The corpus without the languages in ``drop`` (and without queries expecting them)."""
+    passages = [p for p in corpus["passages"] if p["lang"] not in drop]
+    kept = {p["id"] for p in passages}
+    queries = [q for q in corpus["queries"] if q["lang"] not in drop and q["expect"] in kept]
+    return {**corpus, "passages": passages, "queries": queries}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._cli.indexer import (
         IndexOptions,
@@ -410,6 +445,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     note = random_weights_notice(spec)
     if note and not args.json:
         print(f"Note: {note}.")
+    left_out: dict[str, Any] | None = None
+    model_dir = spec[len("local:") :].strip() if spec.startswith("local:") else ""
+    if note and model_dir:  # a test checkpoint: ask only what its tokenizer can read
+        drop = _unreadable_languages(model_dir, corpus)
+        if drop:
+            full = corpus
+            corpus = _demo_subset(full, drop)
+            left_out = {
+                "languages": sorted(drop),
+                "passages": len(full["passages"]) - len(corpus["passages"]),
+                "queries": len(full["queries"]) - len(corpus["queries"]),
+            }
+            if not args.json:
+                print(
+                    f"Left out {left_out['passages']} passages and {left_out['queries']} "
+                    f"queries in {', '.join(left_out['languages'])}: this checkpoint's "
+                    "tokenizer has no pieces for their script (the official model reads them)."
+                )
     provider = make_provider(spec, None)  # loaded once, used to index and to search
     kind = args.store_kind or parse_store_uri(default_store()).kind
     results = []
@@ -437,7 +490,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             warn=stderr_warn,
         )
         if not args.json:
-            print(report.summary().replace(str(Path(tmp)), "<tmp>"))
+            tokens = f"{'~' if report.tokens_estimated else ''}{report.tokens:,} tokens"
+            print(
+                f"Indexed {len(corpus['passages'])} passages ({report.chunks_total} chunks, "
+                f"{tokens}) in {report.seconds:.1f} s."
+            )
         color = use_color(sys.stdout)
         queries = corpus["queries"]
         all_hits = run_search(
@@ -469,6 +526,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 print(format_hits(hits, query["text"], color=color, width=160))
     if args.json:
         out = {"index": report.to_json(), "queries": results, "note": note}
+        if left_out:
+            out["left_out"] = left_out
         print(json.dumps(out, ensure_ascii=False))
     else:
         hit_count = sum(r["found"] for r in results)
@@ -593,6 +652,11 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     spec = args.provider or default_provider_spec()
     provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
     remote = spec.startswith(("http://", "https://"))
+    if isinstance(exc, ModelLoadError) and exc.fix and exc.summary:
+        # one sentence, then the one command (issue 27); the API as the alternative when the
+        # user did not choose the local model
+        other = "" if provider_given else ", or set JINA_API_KEY to use Jina's API"
+        return f"{exc.summary}. Fix: {exc.fix}{other}"
     if isinstance(exc, ModelLoadError) and not provider_given:
         return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
     if isinstance(exc, AuthenticationError) and remote:

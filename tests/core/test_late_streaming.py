@@ -105,6 +105,7 @@ def test_every_window_boundary_position() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_streamed_equals_previous_algorithm_on_100k_tokens() -> None:
     provider = LocalProvider(str(CONFORMANCE_DIR), max_length=512, late_chunking_overlap=64)
     text = document(11_500)
@@ -149,6 +150,7 @@ def _peak(tokens: int) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_peak_memory_of_a_million_token_document_does_not_grow_with_length() -> None:
     small = _peak(50_000)  # more than one batch of windows already

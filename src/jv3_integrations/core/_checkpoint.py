@@ -259,7 +259,7 @@ class ModelSource:
         except LocalEntryNotFoundError as exc:
             if name not in _REQUIRED:
                 return None
-            files = " ".join(MODEL_FILES)
+            fix = f"hf download {self.model} {' '.join(MODEL_FILES)}"
             if unreachable:
                 why = f"the Hugging Face Hub ({hub_endpoint()}) cannot be reached (offline?)"
             elif offline:
@@ -268,9 +268,11 @@ class ModelSource:
                 why = "it could not be downloaded"
             raise ModelLoadError(
                 f"{name} of {self.model!r} is not in the Hugging Face cache and {why}. "
-                f"Download it once with `hf download {self.model} {files}` "
+                f"Download it once with `{fix}` "
                 f"(or huggingface_hub.snapshot_download), or point model= at a local directory "
-                "holding those files."
+                "holding those files.",
+                summary=f"the model {self.model} is not downloaded and {why}",
+                fix=fix,
             ) from exc
         except EntryNotFoundError as exc:
             if name not in _REQUIRED:

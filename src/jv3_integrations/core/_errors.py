@@ -62,7 +62,17 @@ class ConfigurationError(Jv3Error, ValueError):
 
 
 class ModelLoadError(Jv3Error):
-    """Model files are missing, unreadable or do not match the expected layout."""
+    """Model files are missing, unreadable or do not match the expected layout.
+
+    Attributes:
+        summary: the problem in one short sentence (``None``: the message is that sentence).
+        fix: the one shell command that fixes it, when there is one (``hf download ...``).
+    """
+
+    def __init__(self, message: str, *, summary: str | None = None, fix: str | None = None):
+        super().__init__(message)
+        self.summary = summary
+        self.fix = fix
 
 
 class MissingDependencyError(Jv3Error, ImportError):
