@@ -36,6 +36,11 @@ EXPECTED_SKIPS = {
     ("container.md", "needs Docker"),
     ("container.md", "needs Docker and the Hugging Face Hub"),
     ("ray.md", "needs a Ray cluster"),
+    ("openai-compatible.md", "starts a long-running server"),
+    ("openai-compatible.md", "needs a running jv3 serve"),
+    ("openai-compatible.md", "needs litellm"),
+    ("dify.md", "runs in a checkout"),
+    ("dify.md", "starts a long-running server"),
 }
 
 

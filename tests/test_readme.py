@@ -46,6 +46,7 @@ EXPECTED_SKIPS = {
     "runs the whole test suite",
     "starts a long-running server",
     "needs a Ray cluster",
+    "needs a running jv3 serve",
 }
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
