@@ -37,14 +37,17 @@ from ..core._vecmath import truncate as matryoshka
 from ..core._wire import MODEL_NAME, encode_embedding
 from ._batcher import DynamicBatcher, QueueFull, Ticket
 from ._count import count_capped
+from ._limits import LIMITS, BodyBudget, check_limits
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
 __all__ = ["build_app"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_MAX_BODY_BYTES = int(LIMITS["max_body_bytes"].default)
+DEFAULT_BODY_BUDGET_BYTES = int(LIMITS["body_budget_bytes"].default)
+DEFAULT_BODY_TIMEOUT = LIMITS["body_timeout"].default
+DEFAULT_REQUEST_TIMEOUT = LIMITS["request_timeout"].default
 # Admission estimate before parsing: one token per this many body bytes. Real text (any script,
 # JSON-escaped) has far fewer bytes per token, so the estimate never exceeds the real count.
 BODY_BYTES_PER_TOKEN = 16
@@ -61,6 +64,26 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
+class _Held:
+    """What one request took from the body budget; all of it goes back once, at the end."""
+
+    __slots__ = ("budget", "n")
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.n = 0
+
+    def take(self, n: int) -> bool:
+        if not self.budget.take(n):
+            return False
+        self.n += n
+        return True
+
+    def release(self) -> None:
+        self.budget.give(self.n)
+        self.n = 0
+
+
 class _Server:
     """State of one app: the provider, its batcher, the key and the limits."""
 
@@ -72,7 +95,9 @@ class _Server:
         model_names: Sequence[str],
         batcher: DynamicBatcher,
         max_body_bytes: int,
+        body_budget: BodyBudget,
         body_timeout: float,
+        request_timeout: float,
         owns_provider: bool,
     ) -> None:
         self.provider = provider
@@ -80,7 +105,9 @@ class _Server:
         self.model_names = tuple(model_names)
         self.batcher = batcher
         self.max_body_bytes = max_body_bytes
+        self.budget = body_budget
         self.body_timeout = body_timeout
+        self.request_timeout = request_timeout
         self.cpu: ThreadPoolExecutor | None = None
         self.owns_provider = owns_provider
         self.max_dimensions = provider.max_dimensions
@@ -139,7 +166,13 @@ class _Server:
             )
         return None
 
-    async def read_body(self, request: Request, rid: str) -> bytes | Response:
+    async def read_body(self, request: Request, rid: str, held: _Held) -> bytearray | Response:
+        """The body, kept only within the server-wide budget (``held`` records what it took).
+
+        A declared body (``Content-Length``) takes its whole size from the budget before a
+        byte of it is read; a chunked one takes each chunk before keeping it. Past the body
+        limit: 413; past what the budget has left: 429 (at once, for a declared body).
+        """
         too_large = _json(
             error_body(
                 f"Request body is larger than the limit of {self.max_body_bytes} bytes.",
@@ -150,15 +183,29 @@ class _Server:
             {"X-Request-Id": rid},
         )
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return too_large
-        body = bytearray()
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None:
+            if size > self.max_body_bytes:
+                return too_large
+            if not held.take(size):
+                return self.over_budget(rid, size)
+            body = bytearray(size)  # filled in place: no growth, no copy
+        else:
+            body = bytearray()
+        got = 0
         try:
             async with asyncio.timeout(self.body_timeout):
                 async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > self.max_body_bytes:
+                    n = len(chunk)
+                    if got + n > self.max_body_bytes:
                         return too_large
+                    if size is None:
+                        if not held.take(n):
+                            return self.over_budget(rid, got + n)
+                        body += chunk
+                    else:
+                        body[got : got + n] = chunk
+                    got += n
         except ClientDisconnect:  # nobody is left to answer; nothing was queued
             return Response(status_code=400)
         except TimeoutError:  # a client dripping its body holds no connection for long
@@ -171,14 +218,45 @@ class _Server:
                 408,
                 {"X-Request-Id": rid, "Connection": "close"},
             )
-        return bytes(body)
+        if size is not None and got != size:  # h11 enforces Content-Length; never trust it
+            del body[got:]
+        return body
+
+    def over_budget(self, rid: str, size: int) -> Response:
+        budget = self.budget
+        return _json(
+            error_body(
+                f"Too many request bodies are being received: this {size}-byte body does not "
+                f"fit the server's memory budget of {budget.total} bytes for bodies "
+                f"({budget.used} in use). Retry later or send smaller requests.",
+                "RATE_MEMORY_LIMIT_EXCEEDED",
+                rid,
+            ),
+            429,
+            {**self.rate_headers(rid), "Retry-After": "1"},
+        )
+
+    def timed_out(self, rid: str) -> Response:
+        logger.warning("request %s: not done within %g s; answered 503", rid, self.request_timeout)
+        headers = self.rate_headers(rid)
+        headers["Retry-After"] = str(self.batcher.retry_after())
+        return _json(
+            error_body(
+                f"The server could not finish this request within {self.request_timeout:g} s "
+                "(overloaded). Retry later, or send fewer or shorter inputs.",
+                "SERVICE_OVERLOADED",
+                rid,
+            ),
+            503,
+            headers,
+        )
 
     def too_busy(self, exc: QueueFull, rid: str) -> Response:
         headers = self.rate_headers(rid)
         headers["Retry-After"] = str(exc.retry_after)
         return _json(error_body(exc.detail, exc.code, rid), 429, headers)
 
-    def parse(self, raw_body: bytes, rid: str) -> EmbeddingsRequest:
+    def parse(self, raw_body: bytes | bytearray, rid: str) -> EmbeddingsRequest:
         """Decode and validate the body (raises WireError)."""
         try:
             payload = json.loads(raw_body)
@@ -280,29 +358,36 @@ class _Server:
         denied = self.check_auth(request, rid)
         if denied is not None:
             return denied
-        raw_body = await self.read_body(request, rid)
-        if isinstance(raw_body, Response):
-            return raw_body
-        try:  # a place in the queue before any expensive work: overload is answered at once
-            ticket = self.batcher.admit(len(raw_body) // BODY_BYTES_PER_TOKEN)
-        except QueueFull as exc:
-            return self.too_busy(exc, rid)
-        gone = asyncio.ensure_future(_hung_up(request))
+        held = _Held(self.budget)  # the body's bytes, held until the request is answered
         try:
-            return await self.embed_admitted(raw_body, ticket, gone, rid)
+            raw_body = await self.read_body(request, rid, held)
+            if isinstance(raw_body, Response):
+                return raw_body
+            try:  # a place in the queue before any expensive work: overload answered at once
+                ticket = self.batcher.admit(len(raw_body) // BODY_BYTES_PER_TOKEN)
+            except QueueFull as exc:
+                return self.too_busy(exc, rid)
+            gone = asyncio.ensure_future(_hung_up(request))
+            try:  # admitted work is answered within request_timeout, whatever the load
+                async with asyncio.timeout(self.request_timeout):
+                    return await self.embed_admitted(raw_body, ticket, gone, rid)
+            except TimeoutError:  # its texts not yet computed are dropped (as for a hang-up)
+                return self.timed_out(rid)
+            finally:
+                gone.cancel()
+                self.batcher.release(ticket)
         finally:
-            gone.cancel()
-            self.batcher.release(ticket)
+            held.release()
 
     async def embed_admitted(
-        self, raw_body: bytes, ticket: Ticket, gone: asyncio.Future[None], rid: str
+        self, raw_body: bytearray, ticket: Ticket, gone: asyncio.Future[None], rid: str
     ) -> Response:
         try:
             if len(raw_body) > _PARSE_OFF_LOOP_BYTES:
                 req = await self.off_loop(self.parse, raw_body, rid)
             else:
                 req = self.parse(raw_body, rid)
-            del raw_body
+            raw_body.clear()  # its memory goes back at once (the budget is held until the end)
             # counted in sections, and only as far as the limit (bounded memory per request)
             counted = await self.off_loop(
                 count_capped, self.count, req.texts, req.task, req.late_chunking, self.max_tokens
@@ -430,31 +515,46 @@ def build_app(
     max_queue_requests: int = 256,
     max_queue_tokens: int = 1_048_576,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_budget_bytes: int = DEFAULT_BODY_BUDGET_BYTES,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     owns_provider: bool = False,
 ) -> Starlette:
     """The Starlette app serving ``provider`` (see :func:`.create_app`)."""
-    if isinstance(body_timeout, bool) or not isinstance(body_timeout, (int, float)):
-        raise ConfigurationError(f"body_timeout must be a number of seconds, got {body_timeout!r}")
-    if body_timeout <= 0:
-        raise ConfigurationError(f"body_timeout must be > 0 seconds, got {body_timeout!r}")
+    limits = check_limits(
+        {
+            "batch_tokens": batch_tokens,
+            "max_queue_requests": max_queue_requests,
+            "max_queue_tokens": max_queue_tokens,
+            "max_body_bytes": max_body_bytes,
+            "body_budget_bytes": body_budget_bytes,
+            "body_timeout": body_timeout,
+            "request_timeout": request_timeout,
+        }
+    )
+    if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)):
+        raise ConfigurationError(f"max_wait must be a number of seconds, got {max_wait!r}")
+    if not 0 <= max_wait <= 1:
+        raise ConfigurationError(f"max_wait must be a number of seconds in 0..1, got {max_wait!r}")
     names = list(model_names or [MODEL_NAME])
     if provider.model_name not in names:
         names.append(provider.model_name)
     batcher = DynamicBatcher(
         provider,
-        batch_tokens=batch_tokens,
+        batch_tokens=limits["batch_tokens"],
         max_wait=max_wait,
-        max_queue_requests=max_queue_requests,
-        max_queue_tokens=max_queue_tokens,
+        max_queue_requests=limits["max_queue_requests"],
+        max_queue_tokens=limits["max_queue_tokens"],
     )
     state = _Server(
         provider,
         api_key=api_key,
         model_names=names,
         batcher=batcher,
-        max_body_bytes=max_body_bytes,
-        body_timeout=body_timeout,
+        max_body_bytes=limits["max_body_bytes"],
+        body_budget=BodyBudget(limits["body_budget_bytes"]),
+        body_timeout=limits["body_timeout"],
+        request_timeout=limits["request_timeout"],
         owns_provider=owns_provider,
     )
 
