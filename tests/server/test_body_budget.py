@@ -44,7 +44,7 @@ def _status(pid: int, field: str) -> int:
     raise AssertionError(field)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server(conformance_dir: Path) -> Iterator[tuple[int, int]]:
     """``jv3 serve`` with a 8 MiB body budget and a 4 MiB body limit: (port, pid)."""
     port = _free_port()
@@ -234,7 +234,9 @@ def test_many_connections_sending_large_bodies_stay_within_the_budget(
     assert sorted(set(statuses)) <= [b"HTTP/1.1 200", b"HTTP/1.1 429"], statuses
     assert statuses.count(b"HTTP/1.1 200") >= 2
     assert len(statuses) == 60
-    # all bodies held at once would be 240 MiB (x2 with the decoded text); the budget is 8 MiB:
-    # bodies held + their decoded texts + per-connection read buffers stay under 64 MiB
-    assert grew < 64 * MIB, f"peak RSS grew by {grew / MIB:.0f} MiB"
+    # Unbounded (before): +402 MiB, every body held at once with its decoded text. Now: the
+    # bodies held and their decoded texts (<= 3 x the 8 MiB budget; 21 MiB measured when no
+    # text reaches the model), one forward pass of 8,192 tokens (~35 MiB on the tiny model)
+    # and 64 KiB of read buffer per connection
+    assert grew < 3 * BUDGET + 64 * MIB, f"peak RSS grew by {grew / MIB:.0f} MiB"
     assert took < 30, took

@@ -9,7 +9,11 @@ a flood of them starves every real request, ``/health`` included. The protocol b
 - a request-head deadline: a connection waiting for a request (new, or kept alive after a
   response) that has not sent a complete head within ``head_timeout`` seconds is closed;
 - idle eviction: past ``max_connections`` open connections, the oldest ones that are waiting
-  for a request (not being answered) are closed to make room for the new one.
+  for a request (not being answered) are closed to make room for the new one;
+- small read buffers: a connection reads at most :data:`READ_BYTES` at a time and stops
+  reading while a request body chunk waits for the app (uvicorn waits for 64 KiB, after reads
+  of up to 256 KiB), so what the HTTP layer holds is at most ``READ_BYTES`` per connection on
+  top of the app's body budget.
 
 The request *body* deadline lives in the app (it answers a JSON 408).
 """
@@ -22,7 +26,10 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["guarded_protocol"]
+__all__ = ["READ_BYTES", "guarded_protocol"]
+
+#: Bytes read from a socket at once (asyncio's default is 256 KiB).
+READ_BYTES = 64 * 1024
 
 
 def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
@@ -34,6 +41,8 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if isinstance(getattr(transport, "max_size", None), int):  # asyncio's selector loop
+                transport.max_size = READ_BYTES
             self._opened = time.monotonic()
             self._arm_head_timer()
             if len(self.connections) > max_connections:
@@ -47,6 +56,9 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
             super().handle_events()
             if not self._waiting():  # a complete request head arrived: its deadline is met
                 self._cancel_head_timer()
+                if self.cycle is not None and self.cycle.body:
+                    # a chunk waits for the app: read more when it asks (receive() resumes)
+                    self.flow.pause_reading()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
