@@ -144,7 +144,9 @@ def test_declared_bodies_past_the_budget_get_429_before_being_read(
         # the budget holds two 4 MiB bodies: everyone else is refused without sending a byte
         assert len(admitted) == BUDGET // BODY, [a[:40] for a in answers]
         assert len(refused) == len(socks) - len(admitted)
-        assert b"retry-after: 1" in refused[0].lower() and b"RATE_MEMORY_LIMIT_EXCEEDED" in refused[0]
+        assert (
+            b"retry-after: 1" in refused[0].lower() and b"RATE_MEMORY_LIMIT_EXCEEDED" in refused[0]
+        )
         for s in admitted:  # the admitted ones are served in full
             s.sendall(_body(BODY))
         for s in admitted:

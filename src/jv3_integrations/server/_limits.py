@@ -168,7 +168,7 @@ def check_limit(name: str, value: Any, *, option: bool = False) -> float:
     """
     lim = LIMITS[name]
     label = lim.option if option else name
-    if isinstance(value, str):
+    if isinstance(value, str) and option:  # command-line text
         text = value.strip()
         try:
             number: float = int(text) if lim.integer else float(text)
