@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,9 @@ DEFAULT_REQUEST_TIMEOUT = LIMITS["request_timeout"].default
 # Admission estimate before parsing: one token per this many body bytes. Real text (any script,
 # JSON-escaped) has far fewer bytes per token, so the estimate never exceeds the real count.
 BODY_BYTES_PER_TOKEN = 16
-# Bodies larger than this are parsed off the event loop.
-_PARSE_OFF_LOOP_BYTES = 256 * 1024
+# Bodies larger than this are parsed off the event loop (json.loads and the item checks of a
+# 2,048-item body take milliseconds: the loop must keep answering 429s and /health meanwhile).
+_PARSE_OFF_LOOP_BYTES = 8 * 1024
 
 _T = TypeVar("_T")
 
@@ -236,6 +238,47 @@ class _Server:
             {**self.rate_headers(rid), "Retry-After": "1"},
         )
 
+    def quick_refusal(
+        self, raw_headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """A 429 for an authenticated request the queue or the budget cannot take now.
+
+        None: anything else (a bad key, a body over the limit, room to spare) takes the
+        ordinary path, which answers it in full.
+        """
+        authorization = length = None
+        for name, value in raw_headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+        if self.api_key is not None:
+            scheme, _, token = (authorization or b"").partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
+                return None
+        size = int(length) if length is not None and length.isdigit() else None
+        if size is not None and size > self.max_body_bytes:
+            return None
+        rid = uuid.uuid4().hex[:16]
+        try:
+            self.batcher.check_room((size or 0) // BODY_BYTES_PER_TOKEN)
+        except QueueFull as exc:
+            body = json.dumps(error_body(exc.detail, exc.code, rid)).encode()
+            return 429, body, self._raw_rate_headers(rid, exc.retry_after)
+        if size is not None and size > self.budget.free:
+            response = self.over_budget(rid, size)
+            return 429, bytes(response.body), self._raw_rate_headers(rid, 1)
+        return None
+
+    def _raw_rate_headers(self, rid: str, retry_after: int) -> list[tuple[bytes, bytes]]:
+        return [
+            *_JSON_HEADERS,
+            (b"x-request-id", rid.encode()),
+            (b"retry-after", str(retry_after).encode()),
+            (b"x-ratelimit-remaining-requests", str(self.batcher.remaining_requests).encode()),
+            (b"x-ratelimit-remaining-tokens", str(self.batcher.remaining_tokens).encode()),
+        ]
+
     def timed_out(self, rid: str) -> Response:
         logger.warning("request %s: not done within %g s; answered 503", rid, self.request_timeout)
         headers = self.rate_headers(rid)
@@ -358,6 +401,12 @@ class _Server:
         denied = self.check_auth(request, rid)
         if denied is not None:
             return denied
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit():  # a full queue: 429 before any body
+            try:
+                self.batcher.check_room(int(declared) // BODY_BYTES_PER_TOKEN)
+            except QueueFull as exc:
+                return self.too_busy(exc, rid)
         held = _Held(self.budget)  # the body's bytes, held until the request is answered
         try:
             raw_body = await self.read_body(request, rid, held)
@@ -462,6 +511,60 @@ class _Server:
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", "model": MODEL_NAME})
+
+
+_HEALTH_BODY = json.dumps({"status": "ok", "model": MODEL_NAME}, separators=(",", ":")).encode()
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _FastPath:
+    """The outermost layer of the app: what must stay fast under any load.
+
+    - ``GET /health`` is answered here from a prepared body: no routing, no queue, no thread;
+    - a ``POST /v1/embeddings`` with the right key that the queue or the body budget cannot
+      take now is answered 429 here, from its headers alone (nothing of its body is read);
+    - every answer carries ``Server-Timing: total;dur=<ms>``: the time from the moment the
+      server read the request's bytes (stamped by ``jv3 serve``'s connection protocol) until
+      its answer starts, so load tests can tell server time from client time.
+
+    Everything else goes to the Starlette app unchanged.
+    """
+
+    def __init__(self, app: Any, state: _Server) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = scope.get("jv3.received") or time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - received) * 1000
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"total;dur={ms:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        path, method = scope["path"], scope["method"]
+        if path == "/health" and method in ("GET", "HEAD"):
+            await _send(timed_send, 200, _HEALTH_BODY, _JSON_HEADERS)
+            return
+        if path == "/v1/embeddings" and method == "POST":
+            refusal = self.state.quick_refusal(scope["headers"])
+            if refusal is not None:
+                status, body, headers = refusal
+                await _send(timed_send, status, body, headers)
+                return
+        await self.app(scope, receive, timed_send)
+
+
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _hung_up(request: Request) -> None:
@@ -583,4 +686,5 @@ def build_app(
     # POST /v1/embeddings/ answers the JSON 404, not a 307 to a URL built from the Host header
     app.router.redirect_slashes = False
     app.state.jv3 = state
+    app.add_middleware(_FastPath, state=state)
     return app

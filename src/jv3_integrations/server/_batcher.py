@@ -133,6 +133,14 @@ class DynamicBatcher:
         self._queued_tokens += tokens
         return Ticket(tokens)
 
+    def check_room(self, tokens: int) -> None:
+        """Whether :meth:`admit` would take ``tokens`` now (reserves nothing).
+
+        Raises:
+            QueueFull: it would not.
+        """
+        self._check(tokens, requests=self._queued_requests, queued=self._queued_tokens)
+
     def readmit(self, ticket: Ticket, tokens: int) -> None:
         """Replace the ticket's estimate with the request's real count of ``tokens``.
 

@@ -38,6 +38,7 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
         _opened: float = 0.0
+        _received: float = 0.0
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -52,10 +53,17 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
             self._cancel_head_timer()
             super().connection_lost(exc)
 
+        def data_received(self, data: bytes) -> None:
+            self._received = time.perf_counter()
+            super().data_received(data)
+
         def handle_events(self) -> None:
             super().handle_events()
             if not self._waiting():  # a complete request head arrived: its deadline is met
                 self._cancel_head_timer()
+                if self.cycle is not None and "jv3.received" not in self.cycle.scope:
+                    # when its bytes were read (the app's Server-Timing counts from there)
+                    self.cycle.scope["jv3.received"] = self._received  # type: ignore[typeddict-unknown-key]
                 if self.cycle is not None and self.cycle.body:
                     # a chunk waits for the app: read more when it asks (receive() resumes)
                     self.flow.pause_reading()
