@@ -153,3 +153,70 @@ def test_a_full_queue_answers_429s_and_health_fast(slow: SlowModel) -> None:
     assert _median(server_health) < 100, sorted(server_health)
     # and as the client saw it, on a loaded 2-core machine: well under a second
     assert _median([t for _, t, _ in health]) < 1.0
+
+
+def _read_answers(sock: Any, n: int) -> list[bytes]:
+    """``n`` complete answers from a keep-alive socket (heads with their bodies)."""
+    data = b""
+    answers: list[bytes] = []
+    sock.settimeout(10)
+    while len(answers) < n:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            head = data[:end]
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if len(data) >= end + 4 + length:
+                answers.append(data[: end + 4 + length])
+                data = data[end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, answers
+        data += chunk
+    return answers
+
+
+def test_quick_answers_and_ordinary_ones_share_a_keep_alive_connection(
+    local_provider: LocalProvider,
+) -> None:
+    import socket
+
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running_server(local_provider, max_queue_requests=1) as url:
+        with socket.create_connection(("127.0.0.1", _port(url))) as sock:
+            post = _post(_port(url), {"model": MODEL, "input": ["a"]}).replace(
+                b"Connection: close\r\n", b""
+            )
+            for request in (health, post, health, health + health, post, health):
+                sock.sendall(request)  # one read may hold two requests: the ordinary way
+                answers = _read_answers(sock, request.count(b"HTTP/1.1"))
+                for answer in answers:
+                    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+                    assert b"server-timing: total;dur=" in answer.lower()
+        models = httpx.get(url + "/v1/models", timeout=10)
+    assert models.status_code == 200
+
+
+def test_a_bad_key_gets_the_401_never_a_quick_429(slow: SlowModel) -> None:
+    with running_server(slow, api_key="right-key", max_queue_requests=1, max_wait=0.0) as url:
+        port = _port(url)
+
+        async def run() -> list[tuple[int, float, float | None]]:
+            auth = b"Authorization: Bearer right-key\r\n"
+            hold = _post(port, {"model": MODEL, "input": ["hold"]}).replace(
+                b"Host: x\r\n", b"Host: x\r\n" + auth
+            )
+            holder = asyncio.ensure_future(_ask(port, hold))
+            while slow.texts == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            request = _post(port, {"model": MODEL, "input": ["b"]})
+            wrong = request.replace(b"Host: x\r\n", b"Host: x\r\nAuthorization: Bearer nope\r\n")
+            right = request.replace(b"Host: x\r\n", b"Host: x\r\n" + auth)
+            answers = [await _ask(port, r) for r in (request, wrong, right)]
+            await holder
+            return answers
+
+        answers = asyncio.run(run())
+    assert [a[0] for a in answers] == [401, 401, 429]

@@ -41,7 +41,7 @@ from ._count import count_capped
 from ._limits import LIMITS, BodyBudget, check_limits
 from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "quick_answerer"]
 
 logger = logging.getLogger(__name__)
 
@@ -559,6 +559,75 @@ class _FastPath:
                 await _send(timed_send, status, body, headers)
                 return
         await self.app(scope, receive, timed_send)
+
+
+_REASONS = {200: b"OK", 429: b"Too Many Requests"}
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | None] | None:
+    """For ``jv3 serve``'s connections: answer the cheapest requests from raw bytes.
+
+    Returns None unless ``app`` is this module's app. The answerer takes the bytes of one
+    read (on an idle connection) and returns ``(response, close)`` when they hold exactly one
+    complete, plain request that is ``GET /health`` or a ``POST /v1/embeddings`` to refuse
+    with 429 (see :meth:`_Server.quick_refusal`); anything else (None) goes the ordinary way,
+    through the HTTP parser and the app, which answer it in full. Answering here costs no
+    task, no routing and no wait behind the other requests of the same loop iteration, so
+    these answers stay fast under any load.
+    """
+    state = getattr(getattr(app, "state", None), "jv3", None)
+    if not isinstance(app, Starlette) or not isinstance(state, _Server):
+        return None
+
+    def answer(data: bytes, received: float) -> tuple[bytes, bool] | None:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        lines = data[:end].split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":
+            return None
+        method, target = request_line[0], request_line[1]
+        headers: list[tuple[bytes, bytes]] = []
+        seen: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or not _TOKEN_CHARS.issuperset(name):
+                return None
+            name = name.lower()
+            if name in seen and name in (b"content-length", b"authorization", b"host"):
+                return None
+            value = value.strip(b" \t")
+            seen[name] = value
+            headers.append((name, value))
+        if b"host" not in seen or b"transfer-encoding" in seen or b"expect" in seen:
+            return None
+        length = seen.get(b"content-length", b"0")
+        if not length.isdigit() or len(data) - end - 4 != int(length):
+            return None  # the body is not all here (or more follows): the ordinary way
+        close = seen.get(b"connection", b"").lower() == b"close"
+        if method == b"GET" and target == b"/health" and length == b"0":
+            status, body, extra = 200, _HEALTH_BODY, _JSON_HEADERS
+        elif method == b"POST" and target == b"/v1/embeddings":
+            refusal = state.quick_refusal(headers)
+            if refusal is None:
+                return None
+            status, body, extra = refusal
+        else:
+            return None
+        ms = (time.perf_counter() - received) * 1000
+        out = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
+        out += [b"%s: %s" % (k, v) for k, v in extra]
+        out.append(b"content-length: %d" % len(body))
+        out.append(b"server-timing: total;dur=%.2f" % ms)
+        if close:
+            out.append(b"connection: close")
+        return b"\r\n".join(out) + b"\r\n\r\n" + body, close
+
+    return answer
 
 
 async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

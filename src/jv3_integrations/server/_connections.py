@@ -24,7 +24,26 @@ import asyncio
 import time
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+def _find_quick(app: Any) -> Any:
+    """The app's quick answerer (see ``_app.quick_answerer``), through uvicorn's own wrappers.
+
+    None when the app is not ours or is wrapped by anything else (a middleware must see every
+    request).
+    """
+    from ._app import quick_answerer
+
+    inner = app
+    for _ in range(4):
+        found = quick_answerer(inner)
+        if found is not None or not type(inner).__module__.startswith("uvicorn.middleware"):
+            return found
+        inner = getattr(inner, "app", None)
+    return None
+
 
 __all__ = ["READ_BYTES", "guarded_protocol"]
 
@@ -39,6 +58,7 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
         _head_timer: asyncio.TimerHandle | None = None
         _opened: float = 0.0
         _received: float = 0.0
+        _quick: tuple[Any, Any] | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -55,7 +75,36 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
 
         def data_received(self, data: bytes) -> None:
             self._received = time.perf_counter()
+            if self._quick_ready():
+                cache = type(self)._quick  # looked up once per app
+                if cache is None or cache[0] is not self.app:
+                    cache = type(self)._quick = (self.app, _find_quick(self.app))
+                quick = cache[1]
+                answer = quick(data, self._received) if quick is not None else None
+                if answer is not None:  # /health, or a 429: answered from the bytes at once
+                    response, close = answer
+                    self.server_state.total_requests += 1
+                    self.transport.write(response)
+                    if close:
+                        self.transport.close()
+                    else:  # as after any response: the keep-alive and head deadlines again
+                        self._unset_keepalive_if_required()
+                        self.timeout_keep_alive_task = self.loop.call_later(
+                            self.timeout_keep_alive, self.timeout_keep_alive_handler
+                        )
+                        self._arm_head_timer()
+                    return
             super().data_received(data)
+
+        def _quick_ready(self) -> bool:
+            """Idle between requests, nothing buffered: a read may hold a whole request."""
+            return (
+                self._waiting()
+                and self.conn.our_state is h11.IDLE
+                and self.conn.their_state is h11.IDLE
+                and not self.conn.trailing_data[0]
+                and not self.transport.is_closing()
+            )
 
         def handle_events(self) -> None:
             super().handle_events()
