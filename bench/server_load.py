@@ -133,21 +133,39 @@ async def client(
         writer.close()
 
 
-async def health_prober(port: int, until: float, out: list[tuple[float, float | None]]) -> None:
-    """GET /health every 100 ms on a fresh connection: (client seconds, server ms) each."""
-    while time.monotonic() < until:
-        started = time.perf_counter()
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            status, server_ms = await _read_answer(reader)
-            writer.close()
-            if abs(status) == 200:
-                out.append((time.perf_counter() - started, server_ms))
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
-            out.append((float("inf"), None))
-        await asyncio.sleep(0.1)
+PROBER = """
+import json, socket, sys, time
+port, until = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+out = []
+while time.monotonic() < until:
+    started = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"GET /health HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+            data = b""
+            while b"\\r\\n\\r\\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        took = time.perf_counter() - started
+        ms = None
+        for line in data.split(b"\\r\\n"):
+            if line.lower().startswith(b"server-timing:"):
+                ms = float(line.split(b"dur=")[1])
+        out.append([took if data.startswith(b"HTTP/1.1 200") else None, ms])
+    except OSError:
+        out.append([None, None])
+    time.sleep(0.1)
+print(json.dumps(out))
+"""
+
+
+def start_prober(port: int, seconds: float) -> subprocess.Popen[str]:
+    """GET /health every 100 ms from a process of its own (the load's client loop is busy)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", PROBER, str(port), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -183,7 +201,6 @@ def run_level(
     port: int, pid: int, clients: int, seconds: float, mix: Any, drain: float
 ) -> dict[str, Any]:
     out: list[Any] = []
-    health: list[tuple[float, float | None]] = []
     reset = _reset_peak(pid)
     unfinished = 0
     drained_s = 0.0
@@ -195,7 +212,6 @@ def run_level(
         tasks = [
             asyncio.ensure_future(client(port, mix, i * 7, until, out)) for i in range(clients)
         ]
-        prober = asyncio.ensure_future(health_prober(port, until, health))
         await asyncio.sleep(seconds)
         # the clients send nothing new now; what is in flight gets `drain` seconds to finish
         _, late = await asyncio.wait(tasks, timeout=drain)
@@ -203,10 +219,12 @@ def run_level(
         unfinished = len(late)
         for t in late:
             t.cancel()
-        await asyncio.gather(*late, prober, return_exceptions=True)
+        await asyncio.gather(*late, return_exceptions=True)
         return seconds
 
+    prober = start_prober(port, seconds)
     wall = asyncio.run(main())
+    health = json.loads(prober.communicate(timeout=120)[0] or "[]")
     ok = [t for s, t, _, _ in out if s == 200]
     busy = [t for s, t, _, _ in out if s == 429]
     ok_server = [ms / 1000 for s, _, _, ms in out if s == 200 and ms is not None]
@@ -215,7 +233,7 @@ def run_level(
     for s, _, _, _ in out:
         if s not in (200, 429):
             others[str(s)] = others.get(str(s), 0) + 1
-    health_client = [t for t, _ in health]
+    health_client = [t if t is not None else float("inf") for t, _ in health]
     health_server = [ms / 1000 for _, ms in health if ms is not None]
     return {
         "clients": clients,
