@@ -220,3 +220,24 @@ def test_a_bad_key_gets_the_401_never_a_quick_429(slow: SlowModel) -> None:
 
         answers = asyncio.run(run())
     assert [a[0] for a in answers] == [401, 401, 429]
+
+
+def test_a_burst_on_an_empty_queue_is_refused_from_its_bytes(slow: SlowModel) -> None:
+    """300 requests at once on an idle server: the queue takes 4, the rest get quick 429s."""
+    with running_server(slow, max_queue_requests=4, max_wait=0.0) as url:
+        port = _port(url)
+
+        async def burst() -> list[tuple[int, float, float | None]]:
+            request = _post(port, {"model": MODEL, "input": ["burst"]})
+            return list(await asyncio.gather(*(_ask(port, request) for _ in range(300))))
+
+        answers = asyncio.run(burst())
+        # nothing is left counted as arriving: once the queue drains, requests are served
+        after = httpx.post(
+            url + "/v1/embeddings", json={"model": MODEL, "input": ["z"]}, timeout=30
+        )
+    statuses = [s for s, _, _ in answers]
+    assert set(statuses) <= {200, 429} and statuses.count(200) <= 4, statuses
+    quick = [ms for s, _, ms in answers if s == 429 and ms is not None and ms < 5]
+    assert len(quick) >= 0.8 * statuses.count(429), sorted(ms for _, _, ms in answers if ms)
+    assert after.status_code == 200, after.text

@@ -112,6 +112,7 @@ class _Server:
         self.request_timeout = request_timeout
         self.cpu: ThreadPoolExecutor | None = None
         self.owns_provider = owns_provider
+        self.arriving = 0  # let through by the quick answerer, not yet taken up by the app
         self.max_dimensions = provider.max_dimensions
         self.max_tokens = provider.max_tokens
 
@@ -239,12 +240,14 @@ class _Server:
         )
 
     def quick_refusal(
-        self, raw_headers: list[tuple[bytes, bytes]]
+        self, raw_headers: list[tuple[bytes, bytes]], *, arriving: bool = False
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
         """A 429 for an authenticated request the queue or the budget cannot take now.
 
         None: anything else (a bad key, a body over the limit, room to spare) takes the
-        ordinary path, which answers it in full.
+        ordinary path, which answers it in full. ``arriving``: count the requests let through
+        that the app has not taken up yet as queued (a burst read in one loop iteration
+        reaches the app only afterwards: without them, all of it would pass).
         """
         authorization = length = None
         for name, value in raw_headers:
@@ -261,7 +264,9 @@ class _Server:
             return None
         rid = uuid.uuid4().hex[:16]
         try:
-            self.batcher.check_room((size or 0) // BODY_BYTES_PER_TOKEN)
+            self.batcher.check_room(
+                (size or 0) // BODY_BYTES_PER_TOKEN, pending=self.arriving if arriving else 0
+            )
         except QueueFull as exc:
             body = json.dumps(error_body(exc.detail, exc.code, rid)).encode()
             return 429, body, self._raw_rate_headers(rid, exc.retry_after)
@@ -539,6 +544,8 @@ class _FastPath:
             await self.app(scope, receive, send)
             return
         received = scope.get("jv3.received") or time.perf_counter()
+        if scope.pop("jv3.arriving", False):  # taken up: the queue counts it from here on
+            self.state.arriving -= 1
 
         async def timed_send(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -562,6 +569,8 @@ class _FastPath:
 
 
 _REASONS = {200: b"OK", 429: b"Too Many Requests"}
+#: What the quick answerer returns for a request it let through and counted as arriving.
+PASSED = (b"", False)
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
@@ -612,9 +621,10 @@ def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | No
         if method == b"GET" and target == b"/health" and length == b"0":
             status, body, extra = 200, _HEALTH_BODY, _JSON_HEADERS
         elif method == b"POST" and target == b"/v1/embeddings":
-            refusal = state.quick_refusal(headers)
-            if refusal is None:
-                return None
+            refusal = state.quick_refusal(headers, arriving=True)
+            if refusal is None:  # it goes on, counted as arriving until the app takes it up
+                state.arriving += 1
+                return PASSED
             status, body, extra = refusal
         else:
             return None
@@ -627,6 +637,11 @@ def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | No
             out.append(b"connection: close")
         return b"\r\n".join(out) + b"\r\n\r\n" + body, close
 
+    def release() -> None:
+        """A request counted as arriving never reached the app (the HTTP parser refused it)."""
+        state.arriving -= 1
+
+    answer.release = release  # type: ignore[attr-defined]
     return answer
 
 

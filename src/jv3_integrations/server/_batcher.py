@@ -133,13 +133,15 @@ class DynamicBatcher:
         self._queued_tokens += tokens
         return Ticket(tokens)
 
-    def check_room(self, tokens: int) -> None:
+    def check_room(self, tokens: int, *, pending: int = 0) -> None:
         """Whether :meth:`admit` would take ``tokens`` now (reserves nothing).
+
+        ``pending``: requests on their way to :meth:`admit`, counted as queued.
 
         Raises:
             QueueFull: it would not.
         """
-        self._check(tokens, requests=self._queued_requests, queued=self._queued_tokens)
+        self._check(tokens, requests=self._queued_requests + pending, queued=self._queued_tokens)
 
     def readmit(self, ticket: Ticket, tokens: int) -> None:
         """Replace the ticket's estimate with the request's real count of ``tokens``.

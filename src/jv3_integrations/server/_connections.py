@@ -81,6 +81,25 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
                     cache = type(self)._quick = (self.app, _find_quick(self.app))
                 quick = cache[1]
                 answer = quick(data, self._received) if quick is not None else None
+                if answer is not None and not answer[0]:  # let through, counted as arriving
+                    before, tasks = self.cycle, set(self.tasks)
+                    super().data_received(data)
+                    started = self.tasks - tasks
+                    if self.cycle is None or self.cycle is before or not started:
+                        quick.release()  # the HTTP parser refused it: it never reaches the app
+                        return
+                    # the app un-counts it when it takes it up; if it never does (a 503 past
+                    # the connection limit), the end of its task does
+                    scope: Any = self.cycle.scope
+                    scope["jv3.arriving"] = True
+
+                    def settle(_: object) -> None:
+                        if scope.pop("jv3.arriving", False):
+                            quick.release()
+
+                    for task in started:
+                        task.add_done_callback(settle)
+                    return
                 if answer is not None:  # /health, or a 429: answered from the bytes at once
                     response, close = answer
                     self.server_state.total_requests += 1
