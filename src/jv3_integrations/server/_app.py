@@ -407,9 +407,10 @@ class _Server:
         if denied is not None:
             return denied
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():  # a full queue: 429 before any body
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size <= self.max_body_bytes:  # a full queue: 429, body unread
             try:
-                self.batcher.check_room(int(declared) // BODY_BYTES_PER_TOKEN)
+                self.batcher.check_room(size // BODY_BYTES_PER_TOKEN)
             except QueueFull as exc:
                 return self.too_busy(exc, rid)
         held = _Held(self.budget)  # the body's bytes, held until the request is answered
