@@ -23,6 +23,14 @@ import pytest
 from jv3_integrations.server._limits import DEFAULT_BODY_BUDGET_BYTES, LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pythonpath() -> str:
+    """This checkout's ``src`` behind any ``PYTHONPATH`` given (a mutant's copy comes first)."""
+    given = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([p for p in (given, str(ROOT / "src")) if p])
+
+
 KEY = "budget-test-key"
 MIB = 1 << 20
 BODY = 4 * MIB  # each request's body
@@ -48,7 +56,7 @@ def _status(pid: int, field: str) -> int:
 def server(conformance_dir: Path) -> Iterator[tuple[int, int]]:
     """``jv3 serve`` with a 8 MiB body budget and a 4 MiB body limit: (port, pid)."""
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "JV3_SERVER_API_KEY": KEY}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(), "JV3_SERVER_API_KEY": KEY}
     cmd = [sys.executable, "-m", "jv3_integrations", "serve", "--model", str(conformance_dir)]
     cmd += ["--port", str(port), "--max-body-bytes", str(BODY)]
     cmd += ["--body-budget-bytes", str(BUDGET), "--max-connections", "200"]

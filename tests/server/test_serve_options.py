@@ -21,8 +21,14 @@ from jv3_integrations.server._limits import LIMITS, check_api_key, check_limit, 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _pythonpath() -> str:
+    """This checkout's ``src`` behind any ``PYTHONPATH`` given (a mutant's copy comes first)."""
+    given = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([p for p in (given, str(ROOT / "src")) if p])
+
+
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
+    environ = {**os.environ, "PYTHONPATH": _pythonpath(), **(env or {})}
     environ.pop("JV3_DEBUG", None)
     if env is None or "JV3_SERVER_API_KEY" not in env:
         environ.pop("JV3_SERVER_API_KEY", None)
@@ -102,7 +108,7 @@ def test_good_options_pass_the_checks() -> None:
 def test_serve_help_names_every_range() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "jv3_integrations", "serve", "--help"],
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": _pythonpath()},
         capture_output=True,
         text=True,
         timeout=60,
