@@ -252,73 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="model folder or Hub id, e.g. jinaai/jina-embeddings-v3",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", default="8080", help="port, 1..65535 (default 8080)")
     p.add_argument(
         "--api-key",
         default=None,
         metavar="KEY",
-        help="Bearer key clients must send (default: $JV3_SERVER_API_KEY)",
+        help="Bearer key clients must send, printable ASCII (default: $JV3_SERVER_API_KEY)",
     )
     p.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve without any key (only for trusted networks)",
     )
-    limits = p.add_argument_group("limits (see SECURITY.md)")
-    limits.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        metavar="N",
-        help="largest request body; 413 past it (default 67108864 = 64 MiB)",
-    )
-    limits.add_argument(
-        "--max-queue-requests",
-        type=_positive_int,
-        metavar="N",
-        help="requests queued or running at once; 429 past it (default 256)",
-    )
-    limits.add_argument(
-        "--max-queue-tokens",
-        type=_positive_int,
-        metavar="N",
-        help="tokens queued or running at once; 429 past it (default 1048576)",
-    )
-    limits.add_argument(
-        "--max-connections",
-        type=int,
-        metavar="N",
-        help="open connections; the oldest idle ones are closed past it (default 1024)",
-    )
-    limits.add_argument(
-        "--head-timeout",
-        type=float,
-        metavar="S",
-        help="seconds to send a complete request head, else closed (default 10)",
-    )
-    limits.add_argument(
-        "--body-timeout",
-        type=float,
-        metavar="S",
-        help="seconds to send the whole body; 408 past it (default 60)",
-    )
-    limits.add_argument(
-        "--timeout-keep-alive",
-        type=int,
-        metavar="S",
-        help="seconds an idle keep-alive connection stays open (default 5)",
-    )
+    from .server._limits import add_limit_options  # its ranges, checked in one place
+
+    add_limit_options(p.add_argument_group("limits (see docs/server.md)"))
     return parser
-
-
-_SERVE_LIMITS = (
-    "max_body_bytes",
-    "max_queue_requests",
-    "max_queue_tokens",
-    "max_connections",
-    "head_timeout",
-    "body_timeout",
-    "timeout_keep_alive",
-)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -596,14 +545,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             "the server needs the server extra: pip install 'jv3-integrations[server]'"
         ) from None
-    _check_port_free(args.host, args.port)
+    from .server._limits import options_from_args
+
+    try:  # every flag in its range, or one line naming it (exit status 2, as argparse)
+        port, limits = options_from_args(args)
+    except ConfigurationError as exc:
+        print(f"jv3 serve: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _check_port_free(args.host, port)
     serve(
         args.model,
         host=args.host,
-        port=args.port,
+        port=port,
         api_key=args.api_key,
         insecure_no_auth=args.insecure_no_auth,
-        **{k: getattr(args, k) for k in _SERVE_LIMITS if getattr(args, k) is not None},
+        **limits,
     )
     return 0
 

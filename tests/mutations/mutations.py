@@ -79,10 +79,40 @@ MUTATIONS: tuple[Mutation, ...] = (
         "body-limit-off",
         "SECURITY.md: the server stops reading a body past max_body_bytes (413)",
         "jv3_integrations/server/_app.py",
-        "                if len(body) > self.max_body_bytes:\n",
-        "                if len(body) > 100 * self.max_body_bytes:\n",
+        "                    if got + n > self.max_body_bytes:\n",
+        "                    if got + n > 100 * self.max_body_bytes:\n",
         (
             "tests/reliability/test_server_hardening.py::test_streamed_oversized_body_is_cut_off_at_the_limit",
+        ),
+    ),
+    Mutation(
+        "body-budget-off",
+        "SECURITY.md: request bodies are admitted against one server-wide budget before read",
+        "jv3_integrations/server/_app.py",
+        "            if not held.take(size):\n",
+        "            if not held.take(0):\n",
+        (
+            "tests/server/test_body_budget.py::test_declared_bodies_past_the_budget_get_429_before_being_read",
+        ),
+    ),
+    Mutation(
+        "request-timeout-off",
+        "SECURITY.md: every admitted request is answered within --request-timeout",
+        "jv3_integrations/server/_app.py",
+        "                async with asyncio.timeout(self.request_timeout):\n",
+        "                async with asyncio.timeout(None):\n",
+        (
+            "tests/server/test_load_bounds.py::test_admitted_work_is_answered_within_the_request_timeout",
+        ),
+    ),
+    Mutation(
+        "serve-option-range-off",
+        "SECURITY.md: every jv3 serve option is checked against its range",
+        "jv3_integrations/server/_limits.py",
+        "    if not math.isfinite(number) or not lim.low <= number <= lim.high:\n",
+        "    if False:\n",
+        (
+            "tests/server/test_serve_options.py::test_a_bad_serve_option_is_one_line_naming_its_range",
         ),
     ),
     Mutation(

@@ -14,11 +14,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ..core._deps import require
 from ..core._errors import ConfigurationError
 from ..core._provider import BaseProvider
+from ._limits import LIMITS, check_api_key, check_limits, check_port
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -35,13 +37,16 @@ _APP_OPTIONS = frozenset(
         "max_queue_requests",
         "max_queue_tokens",
         "max_body_bytes",
+        "body_budget_bytes",
         "body_timeout",
+        "request_timeout",
     }
 )
 # Connection limits: options of uvicorn (and of our protocol), not of the app.
-DEFAULT_TIMEOUT_KEEP_ALIVE = 5
-DEFAULT_HEAD_TIMEOUT = 10.0
-DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_TIMEOUT_KEEP_ALIVE = int(LIMITS["timeout_keep_alive"].default)
+DEFAULT_HEAD_TIMEOUT = LIMITS["head_timeout"].default
+DEFAULT_MAX_CONNECTIONS = int(LIMITS["max_connections"].default)
+SWITCH_INTERVAL = 0.001  # seconds: sys.setswitchinterval() of the `jv3 serve` process
 
 
 def create_app(
@@ -59,14 +64,18 @@ def create_app(
         **options: Server limits — ``batch_tokens`` (tokens per forward pass, 16384),
             ``max_wait`` (seconds to gather a batch, 0.002), ``max_queue_requests`` (256) and
             ``max_queue_tokens`` (1,048,576) before 429, ``max_body_bytes`` (64 MiB, 413
-            past it), ``body_timeout`` (seconds to receive the whole body, 60; 408 past it),
-            ``model_names`` (names accepted in ``model``); any other keyword goes to
-            :class:`LocalProvider` when a model is given.
+            past it), ``body_budget_bytes`` (256 MiB: request bodies held at once, all
+            connections together; 429 past it), ``body_timeout`` (seconds to receive the
+            whole body, 60; 408 past it), ``request_timeout`` (seconds an admitted request
+            may take in all, 60; 503 past it), ``model_names`` (names accepted in
+            ``model``); any other keyword goes to :class:`LocalProvider` when a model is
+            given. The ranges are in ``docs/server.md``.
 
     Returns:
         The Starlette app (run it with uvicorn, or use :func:`serve`).
 
     Raises:
+        ConfigurationError: a limit out of its range, or an ``api_key`` no client can send.
         MissingDependencyError: the ``server`` extra is not installed.
     """
     require("starlette", "server")
@@ -91,11 +100,9 @@ def create_app(
             "create_app needs a provider instance or a model directory / Hub id, not "
             f"{type(provider_or_model).__name__}"
         )
-    if api_key is not None and not api_key.strip():
-        raise ConfigurationError("api_key is empty; pass a real key or None")
     return build_app(
         provider,
-        api_key=api_key.strip() if api_key else None,
+        api_key=check_api_key(api_key) if api_key is not None else None,
         owns_provider=owns,
         **app_options,
     )
@@ -127,17 +134,20 @@ def uvicorn_options(
             make room; when every one is busy, new requests are answered 503.
 
     Raises:
-        ConfigurationError: a value that is not a positive number.
+        ConfigurationError: a value out of its range (see ``docs/server.md``).
         MissingDependencyError: the ``server`` extra is not installed.
     """
     require("uvicorn", "server")
-    for name, value in (
-        ("timeout_keep_alive", timeout_keep_alive),
-        ("head_timeout", head_timeout),
-        ("max_connections", max_connections),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+    limits = check_limits(
+        {
+            "timeout_keep_alive": timeout_keep_alive,
+            "head_timeout": head_timeout,
+            "max_connections": max_connections,
+        }
+    )
+    timeout_keep_alive = limits["timeout_keep_alive"]
+    head_timeout = limits["head_timeout"]
+    max_connections = limits["max_connections"]
     from ._connections import guarded_protocol
 
     return {
@@ -176,10 +186,17 @@ def serve(
             server limits (see :func:`create_app`).
 
     Raises:
-        ConfigurationError: no key for a non-loopback host without ``insecure_no_auth``.
+        ConfigurationError: no key for a non-loopback host without ``insecure_no_auth``, a
+            port outside 1..65535, a key no client can send, or a limit out of its range.
         MissingDependencyError: the ``server`` extra is not installed.
     """
-    key = (api_key or os.environ.get("JV3_SERVER_API_KEY") or "").strip() or None
+    port = check_port(port)
+    if api_key is not None:
+        key: str | None = check_api_key(api_key)
+    elif os.environ.get("JV3_SERVER_API_KEY", "").strip():
+        key = check_api_key(os.environ["JV3_SERVER_API_KEY"], source="JV3_SERVER_API_KEY")
+    else:
+        key = None
     if key is None and not is_loopback(host) and not insecure_no_auth:
         raise ConfigurationError(
             f"refusing to serve on {host!r} without an API key: anyone who can reach it could "
@@ -196,6 +213,10 @@ def serve(
     if key is None:
         logger.warning("serving on %s:%d WITHOUT authentication", host, port)
     _raise_open_files_limit(max_connections + 256)
+    # The event loop shares the GIL with the parsing, counting and model threads: give it back
+    # to the loop within 1 ms (Python's default is 5 ms), so 429s and /health stay fast while
+    # those threads are busy. This process is the server's own, so the setting is ours to make.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uvicorn.run(
         app,
         host=host,

@@ -115,7 +115,8 @@ class DynamicBatcher:
         """Tokens the queue still takes before answering 429."""
         return max(0, self._max_tokens - self._queued_tokens)
 
-    def _retry_after(self) -> int:
+    def retry_after(self) -> int:
+        """Seconds the queued work should take at the recent speed (at least 1)."""
         rate = self._tokens_per_s
         if rate <= 0:
             return 1
@@ -131,6 +132,16 @@ class DynamicBatcher:
         self._queued_requests += 1
         self._queued_tokens += tokens
         return Ticket(tokens)
+
+    def check_room(self, tokens: int, *, pending: int = 0) -> None:
+        """Whether :meth:`admit` would take ``tokens`` now (reserves nothing).
+
+        ``pending``: requests on their way to :meth:`admit`, counted as queued.
+
+        Raises:
+            QueueFull: it would not.
+        """
+        self._check(tokens, requests=self._queued_requests + pending, queued=self._queued_tokens)
 
     def readmit(self, ticket: Ticket, tokens: int) -> None:
         """Replace the ticket's estimate with the request's real count of ``tokens``.
@@ -170,7 +181,7 @@ class DynamicBatcher:
                 f"Concurrency limit exceeded: {requests}/{self._max_requests} "
                 "concurrent requests. Wait for pending requests to complete before sending "
                 "new ones.",
-                self._retry_after(),
+                self.retry_after(),
             )
         # An empty queue takes any single request, however large, so nothing starves.
         if queued and queued + tokens > self._max_tokens:
@@ -178,7 +189,7 @@ class DynamicBatcher:
                 "RATE_TOKEN_LIMIT_EXCEEDED",
                 f"Token rate limit exceeded: {queued + tokens:,}/"
                 f"{self._max_tokens:,} tokens queued. Reduce batch sizes or retry later.",
-                self._retry_after(),
+                self.retry_after(),
             )
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -9,7 +9,11 @@ a flood of them starves every real request, ``/health`` included. The protocol b
 - a request-head deadline: a connection waiting for a request (new, or kept alive after a
   response) that has not sent a complete head within ``head_timeout`` seconds is closed;
 - idle eviction: past ``max_connections`` open connections, the oldest ones that are waiting
-  for a request (not being answered) are closed to make room for the new one.
+  for a request (not being answered) are closed to make room for the new one;
+- small read buffers: a connection reads at most :data:`READ_BYTES` at a time and stops
+  reading while a request body chunk waits for the app (uvicorn waits for 64 KiB, after reads
+  of up to 256 KiB), so what the HTTP layer holds is at most ``READ_BYTES`` per connection on
+  top of the app's body budget.
 
 The request *body* deadline lives in the app (it answers a JSON 408).
 """
@@ -20,9 +24,31 @@ import asyncio
 import time
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["guarded_protocol"]
+
+def _find_quick(app: Any) -> Any:
+    """The app's quick answerer (see ``_app.quick_answerer``), through uvicorn's own wrappers.
+
+    None when the app is not ours or is wrapped by anything else (a middleware must see every
+    request).
+    """
+    from ._app import quick_answerer
+
+    inner = app
+    for _ in range(4):
+        found = quick_answerer(inner)
+        if found is not None or not type(inner).__module__.startswith("uvicorn.middleware"):
+            return found
+        inner = getattr(inner, "app", None)
+    return None
+
+
+__all__ = ["READ_BYTES", "guarded_protocol"]
+
+#: Bytes read from a socket at once (asyncio's default is 256 KiB).
+READ_BYTES = 64 * 1024
 
 
 def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
@@ -31,9 +57,13 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
         _opened: float = 0.0
+        _received: float = 0.0
+        _quick: tuple[Any, Any] | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if isinstance(getattr(transport, "max_size", None), int):  # asyncio's selector loop
+                transport.max_size = READ_BYTES
             self._opened = time.monotonic()
             self._arm_head_timer()
             if len(self.connections) > max_connections:
@@ -43,10 +73,68 @@ def guarded_protocol(*, head_timeout: float, max_connections: int) -> type[async
             self._cancel_head_timer()
             super().connection_lost(exc)
 
+        def data_received(self, data: bytes) -> None:
+            self._received = time.perf_counter()
+            if self._quick_ready():
+                cache = type(self)._quick  # looked up once per app
+                if cache is None or cache[0] is not self.app:
+                    cache = type(self)._quick = (self.app, _find_quick(self.app))
+                quick = cache[1]
+                answer = quick(data, self._received) if quick is not None else None
+                if answer is not None and not answer[0]:  # let through, counted as arriving
+                    before, tasks = self.cycle, set(self.tasks)
+                    super().data_received(data)
+                    started = self.tasks - tasks
+                    if self.cycle is None or self.cycle is before or not started:
+                        quick.release()  # the HTTP parser refused it: it never reaches the app
+                        return
+                    # the app un-counts it when it takes it up; if it never does (a 503 past
+                    # the connection limit), the end of its task does
+                    scope: Any = self.cycle.scope
+                    scope["jv3.arriving"] = True
+
+                    def settle(_: object) -> None:
+                        if scope.pop("jv3.arriving", False):
+                            quick.release()
+
+                    for task in started:
+                        task.add_done_callback(settle)
+                    return
+                if answer is not None:  # /health, or a 429: answered from the bytes at once
+                    response, close = answer
+                    self.server_state.total_requests += 1
+                    self.transport.write(response)
+                    if close:
+                        self.transport.close()
+                    else:  # as after any response: the keep-alive and head deadlines again
+                        self._unset_keepalive_if_required()
+                        self.timeout_keep_alive_task = self.loop.call_later(
+                            self.timeout_keep_alive, self.timeout_keep_alive_handler
+                        )
+                        self._arm_head_timer()
+                    return
+            super().data_received(data)
+
+        def _quick_ready(self) -> bool:
+            """Idle between requests, nothing buffered: a read may hold a whole request."""
+            return (
+                self._waiting()
+                and self.conn.our_state is h11.IDLE
+                and self.conn.their_state is h11.IDLE
+                and not self.conn.trailing_data[0]
+                and not self.transport.is_closing()
+            )
+
         def handle_events(self) -> None:
             super().handle_events()
             if not self._waiting():  # a complete request head arrived: its deadline is met
                 self._cancel_head_timer()
+                if self.cycle is not None and "jv3.received" not in self.cycle.scope:
+                    # when its bytes were read (the app's Server-Timing counts from there)
+                    self.cycle.scope["jv3.received"] = self._received  # type: ignore[typeddict-unknown-key]
+                if self.cycle is not None and self.cycle.body:
+                    # a chunk waits for the app: read more when it asks (receive() resumes)
+                    self.flow.pause_reading()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
