@@ -41,6 +41,8 @@ EXPECTED_SKIPS = {
     ("openai-compatible.md", "needs litellm"),
     ("dify.md", "runs in a checkout"),
     ("dify.md", "starts a long-running server"),
+    ("server.md", "starts a long-running server"),
+    ("server.md", "a load benchmark"),
 }
 
 
