@@ -589,10 +589,14 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     if args.command == "serve" or not hasattr(args, "provider"):
         return message  # `jv3 serve` takes no provider: the provider hints do not apply
     from ._cli.state import redact_spec
+    from .core._spec import ProviderSpec
 
     spec = args.provider or default_provider_spec()
     provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
-    remote = spec.startswith(("http://", "https://"))
+    try:
+        remote = ProviderSpec.parse(spec).kind == "http"
+    except ConfigurationError:
+        remote = False
     if isinstance(exc, ModelLoadError) and not provider_given:
         return f"{message}. No API key and no usable local model: {_FIX_PROVIDER}"
     if isinstance(exc, AuthenticationError) and remote:

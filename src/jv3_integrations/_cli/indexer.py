@@ -21,7 +21,7 @@ from typing import Any
 from ..core import (
     JINA_EMBEDDINGS_V3,
     APIConnectionError,
-    Chunk,
+    CappedChunker,
     ConfigurationError,
     EmbeddingProvider,
     InputError,
@@ -34,6 +34,7 @@ from ..core import (
     load_provider,
 )
 from ..core._progress import progress, report_to
+from ..core._spec import ProviderSpec, redact_url
 from ..core._tokenize import sections
 from ..core._validate import check_int
 from .files import (
@@ -62,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNKER = "sentences"
 DEFAULT_SENTENCE_CHARS = 1000
-MAX_CHUNK_CHARS = 4000
 FILES_PER_BATCH = 16
 
 Warn = Callable[[str], None]
@@ -106,52 +106,17 @@ def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
     return CappedChunker(SentenceChunker(max_chars=int(arg)))
 
 
-class CappedChunker:
-    """Cut any chunk longer than ``max_chars`` at whitespace (a run-on "sentence", a log file).
-
-    Keeps every chunk within what stores hold (Milvus VARCHAR, Pinecone metadata) and what the
-    model reads in one pass; the pieces still tile the document.
-    """
-
-    def __init__(self, inner: Any, max_chars: int = MAX_CHUNK_CHARS) -> None:
-        self.inner = inner
-        self.max_chars = max_chars
-
-    def chunk(self, document: str) -> list[Chunk]:
-        out: list[Chunk] = []
-        for c in self.inner.chunk(document):
-            if len(c.text) <= self.max_chars:
-                out.append(c)
-                continue
-            start = c.start
-            while start < c.end:
-                end = min(c.end, start + self.max_chars)
-                if end < c.end:
-                    space = document.rfind(" ", start + self.max_chars // 2, end)
-                    end = space + 1 if space != -1 else end
-                piece = Chunk(document[start:end], start, end)
-                if out and out[-1].end == start and not piece.text.strip():
-                    last = out.pop()  # a blank piece joins the one before it
-                    piece = Chunk(document[last.start : end], last.start, end)
-                out.append(piece)
-                start = end
-        return out
-
-
 def _absolute_local(spec: str) -> str:
     """``local:./dir`` as an absolute path, so ``jv3 search`` works from any folder."""
-    if spec.startswith("local:"):
-        target = Path(spec[len("local:") :].strip()).expanduser()
-        if target.exists():
-            return f"local:{target.resolve()}"
-    return spec
+    return str(ProviderSpec.parse(spec).absolute())
 
 
 _OFFICIAL_SHAPE = {"hidden_size": 1024, "num_layers": 24, "vocab_size": 250002}
 
 
 def _local_model(spec: str) -> str | None:
-    return spec[len("local:") :].strip() or None if spec.startswith("local:") else None
+    parsed = ProviderSpec.parse(spec)
+    return parsed.target if parsed.is_local else None
 
 
 def first_download_notice(spec: str) -> str | None:
@@ -208,15 +173,16 @@ def _check_host_resolves(spec: str) -> None:
     import socket
     from urllib.parse import urlsplit
 
-    text = spec.strip()
-    if text == "api":
+    parsed = ProviderSpec.parse(spec)
+    if parsed.is_local:
+        return
+    text = parsed.target
+    if parsed.kind == "api":
         if not os.environ.get("JINA_API_KEY", "").strip():
             return  # the missing key is the first thing to fix, and the provider says so
         from ..core._wire import DEFAULT_BASE_URL
 
         text = DEFAULT_BASE_URL
-    if not text.startswith(("http://", "https://")):
-        return
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
         return  # the proxy resolves names, not us
     host = urlsplit(text).hostname
@@ -226,7 +192,7 @@ def _check_host_resolves(spec: str) -> None:
         socket.getaddrinfo(host, None)
     except socket.gaierror:
         raise APIConnectionError(
-            f"could not reach {redact_spec(text)}: the host name {host!r} does not resolve "
+            f"could not reach {redact_url(text)}: the host name {host!r} does not resolve "
             "(offline, or a typo in the URL)"
         ) from None
 
@@ -252,68 +218,51 @@ def open_store(
     dimensions: int,
     hybrid: bool = False,
 ) -> Any:
-    """The package's store adapter for ``uri`` (``QdrantStore``, ``MilvusStore`` ...)."""
+    """The package's store for ``uri``, opened from its URL or path and the host's key.
+
+    Keys come from the environment, as each host's own client reads them: ``QDRANT_API_KEY``,
+    ``MILVUS_TOKEN``, ``PINECONE_API_KEY`` (and ``PINECONE_HOST`` for another control plane).
+    Nothing is opened yet: the store opens its client on first use.
+    """
+    common: dict[str, Any] = {"dimensions": dimensions, "hybrid": hybrid}
     try:
         if uri.kind == "qdrant":
-            from qdrant_client import QdrantClient
-
             from ..qdrant import QdrantStore
 
             if uri.memory:
-                client = QdrantClient(":memory:")
-            elif uri.local:
+                return QdrantStore(provider, collection=collection, **common)
+            if uri.local:
                 if uri.path.exists() and not uri.path.is_dir():
                     raise ConfigurationError(
                         f"qdrant:{uri.target} is a file, but Qdrant local mode keeps its index "
                         "in a folder: give a folder path (e.g. --store qdrant:./jv3-qdrant), or "
                         "--store milvus:FILE.db for Milvus Lite"
                     )
-                uri.path.mkdir(parents=True, exist_ok=True)
-                client = QdrantClient(path=str(uri.path))
-            else:
-                client = QdrantClient(url=uri.target, api_key=os.environ.get("QDRANT_API_KEY"))
+                return QdrantStore(provider, path=str(uri.path), collection=collection, **common)
+            key = os.environ.get("QDRANT_API_KEY", "").strip() or None
             return QdrantStore(
-                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
+                provider, url=uri.target, api_key=key, collection=collection, **common
             )
         if uri.kind == "milvus":
-            from pymilvus import MilvusClient
-
             from ..milvus import MilvusStore
 
             if uri.local:
-                uri.path.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    client = MilvusClient(str(uri.path))
-                except Exception as exc:
-                    if "Open local milvus failed" not in str(exc):
-                        raise
-                    raise ConfigurationError(
-                        f"cannot open the Milvus Lite store {uri.target}: another process is "
-                        "using it (wait for it to finish), or it is not a Milvus Lite database"
-                    ) from None
-            else:
-                client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
+                return MilvusStore(provider, uri=str(uri.path), collection=collection, **common)
+            token = os.environ.get("MILVUS_TOKEN", "").strip() or None
             return MilvusStore(
-                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
+                provider, uri=uri.target, token=token, collection=collection, **common
             )
-        return _open_pinecone(uri, collection, provider, dimensions, hybrid)
+        return _open_pinecone(uri, collection, provider, common)
     except MissingDependencyError:
         raise
     except ImportError:
         raise ConfigurationError(
             f"{uri.kind} support is not installed: pip install 'jv3-integrations[{uri.kind}]'"
         ) from None
-    except RuntimeError as exc:
-        if "already accessed" in str(exc):
-            raise ConfigurationError(
-                f"the store {uri.display()} is open in another process (Qdrant local mode allows "
-                "one at a time); wait for it to finish"
-            ) from None
-        raise
 
 
 def _open_pinecone(
-    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int, hybrid: bool
+    uri: StoreURI, collection: str, provider: EmbeddingProvider, common: dict[str, Any]
 ) -> Any:
     from ..pinecone import PineconeStore
 
@@ -323,28 +272,25 @@ def _open_pinecone(
             "pinecone: stores need PINECONE_API_KEY in the environment (and PINECONE_HOST for "
             "a non-default control-plane endpoint)"
         )
-    from pinecone import Pinecone
-
     host = os.environ.get("PINECONE_HOST") or os.environ.get("PINECONE_CONTROLLER_HOST")
-    client = Pinecone(api_key=key, host=host) if host else Pinecone(api_key=key)
     return PineconeStore(
         provider,
-        client=client,
+        api_key=key,
+        host=host or None,
         collection=uri.target,
         namespace=collection,
-        dimensions=dimensions,
-        hybrid=hybrid,
+        **common,
     )
 
 
 def close_store(store: Any) -> None:
-    """Close the store's client (releases Qdrant's folder lock / Milvus Lite's server)."""
+    """Close the store (releases Qdrant's folder lock / Milvus Lite's server)."""
+    if store is None:
+        return
     try:
-        close = getattr(store.client, "close", None)
-        if callable(close):
-            close()
+        store.close()
     except Exception:  # closing must never mask the real result
-        logger.debug("closing the store client failed", exc_info=True)
+        logger.debug("closing the store failed", exc_info=True)
 
 
 # -- index ------------------------------------------------------------------------------------
@@ -547,7 +493,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         if opts.engine is not None:  # e.g. Ray: embeds every file and updates their entries
             opts.engine.embed_files(
                 store,
-                to_embed,
+                drop_empty(store, to_embed, coll.files, report),
                 chunker=chunker,
                 spec=_absolute_local(spec),
                 dimensions=dims,
@@ -634,6 +580,27 @@ def _classify(
     return to_embed, seen
 
 
+def drop_empty(
+    store: Any,
+    batch: list[tuple[str, str, str]],
+    files: dict[str, FileEntry],
+    report: IndexReport,
+) -> list[tuple[str, str, str]]:
+    """Empty files only lose their old chunks; returns the others (to embed)."""
+    docs: list[tuple[str, str, str]] = []
+    for key, text, digest in batch:
+        if text.strip():
+            docs.append((key, text, digest))
+            continue
+        old = files.get(key)
+        if old is not None and old.ids:
+            store.delete(old.ids)
+            report.chunks_deleted += len(old.ids)
+        files[key] = FileEntry(hash=digest, ids=[], tokens=0)
+        report.empty += 1
+    return docs
+
+
 def _embed_batch(
     store: Any,
     batch: list[tuple[str, str, str]],
@@ -643,29 +610,16 @@ def _embed_batch(
     files: dict[str, FileEntry],
     report: IndexReport,
 ) -> None:
-    docs: list[tuple[str, str, str]] = []
-    for key, text, digest in batch:
-        if not text.strip():
-            old = files.get(key)
-            if old is not None and old.ids:
-                store.delete(old.ids)
-                report.chunks_deleted += len(old.ids)
-            files[key] = FileEntry(hash=digest, ids=[], tokens=0)
-            report.empty += 1
-            continue
-        docs.append((key, text, digest))
+    docs = drop_empty(store, batch, files, report)
     if not docs:
         return
-    ids = store.add_documents(
+    per_doc = store.add_documents(
         [text for _, text, _ in docs],
         ids=[key for key, _, _ in docs],
         metadatas=[{"path": key, "hash": digest} for key, _, digest in docs],
         late_chunking=late,
         chunker=chunker,
     )
-    # add_documents returns the chunk ids document by document; split them per file by
-    # their doc_id order (each document's ids are consecutive).
-    per_doc = _split_ids(store, docs, ids, chunker)
     for (key, text, digest), new_ids in zip(docs, per_doc, strict=True):
         old = files.get(key)
         if old is not None:
@@ -686,22 +640,6 @@ def _embed_batch(
         files[key] = FileEntry(hash=digest, ids=list(new_ids), tokens=tokens)
         report.files_embedded += 1
         report.chunks_embedded += len(new_ids)
-
-
-def _split_ids(
-    store: Any, docs: list[tuple[str, str, str]], ids: list[str], chunker: Any
-) -> list[list[str]]:
-    counts = [len([c for c in chunker.chunk(text) if c.text]) for _, text, _ in docs]
-    if sum(counts) != len(ids):
-        raise InputError(
-            f"the store returned {len(ids)} chunk ids for {sum(counts)} chunks; cannot track them"
-        )
-    out: list[list[str]] = []
-    pos = 0
-    for n in counts:
-        out.append(ids[pos : pos + n])
-        pos += n
-    return out
 
 
 def _display(key: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 from ._provider import EmbeddingProvider
+from ._spec import ProviderSpec
 from ._types import JINA_EMBEDDINGS_V3
 
 __all__ = ["default_provider_spec", "load_provider"]
@@ -49,25 +50,4 @@ def load_provider(spec: str | EmbeddingProvider | None = None, **kwargs: Any) ->
         raise ConfigurationError(
             f"provider must be a spec string or an EmbeddingProvider, not {type(spec).__name__}"
         )
-    text = spec.strip()
-    if text == "api":
-        from ._api import JinaAPIProvider
-
-        return JinaAPIProvider(**kwargs)
-    if text.startswith(("http://", "https://")):
-        from ._api import JinaAPIProvider
-
-        return JinaAPIProvider(base_url=text.rstrip("/"), **kwargs)
-    if text.startswith("local:"):
-        model = text[len("local:") :].strip()
-        if not model:
-            raise ConfigurationError(
-                "'local:' needs a model directory or Hub id, e.g. 'local:jinaai/jina-embeddings-v3'"
-            )
-        from ._local import LocalProvider
-
-        return LocalProvider(model, **kwargs)
-    raise ConfigurationError(
-        f"unknown provider spec {spec!r}; use 'api', 'local:<dir-or-hub-id>' or an "
-        "http(s):// URL of a Jina-compatible server"
-    )
+    return ProviderSpec.parse(spec).build(**kwargs)

@@ -14,7 +14,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +30,18 @@ from ..core._validate import check_int
 from ..core._vecmath import truncate
 from ._groups import pack_groups
 
-__all__ = ["DOC_FIELDS", "MODES", "TEXT_KEY", "Hit", "Record", "point_id"]
+__all__ = [
+    "DOC_FIELDS",
+    "MODES",
+    "TEXT_KEY",
+    "AsyncStore",
+    "Hit",
+    "Record",
+    "StoreTraits",
+    "SyncStore",
+    "chunk_point_id",
+    "point_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +104,21 @@ class Record:
 
 
 @dataclass(frozen=True)
+class StoreTraits:
+    """What a store is, declared from its configuration (no I/O), so callers never probe it.
+
+    Attributes:
+        multi_process: Several processes may write at once (a Qdrant or Milvus server,
+            Pinecone). False for stores one process owns: a Qdrant local folder or
+            ``:memory:``, a Milvus Lite file.
+        persistent: The data outlives this process (False only for ``:memory:``).
+    """
+
+    multi_process: bool
+    persistent: bool = True
+
+
+@dataclass(frozen=True)
 class _DocPlan:
     doc_id: str
     chunks: list[Record]
@@ -125,6 +151,15 @@ def _check_metadata(meta: object, where: str) -> dict[str, Any]:
             f"{where} has the key {TEXT_KEY!r}, which holds the passage text; rename it"
         )
     return out
+
+
+def _check_size(name: str, value: object) -> int | None:
+    """A vector size argument: None or a positive int (its upper bound is checked later)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def _check_parallel(name: str, values: object, n: int) -> list[Any] | None:
@@ -168,23 +203,14 @@ class StoreCore:
         progress_bar: bool = False,
         hybrid: bool = False,
     ) -> None:
+        # No I/O here: a provider's sizes may need a network call (``max_dimensions`` of a
+        # self-hosted server is read from its GET /v1/models), so they are checked on first use.
         self.provider: EmbeddingProvider = load_provider(provider)
-        max_dims = self.provider.max_dimensions
-        dims = self.provider.dimensions if dimensions is None else dimensions
-        try:
-            self.dimensions: int = validate_dimensions(dims, max_dims)
-        except InputError as exc:
-            raise ConfigurationError(str(exc)) from None
-        self.small_dimensions: int | None = None
-        if small_dimensions is not None:
-            try:
-                small = validate_dimensions(small_dimensions, self.dimensions)
-            except InputError:
-                raise ConfigurationError(
-                    f"small_dimensions must be in 1..{self.dimensions} (the full dimensions), "
-                    f"got {small_dimensions!r}"
-                ) from None
-            self.small_dimensions = small
+        self._dimensions_arg = _check_size("dimensions", dimensions)
+        self._small_arg = _check_size("small_dimensions", small_dimensions)
+        if self._dimensions_arg is not None and self._small_arg is not None:
+            self._check_small(self._dimensions_arg)
+        self._dimensions: int | None = None
         self.batch_size = check_int(
             "batch_size",
             self.default_batch_size if batch_size is None else batch_size,
@@ -195,6 +221,39 @@ class StoreCore:
         #: Client-side keyword term vectors (Qdrant, Pinecone); None where the host analyses
         #: the text itself (Milvus) or without hybrid.
         self.term_encoder: TermEncoder | None = None
+
+    @property
+    def dimensions(self) -> int:
+        """Vector size: the ``dimensions`` argument, else the provider's (checked on first use).
+
+        Raises:
+            ConfigurationError: larger than the model's full size.
+        """
+        if self._dimensions is None:
+            arg = self._dimensions_arg
+            dims = self.provider.dimensions if arg is None else arg
+            try:
+                resolved = validate_dimensions(dims, self.provider.max_dimensions)
+            except InputError as exc:
+                raise ConfigurationError(str(exc)) from None
+            if self._small_arg is not None:
+                self._check_small(resolved)
+            self._dimensions = resolved
+        return self._dimensions
+
+    @property
+    def small_dimensions(self) -> int | None:
+        """Two-stage search: the size of the small vector (None: one vector per point)."""
+        if self._small_arg is not None:
+            _ = self.dimensions  # checks small <= full
+        return self._small_arg
+
+    def _check_small(self, dimensions: int) -> None:
+        if self._small_arg is not None and self._small_arg > dimensions:
+            raise ConfigurationError(
+                f"small_dimensions must be in 1..{dimensions} (the full dimensions), "
+                f"got {self._small_arg!r}"
+            )
 
     def _init_terms(self, term_encoder: TermEncoder | None) -> None:
         """Stores that send term vectors: the encoder (default: the provider's tokenizer)."""
@@ -288,6 +347,64 @@ class StoreCore:
     def _check_records(self, records: list[Record]) -> None:
         """Store-specific checks of everything about to be written (before any write)."""
 
+    def _plan_write(
+        self, records: Sequence[Record], vectors: object
+    ) -> tuple[list[Record], Vectors]:
+        """Check what :meth:`SyncStore.write` was given (before any write); store ids."""
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
+            raise InputTypeError("records must be a list of Record")
+        out: list[Record] = []
+        for i, r in enumerate(records):
+            if not isinstance(r, Record):
+                raise InputTypeError(f"records[{i}] must be a Record, not {type(r).__name__}")
+            if not isinstance(r.id, str) or not r.id:
+                raise InputTypeError(f"records[{i}].id must be a non-empty str, not {r.id!r}")
+            if not isinstance(r.text, str):
+                raise InputTypeError(
+                    f"records[{i}].text must be a str, not {type(r.text).__name__}"
+                )
+            meta = _check_metadata(r.metadata, f"records[{i}].metadata")
+            out.append(Record(point_id(r.id), r.text, meta))
+        try:
+            array = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise InputTypeError(
+                "vectors must be a 2-D array of floats, one row per record"
+            ) from None
+        if array.ndim != 2 or array.shape[0] != len(out):
+            raise InputError(
+                f"vectors has shape {array.shape} for {len(out)} records; give one row per record"
+            )
+        if out and array.shape[1] != self.dimensions:
+            raise ConfigurationError(
+                f"the vectors are {array.shape[1]}-dimensional; the store holds "
+                f"{self.dimensions}: embed with dimensions={self.dimensions}, or use another store"
+            )
+        if not np.isfinite(array).all():
+            raise InputError("vectors hold NaN or infinity; embed the texts again")
+        self._check_records(out)
+        return out, array
+
+    @staticmethod
+    def _check_keep(keep_chunks: object) -> dict[str, int]:
+        if keep_chunks is None:
+            return {}
+        if not isinstance(keep_chunks, Mapping):
+            raise InputTypeError("keep_chunks must be a dict {document id: chunk count}")
+        out: dict[str, int] = {}
+        for doc, n in keep_chunks.items():
+            if not isinstance(doc, str) or not doc:
+                raise InputTypeError(f"keep_chunks has a key {doc!r}; document ids are str")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise InputTypeError(f"keep_chunks[{doc!r}] must be an int >= 0, not {n!r}")
+            out[doc] = n
+        return out
+
+    @property
+    def traits(self) -> StoreTraits:
+        """What this store is (see :class:`StoreTraits`); from its configuration, no I/O."""
+        return StoreTraits(multi_process=True)
+
     def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
         """Full vectors and, in two-stage mode, their truncated renormalized prefix."""
         if self.small_dimensions is None:
@@ -347,8 +464,23 @@ class StoreCore:
                 )
 
 
+#: Documents per delete call of ``delete(keep_chunks=...)`` (one filter per document).
+_KEEP_PER_CALL = 256
+
+
 class SyncStore(StoreCore, abc.ABC):
-    """Public methods of the synchronous stores, over the I/O hooks below."""
+    """The contract of the synchronous stores (Qdrant, Milvus, Pinecone), over I/O hooks.
+
+    Public: :meth:`add_texts`, :meth:`add_documents` (embed and write), :meth:`write` (write
+    what was embedded elsewhere, e.g. on Ray), :meth:`search`, :meth:`search_many`,
+    :meth:`delete`, :meth:`count`, :meth:`create`, :meth:`close` (and ``with store:``), and
+    :attr:`traits`. Constructors do no I/O: the client opens on first use.
+
+    Example:
+        >>> with QdrantStore("local:tests/data/tiny-v3", path="./index") as store:  # doctest: +SKIP
+        ...     ids = store.add_documents(["Berlin is the capital of Germany."], ids=["berlin"])
+        ...     hits = store.search("capital of Germany", k=1)
+    """
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -374,6 +506,25 @@ class SyncStore(StoreCore, abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """Number of points in the collection."""
+
+    def _close_client(self) -> None:
+        """Close the client if the store opened it (a client you passed stays yours)."""
+
+    def close(self) -> None:
+        """Close what the store opened (its client; a Qdrant folder lock, Milvus Lite).
+
+        A client passed as ``client=`` is yours to close. Using the store again reopens.
+        """
+        try:
+            self._close_client()
+        finally:
+            self._ready = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _search_hybrid(
         self,
@@ -439,7 +590,7 @@ class SyncStore(StoreCore, abc.ABC):
         late_chunking: bool = True,
         chunker: Any = None,
         batch_size: int | None = None,
-    ) -> list[str]:
+    ) -> list[list[str]]:
         """Chunk documents, embed their chunks (late chunking by default) and store them.
 
         Each chunk is stored with ``doc_id``, ``chunk_index`` and its character span
@@ -458,7 +609,8 @@ class SyncStore(StoreCore, abc.ABC):
                 document is never split across batches).
 
         Returns:
-            The stored chunk ids, document by document, chunk by chunk.
+            The stored chunk ids of each document, in input order (``ids[d][j]`` is chunk
+            ``j`` of ``documents[d]``).
         """
         plans = self._plan_documents(documents, ids, metadatas, chunker)
         size = (
@@ -500,7 +652,7 @@ class SyncStore(StoreCore, abc.ABC):
                 self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
-        return [r.id for p in plans for r in p.chunks]
+        return [[r.id for r in p.chunks] for p in plans]
 
     def search(
         self, query: str, k: int = 10, filter: Any = None, *, mode: str | None = None
@@ -553,12 +705,50 @@ class SyncStore(StoreCore, abc.ABC):
             return self._search_hybrid(items, full, small, k, filter, resolved)
         return self._search(full, small, k, filter)
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Delete points by the ids :meth:`add_texts` returned (or the caller's own ids)."""
-        keys = validate_texts(ids)
-        if keys:
+    def write(self, records: Sequence[Record], vectors: npt.ArrayLike) -> None:
+        """Upsert points embedded elsewhere: ``records[i]`` with ``vectors[i]``.
+
+        Ids go through :func:`point_id` (a UUID stays itself), so writing the same records
+        again overwrites them. The collection is created (or verified) first.
+
+        Args:
+            records: The points (id, text, metadata).
+            vectors: One row of ``dimensions`` floats per record (unit length, as the
+                provider returns them).
+
+        Raises:
+            InputTypeError, InputError: a bad record, a row count that differs, NaN.
+            ConfigurationError: vectors of another size than the store's.
+        """
+        checked, array = self._plan_write(records, vectors)
+        if checked:
             self.create()
+            self._upsert(checked, *self._split(array))
+
+    def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        keep_chunks: Mapping[str, int] | None = None,
+    ) -> None:
+        """Delete points by id, and/or the chunks documents no longer have.
+
+        Args:
+            ids: The ids :meth:`add_texts` / :meth:`add_documents` returned (or your own).
+            keep_chunks: ``{document id: n}``: delete that document's chunks from index
+                ``n`` on (a shorter new version written with :meth:`write`; ``0`` deletes
+                them all).
+        """
+        keys = validate_texts(ids) if ids is not None else []
+        keep = self._check_keep(keep_chunks)
+        if not keys and not keep:
+            return
+        self.create()
+        if keys:
             self._delete_ids([point_id(i) for i in keys])
+        items = list(keep.items())
+        for start in range(0, len(items), _KEEP_PER_CALL):
+            self._delete_stale_chunks(dict(items[start : start + _KEEP_PER_CALL]))
 
 
 class AsyncStore(StoreCore, abc.ABC):
@@ -587,6 +777,22 @@ class AsyncStore(StoreCore, abc.ABC):
     @abc.abstractmethod
     async def count(self) -> int:
         """Number of points in the collection."""
+
+    async def _close_client(self) -> None:
+        """Close the client if the store opened it (a client you passed stays yours)."""
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`SyncStore.close` (``aclose``, as the providers and httpx)."""
+        try:
+            await self._close_client()
+        finally:
+            self._ready = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _search_hybrid(
         self,
@@ -637,7 +843,7 @@ class AsyncStore(StoreCore, abc.ABC):
         late_chunking: bool = True,
         chunker: Any = None,
         batch_size: int | None = None,
-    ) -> list[str]:
+    ) -> list[list[str]]:
         """Async twin of :meth:`SyncStore.add_documents`."""
         plans = self._plan_documents(documents, ids, metadatas, chunker)
         size = (
@@ -681,7 +887,7 @@ class AsyncStore(StoreCore, abc.ABC):
                 await self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
-        return [r.id for p in plans for r in p.chunks]
+        return [[r.id for r in p.chunks] for p in plans]
 
     async def search(
         self, query: str, k: int = 10, filter: Any = None, *, mode: str | None = None
@@ -714,12 +920,30 @@ class AsyncStore(StoreCore, abc.ABC):
             return await self._search_hybrid(items, full, small, k, filter, resolved)
         return await self._search(full, small, k, filter)
 
-    async def delete(self, ids: Sequence[str]) -> None:
-        """Async twin of :meth:`SyncStore.delete`."""
-        keys = validate_texts(ids)
-        if keys:
+    async def write(self, records: Sequence[Record], vectors: npt.ArrayLike) -> None:
+        """Async twin of :meth:`SyncStore.write`."""
+        checked, array = self._plan_write(records, vectors)
+        if checked:
             await self.create()
+            await self._upsert(checked, *self._split(array))
+
+    async def delete(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        keep_chunks: Mapping[str, int] | None = None,
+    ) -> None:
+        """Async twin of :meth:`SyncStore.delete`."""
+        keys = validate_texts(ids) if ids is not None else []
+        keep = self._check_keep(keep_chunks)
+        if not keys and not keep:
+            return
+        await self.create()
+        if keys:
             await self._delete_ids([point_id(i) for i in keys])
+        items = list(keep.items())
+        for start in range(0, len(items), _KEEP_PER_CALL):
+            await self._delete_stale_chunks(dict(items[start : start + _KEEP_PER_CALL]))
 
 
 def simple_filter(filter: Any) -> dict[str, Any] | None:

@@ -41,7 +41,18 @@ from ..core._errors import ConfigurationError, InputError, missing_extra
 from ..core._load import load_provider
 from ..core._provider import EmbeddingProvider, validate_dimensions
 from ..core._types import JINA_EMBEDDINGS_V3, Task, resolve_task
-from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, rescore, simple_filter
+from ._store import (
+    TEXT_KEY,
+    AsyncStore,
+    Hit,
+    Record,
+    StoreCore,
+    StoreTraits,
+    SyncStore,
+    Vectors,
+    rescore,
+    simple_filter,
+)
 
 try:
     from pymilvus import (
@@ -196,15 +207,77 @@ def _key(key: str) -> str:
     return f"metadata[{json.dumps(key, ensure_ascii=False)}]"
 
 
-class _MilvusCommon:
-    """Schema, expressions and result parsing (no I/O)."""
+class _MilvusCommon(StoreCore):
+    """Options, schema, expressions and result parsing (no I/O)."""
 
+    #: The client class this store drives (``MilvusClient`` or ``AsyncMilvusClient``).
+    _client_type: type[Any]
+    _twin: str
     collection: str
-    dimensions: int
-    small_dimensions: int | None
     funnel_factor: int
     index_type: str
-    hybrid: bool
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: Any = None,
+        uri: str = "./jv3.db",
+        token: str | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        small_dimensions: int | None = None,
+        funnel_factor: int = 4,
+        index_type: str = "AUTOINDEX",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+        hybrid: bool = False,
+        analyzer_params: dict[str, Any] | None = None,
+        rrf_k: int = 60,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+            hybrid=hybrid,
+        )
+        self._init_milvus(collection, funnel_factor, index_type)
+        self._init_hybrid(analyzer_params, rrf_k)
+        if client is not None and not isinstance(client, self._client_type):
+            raise ConfigurationError(
+                f"client must be a {self._client_type.__name__}, not {type(client).__name__} "
+                f"(use {self._twin} for that client)"
+            )
+        if not isinstance(uri, str) or not uri.strip():
+            raise ConfigurationError("uri must be a non-empty str (a Milvus Lite file or a URL)")
+        if token is not None and (not isinstance(token, str) or "://" not in uri):
+            raise ConfigurationError("token goes with a server uri= (http://host:19530)")
+        self._client = client
+        self._owns_client = client is None
+        self.uri = uri
+        self._token = token  # given to the client only; never shown
+
+    @property
+    def traits(self) -> StoreTraits:
+        """A Milvus server is written by many processes; a Milvus Lite file by one."""
+        return StoreTraits(multi_process=not self._owns_client or "://" in self.uri)
+
+    def _open(self) -> Any:
+        """A new client for ``uri``, errors said in our words."""
+        if "://" in self.uri:
+            return self._client_type(self.uri, token=self._token or "")
+        Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._client_type(self.uri)
+        except Exception as exc:
+            if "Open local milvus failed" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"cannot open the Milvus Lite store {self.uri}: another process is using it "
+                "(wait for it to finish), or it is not a Milvus Lite database"
+            ) from None
 
     def _init_milvus(self, collection: str, funnel_factor: int, index_type: str) -> None:
         if not isinstance(collection, str) or not collection:
@@ -223,7 +296,7 @@ class _MilvusCommon:
             raise ConfigurationError("analyzer_params must be a dict (Milvus analyzer params)")
         if analyzer_params is not None and not self.hybrid:
             raise ConfigurationError("analyzer_params is used only with hybrid=True; set it too")
-        if self.hybrid and self.small_dimensions is not None:
+        if self.hybrid and self._small_arg is not None:
             raise ConfigurationError(
                 "MilvusStore cannot combine hybrid=True with small_dimensions (funnel search); "
                 "drop one of them (QdrantStore supports both together)"
@@ -265,12 +338,6 @@ class _MilvusCommon:
         if self.hybrid:
             params.add_index(SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return params
-
-    if TYPE_CHECKING:  # provided by StoreCore
-
-        def store_facts(self) -> dict[str, str]: ...
-
-        def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
         fields = {f["name"]: f for f in description.get("fields", [])}
@@ -470,11 +537,14 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
     Args:
         provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
-        client: Your ``MilvusClient`` (default: ``MilvusClient(uri)``).
+        client: Your ``MilvusClient`` (yours to close). Default: the store opens
+            ``MilvusClient(uri, token=token)`` on first use, and :meth:`close` closes it.
+        uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
+            created; one process at a time) or a server URI (``http://host:19530``, Zilliz
+            Cloud), as ``MilvusClient`` takes it.
+        token: With a server ``uri``: its token (``"user:password"`` or a Zilliz API key).
         collection: Collection name.
         dimensions: Vector size (default: the provider's).
-        uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
-            created) or a server URI, opened on first use (the constructor does no I/O).
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
@@ -495,49 +565,21 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
     default_batch_size = 256
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: MilvusClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        uri: str = "./jv3.db",
-        small_dimensions: int | None = None,
-        funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        analyzer_params: dict[str, Any] | None = None,
-        rrf_k: int = 60,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_milvus(collection, funnel_factor, index_type)
-        self._init_hybrid(analyzer_params, rrf_k)
-        if client is not None and not isinstance(client, MilvusClient):
-            raise ConfigurationError(
-                f"client must be a MilvusClient, not {type(client).__name__} "
-                "(use AsyncMilvusStore for an AsyncMilvusClient)"
-            )
-        self._client = client
-        self.uri = uri
+    _client_type = MilvusClient
+    _twin = "AsyncMilvusStore"
+    _client: MilvusClient | None
 
     @property
     def client(self) -> MilvusClient:
-        """The ``MilvusClient``; the default one (Milvus Lite starts) opens on first use."""
+        """The ``MilvusClient``; the store's own (Milvus Lite starts) opens on first use."""
         if self._client is None:
-            if "://" not in self.uri:
-                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            self._client = MilvusClient(self.uri)
+            self._client = self._open()
         return self._client
+
+    def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
     def create(self) -> None:
         """Create the collection, or verify fields, dimensions and COSINE metric of an existing one.
@@ -625,49 +667,21 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
 
     default_batch_size = 256
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: AsyncMilvusClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        uri: str = "./jv3.db",
-        small_dimensions: int | None = None,
-        funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        analyzer_params: dict[str, Any] | None = None,
-        rrf_k: int = 60,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_milvus(collection, funnel_factor, index_type)
-        self._init_hybrid(analyzer_params, rrf_k)
-        if client is not None and not isinstance(client, AsyncMilvusClient):
-            raise ConfigurationError(
-                f"client must be an AsyncMilvusClient, not {type(client).__name__} "
-                "(use MilvusStore for a MilvusClient)"
-            )
-        self._client = client
-        self.uri = uri
+    _client_type = AsyncMilvusClient
+    _twin = "MilvusStore"
+    _client: AsyncMilvusClient | None
 
     @property
     def client(self) -> AsyncMilvusClient:
-        """The ``AsyncMilvusClient``; the default one (``uri``) opens on first use."""
+        """The ``AsyncMilvusClient``; the store's own (``uri``) opens on first use."""
         if self._client is None:
-            if "://" not in self.uri:
-                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            self._client = AsyncMilvusClient(self.uri)
+            self._client = self._open()
         return self._client
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     async def create(self) -> None:
         """Async twin of :meth:`MilvusStore.create` (see the class note on Milvus Lite).
