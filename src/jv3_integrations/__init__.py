@@ -64,6 +64,7 @@ from .core import (
     embed_chunks_many,
     l2_normalize,
     load_provider,
+    matryoshka,
     quantize_binary,
     quantize_ubinary,
     redact_url,

@@ -27,7 +27,7 @@ from ..core._provider import EmbeddingProvider, validate_dimensions, validate_te
 from ..core._sparse import TermEncoder
 from ..core._types import Task
 from ..core._validate import check_int
-from ..core._vecmath import truncate
+from ..core._vecmath import matryoshka
 from ._groups import pack_groups
 
 __all__ = [
@@ -406,10 +406,10 @@ class StoreCore:
         return StoreTraits(multi_process=True)
 
     def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
-        """Full vectors and, in two-stage mode, their truncated renormalized prefix."""
+        """Full vectors and, in two-stage mode, their Matryoshka cut to ``small_dimensions``."""
         if self.small_dimensions is None:
             return vectors, None
-        return vectors, truncate(vectors, self.small_dimensions)
+        return vectors, matryoshka(vectors, self.small_dimensions)
 
     @staticmethod
     def _check_k(k: object) -> int:
