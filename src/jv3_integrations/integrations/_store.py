@@ -1,19 +1,18 @@
-"""What the Qdrant, Milvus and Pinecone stores share: ids, records, hits, and the ingest loop.
+"""The store contract: what the Qdrant, Milvus and Pinecone stores share.
 
-Each store implements a handful of I/O hooks (ensure the collection, upsert one batch, delete,
-search a batch of query vectors, count) over its host's own client. Everything else lives here,
-once: input validation (before any write), deterministic ids, late chunking, the streaming
-ingest loop (embed one batch, upsert it, next) with its progress bar, and the sync/async
-mirrors of the public methods.
+:class:`SyncStore` and :class:`AsyncStore` are the public surface (embed-and-write, ``write``,
+search, delete, count, close, ``with``, traits) over :class:`StoreCore` (the I/O-free half:
+configuration, planning, checks) and :mod:`._records` (ids, records, hits). Each store
+implements a handful of I/O hooks (ensure the collection, upsert one batch, delete, search a
+batch of query vectors, count) over its host's own client; the streaming ingest loop (embed
+one batch, upsert it, next) with its progress bar lives here, once, in its sync/async mirrors.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -21,14 +20,27 @@ import numpy.typing as npt
 
 from ..core._errors import ConfigurationError, InputError, InputTypeError
 from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
-from ..core._load import load_provider
 from ..core._progress import progress, report_to
-from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
-from ..core._sparse import TermEncoder
+from ..core._provider import validate_texts
 from ..core._types import Task
 from ..core._validate import check_int
-from ..core._vecmath import matryoshka
 from ._groups import pack_groups
+from ._records import (
+    DOC_FIELDS,
+    MODES,
+    TEXT_KEY,
+    Hit,
+    Record,
+    StoreTraits,
+    Vectors,
+    _check_metadata,
+    _chunk_count,
+    chunk_point_id,
+    point_id,
+    rescore,
+    simple_filter,
+)
+from ._store_core import StoreCore
 
 __all__ = [
     "DOC_FIELDS",
@@ -37,431 +49,18 @@ __all__ = [
     "AsyncStore",
     "Hit",
     "Record",
+    "StoreCore",
     "StoreTraits",
     "SyncStore",
+    "Vectors",
+    "_check_metadata",
     "chunk_point_id",
     "point_id",
+    "rescore",
+    "simple_filter",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Namespace of every deterministic id this package makes (uuid5).
-ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/jv3-integrations/ids")
-#: Payload/metadata key holding the passage text.
-TEXT_KEY = "text"
-#: Metadata keys that late-chunked documents add to every chunk.
-DOC_FIELDS = ("doc_id", "chunk_index", "start", "end")
-#: Search modes: fused dense + keyword, dense only, keyword (BM25) only.
-MODES = ("hybrid", "dense", "keyword")
-
-Vectors = npt.NDArray[np.float32]
-
-
-def point_id(key: str) -> str:
-    """The store id for a caller id or text: the UUID itself if ``key`` is one, else uuid5.
-
-    Re-running an ingestion with the same ids (or, without ids, the same texts) therefore
-    overwrites points instead of adding duplicates, and ``delete`` accepts either the ids
-    ``add_texts`` returned or the caller's own ids.
-    """
-    try:
-        return str(uuid.UUID(key))
-    except ValueError:
-        return str(uuid.uuid5(ID_NAMESPACE, key))
-
-
-def chunk_point_id(doc_id: str, index: int) -> str:
-    """Deterministic id of chunk ``index`` of document ``doc_id``."""
-    return str(uuid.uuid5(ID_NAMESPACE, f"{doc_id}\x1f{index}"))
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result.
-
-    Attributes:
-        id: The point/vector id in the store.
-        score: Higher is better: cosine similarity to the query (dense search), the BM25
-            score (``mode="keyword"``) or the store's fused score (``mode="hybrid"``).
-        text: The stored passage text.
-        metadata: The stored metadata (for late-chunked documents also ``doc_id``,
-            ``chunk_index``, ``start``, ``end``: the chunk's character span in its document).
-    """
-
-    id: str
-    score: float
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One point to write: id, text and metadata (vectors come per batch)."""
-
-    id: str
-    text: str
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StoreTraits:
-    """What a store is, declared from its configuration (no I/O), so callers never probe it.
-
-    Attributes:
-        multi_process: Several processes may write at once (a Qdrant or Milvus server,
-            Pinecone). False for stores one process owns: a Qdrant local folder or
-            ``:memory:``, a Milvus Lite file.
-        persistent: The data outlives this process (False only for ``:memory:``).
-    """
-
-    multi_process: bool
-    persistent: bool = True
-
-
-@dataclass(frozen=True)
-class _DocPlan:
-    doc_id: str
-    chunks: list[Record]
-
-
-def _chunk_count(plan: _DocPlan) -> int:
-    return len(plan.chunks)
-
-
-_FACT_PREFIX = "jv3_"
-
-
-def _tag_value(text: str) -> str:
-    """``text`` as printable ASCII of at most 120 characters (Pinecone's tag values)."""
-    ascii_text = text.encode("ascii", "backslashreplace").decode("ascii")
-    return "".join(c if c.isprintable() else "?" for c in ascii_text)[:120]
-
-
-def _check_metadata(meta: object, where: str) -> dict[str, Any]:
-    if meta is None:
-        return {}
-    if not isinstance(meta, Mapping):
-        raise InputTypeError(f"{where} must be a dict (or None), not {type(meta).__name__}")
-    out = dict(meta)
-    for key in out:
-        if not isinstance(key, str):
-            raise InputTypeError(f"{where} has a non-str key {key!r}; metadata keys are strings")
-    if TEXT_KEY in out:
-        raise InputError(
-            f"{where} has the key {TEXT_KEY!r}, which holds the passage text; rename it"
-        )
-    return out
-
-
-def _check_size(name: str, value: object) -> int | None:
-    """A vector size argument: None or a positive int (its upper bound is checked later)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _check_parallel(name: str, values: object, n: int) -> list[Any] | None:
-    if values is None:
-        return None
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
-        raise InputTypeError(f"{name} must be a list with one entry per text, or None")
-    out = list(values)
-    if len(out) != n:
-        raise InputError(f"{name} has {len(out)} entries for {n} texts; give one per text")
-    return out
-
-
-def _check_ids(ids: object, n: int, what: str) -> list[str] | None:
-    out = _check_parallel("ids", ids, n)
-    if out is None:
-        return None
-    seen: set[str] = set()
-    for i, v in enumerate(out):
-        if not isinstance(v, str) or not v:
-            raise InputTypeError(f"ids[{i}] must be a non-empty str, not {v!r}")
-        if v in seen:
-            raise InputError(f"ids[{i}] = {v!r} appears twice; each {what} needs its own id")
-        seen.add(v)
-    return out
-
-
-class StoreCore:
-    """Shared configuration and the I/O-free parts of every store (sync and async)."""
-
-    #: Default number of passages embedded and upserted per batch.
-    default_batch_size = 64
-
-    def __init__(
-        self,
-        *,
-        provider: EmbeddingProvider | str | None,
-        dimensions: int | None,
-        small_dimensions: int | None = None,
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-    ) -> None:
-        # No I/O here: a provider's sizes may need a network call (``max_dimensions`` of a
-        # self-hosted server is read from its GET /v1/models), so they are checked on first use.
-        self.provider: EmbeddingProvider = load_provider(provider)
-        self._dimensions_arg = _check_size("dimensions", dimensions)
-        self._small_arg = _check_size("small_dimensions", small_dimensions)
-        if self._dimensions_arg is not None and self._small_arg is not None:
-            self._check_small(self._dimensions_arg)
-        self._dimensions: int | None = None
-        self.batch_size = check_int(
-            "batch_size",
-            self.default_batch_size if batch_size is None else batch_size,
-            error=InputError,
-        )
-        self.progress_bar = bool(progress_bar)
-        self.hybrid = bool(hybrid)
-        #: Client-side keyword term vectors (Qdrant, Pinecone); None where the host analyses
-        #: the text itself (Milvus) or without hybrid.
-        self.term_encoder: TermEncoder | None = None
-
-    @property
-    def dimensions(self) -> int:
-        """Vector size: the ``dimensions`` argument, else the provider's (checked on first use).
-
-        Raises:
-            ConfigurationError: larger than the model's full size.
-        """
-        if self._dimensions is None:
-            arg = self._dimensions_arg
-            dims = self.provider.dimensions if arg is None else arg
-            try:
-                resolved = validate_dimensions(dims, self.provider.max_dimensions)
-            except InputError as exc:
-                raise ConfigurationError(str(exc)) from None
-            if self._small_arg is not None:
-                self._check_small(resolved)
-            self._dimensions = resolved
-        return self._dimensions
-
-    @property
-    def small_dimensions(self) -> int | None:
-        """Two-stage search: the size of the small vector (None: one vector per point)."""
-        if self._small_arg is not None:
-            _ = self.dimensions  # checks small <= full
-        return self._small_arg
-
-    def _check_small(self, dimensions: int) -> None:
-        if self._small_arg is not None and self._small_arg > dimensions:
-            raise ConfigurationError(
-                f"small_dimensions must be in 1..{dimensions} (the full dimensions), "
-                f"got {self._small_arg!r}"
-            )
-
-    def _init_terms(self, term_encoder: TermEncoder | None) -> None:
-        """Stores that send term vectors: the encoder (default: the provider's tokenizer)."""
-        if term_encoder is not None and not isinstance(term_encoder, TermEncoder):
-            raise ConfigurationError(
-                f"term_encoder must be a TermEncoder, not {type(term_encoder).__name__}"
-            )
-        if term_encoder is not None and not self.hybrid:
-            raise ConfigurationError("term_encoder is used only with hybrid=True; set it too")
-        if self.hybrid:
-            self.term_encoder = term_encoder or TermEncoder(provider=self.provider)
-
-    def _load_terms(self) -> None:
-        """Load the tokenizer before the first write or query (so a missing one fails early)."""
-        if self.term_encoder is not None:
-            self.term_encoder.load()
-
-    def _resolve_mode(self, mode: object) -> str:
-        """The search mode: ``hybrid`` by default on a hybrid store, else ``dense``."""
-        if mode is None:
-            return "hybrid" if self.hybrid else "dense"
-        if mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode != "dense" and not self.hybrid:
-            raise ConfigurationError(
-                f"mode={mode!r} needs keyword vectors, but this store was created without "
-                "hybrid=True; recreate it with hybrid=True (and re-index), or use mode='dense'"
-            )
-        return str(mode)
-
-    # -- planning (pure) -----------------------------------------------------------------
-
-    def _plan_texts(self, texts: Sequence[str], metadatas: object, ids: object) -> list[Record]:
-        items = validate_texts(texts)
-        metas = _check_parallel("metadatas", metadatas, len(items))
-        caller_ids = _check_ids(ids, len(items), "text")
-        records = []
-        for i, text in enumerate(items):
-            meta = _check_metadata(metas[i] if metas is not None else None, f"metadatas[{i}]")
-            key = caller_ids[i] if caller_ids is not None else text
-            records.append(Record(point_id(key), text, meta))
-        self._check_records(records)
-        return records
-
-    def _plan_documents(
-        self,
-        documents: Sequence[str],
-        ids: object,
-        metadatas: object,
-        chunker: Any,
-    ) -> list[_DocPlan]:
-        docs = validate_texts(documents)
-        metas = _check_parallel("metadatas", metadatas, len(docs))
-        caller_ids = _check_ids(ids, len(docs), "document")
-        if chunker is None:
-            from ..core._chunkers import SentenceChunker
-
-            chunker = SentenceChunker()
-        if not callable(getattr(chunker, "chunk", None)):
-            raise InputTypeError("chunker must have a chunk(document) -> list[Chunk] method")
-        plans = []
-        seen: set[str] = set()
-        for d, doc in enumerate(docs):
-            if not doc.strip():
-                raise InputError(f"documents[{d}] is empty; there is nothing to index")
-            meta = _check_metadata(metas[d] if metas is not None else None, f"metadatas[{d}]")
-            for key in DOC_FIELDS:
-                if key in meta:
-                    raise InputError(
-                        f"metadatas[{d}] has the key {key!r}, which add_documents sets itself"
-                    )
-            doc_id = caller_ids[d] if caller_ids is not None else point_id(doc)
-            if doc_id in seen:
-                raise InputError(f"documents[{d}] repeats an earlier document (id {doc_id!r})")
-            seen.add(doc_id)
-            chunks = [c for c in chunker.chunk(doc) if c.text]
-            if not chunks:
-                raise InputError(f"documents[{d}] gave no chunks; check the chunker")
-            records = [
-                Record(
-                    chunk_point_id(doc_id, j),
-                    c.text,
-                    {**meta, "doc_id": doc_id, "chunk_index": j, "start": c.start, "end": c.end},
-                )
-                for j, c in enumerate(chunks)
-            ]
-            plans.append(_DocPlan(doc_id, records))
-        self._check_records([r for p in plans for r in p.chunks])
-        return plans
-
-    def _check_records(self, records: list[Record]) -> None:
-        """Store-specific checks of everything about to be written (before any write)."""
-
-    def _plan_write(
-        self, records: Sequence[Record], vectors: object
-    ) -> tuple[list[Record], Vectors]:
-        """Check what :meth:`SyncStore.write` was given (before any write); store ids."""
-        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Sequence):
-            raise InputTypeError("records must be a list of Record")
-        out: list[Record] = []
-        for i, r in enumerate(records):
-            if not isinstance(r, Record):
-                raise InputTypeError(f"records[{i}] must be a Record, not {type(r).__name__}")
-            if not isinstance(r.id, str) or not r.id:
-                raise InputTypeError(f"records[{i}].id must be a non-empty str, not {r.id!r}")
-            if not isinstance(r.text, str):
-                raise InputTypeError(
-                    f"records[{i}].text must be a str, not {type(r.text).__name__}"
-                )
-            meta = _check_metadata(r.metadata, f"records[{i}].metadata")
-            out.append(Record(point_id(r.id), r.text, meta))
-        try:
-            array = np.asarray(vectors, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise InputTypeError(
-                "vectors must be a 2-D array of floats, one row per record"
-            ) from None
-        if array.ndim != 2 or array.shape[0] != len(out):
-            raise InputError(
-                f"vectors has shape {array.shape} for {len(out)} records; give one row per record"
-            )
-        if out and array.shape[1] != self.dimensions:
-            raise ConfigurationError(
-                f"the vectors are {array.shape[1]}-dimensional; the store holds "
-                f"{self.dimensions}: embed with dimensions={self.dimensions}, or use another store"
-            )
-        if not np.isfinite(array).all():
-            raise InputError("vectors hold NaN or infinity; embed the texts again")
-        self._check_records(out)
-        return out, array
-
-    @staticmethod
-    def _check_keep(keep_chunks: object) -> dict[str, int]:
-        if keep_chunks is None:
-            return {}
-        if not isinstance(keep_chunks, Mapping):
-            raise InputTypeError("keep_chunks must be a dict {document id: chunk count}")
-        out: dict[str, int] = {}
-        for doc, n in keep_chunks.items():
-            if not isinstance(doc, str) or not doc:
-                raise InputTypeError(f"keep_chunks has a key {doc!r}; document ids are str")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-                raise InputTypeError(f"keep_chunks[{doc!r}] must be an int >= 0, not {n!r}")
-            out[doc] = n
-        return out
-
-    @property
-    def traits(self) -> StoreTraits:
-        """What this store is (see :class:`StoreTraits`); from its configuration, no I/O."""
-        return StoreTraits(multi_process=True)
-
-    def _split(self, vectors: Vectors) -> tuple[Vectors, Vectors | None]:
-        """Full vectors and, in two-stage mode, their Matryoshka cut to ``small_dimensions``."""
-        if self.small_dimensions is None:
-            return vectors, None
-        return vectors, matryoshka(vectors, self.small_dimensions)
-
-    @staticmethod
-    def _check_k(k: object) -> int:
-        return check_int("k", k, error=InputError)
-
-    def _embed_kwargs(self) -> dict[str, Any]:
-        return {"dimensions": self.dimensions}
-
-    # -- how the store was built (kept in the collection's own metadata) -----------------
-
-    def store_facts(self) -> dict[str, str]:
-        """What this store writes into the collection's metadata when it creates it.
-
-        ``jv3_model`` (the provider's model name), ``jv3_dimensions``, and where they apply
-        ``jv3_small_dimensions`` and ``jv3_quantization``. Keys and values fit every host's
-        rules (Pinecone tags: ``[A-Za-z0-9_-]`` keys, printable ASCII values of at most 120
-        characters).
-        """
-        facts = {
-            "jv3_model": _tag_value(self.provider.model_name),
-            "jv3_dimensions": str(self.dimensions),
-        }
-        if self.small_dimensions is not None:
-            facts["jv3_small_dimensions"] = str(self.small_dimensions)
-        facts.update(self._extra_facts())
-        return facts
-
-    def _extra_facts(self) -> dict[str, str]:
-        return {}
-
-    def _check_facts(self, found: Mapping[str, Any] | None, where: str) -> None:
-        """Refuse a collection built with another model, size or layout (before any I/O on it).
-
-        A collection without our keys (made before they were recorded, or by another tool)
-        is accepted: its vector size and metric are still verified by the store.
-
-        Raises:
-            ConfigurationError: naming the collection's value and this store's.
-        """
-        theirs = {k: str(v) for k, v in (found or {}).items() if k.startswith(_FACT_PREFIX)}
-        if not theirs:
-            return
-        mine = self.store_facts()
-        for key in sorted(set(theirs) | set(mine)):
-            built, now = theirs.get(key, "none"), mine.get(key, "none")
-            if built != now:
-                what = key[len(_FACT_PREFIX) :]
-                raise ConfigurationError(
-                    f"{where} was built with {what}={built!r}, but this store uses "
-                    f"{what}={now!r}; open it with the same provider and settings "
-                    f"({what}={built!r}), or use another collection"
-                )
 
 
 #: Documents per delete call of ``delete(keep_chunks=...)`` (one filter per document).
@@ -944,33 +543,3 @@ class AsyncStore(StoreCore, abc.ABC):
         items = list(keep.items())
         for start in range(0, len(items), _KEEP_PER_CALL):
             await self._delete_stale_chunks(dict(items[start : start + _KEEP_PER_CALL]))
-
-
-def simple_filter(filter: Any) -> dict[str, Any] | None:
-    """A plain ``{key: value}`` dict (our portable filter), validated; None if not one."""
-    if not isinstance(filter, dict):
-        return None
-    for key, value in filter.items():
-        if not isinstance(key, str) or key.startswith("$"):
-            return None
-        if isinstance(value, dict):
-            return None
-        if not isinstance(value, (str, int, float, bool, list, tuple)):
-            raise InputTypeError(
-                f"filter[{key!r}] must be a str, number, bool or a list of them, "
-                f"not {type(value).__name__}"
-            )
-    return filter
-
-
-def rescore(
-    candidates: list[str], full_vectors: Mapping[str, Vectors], query: Vectors
-) -> list[tuple[str, float]]:
-    """Exact cosine rescoring of candidate ids with their full (unit) vectors, best first."""
-    ids = [c for c in candidates if c in full_vectors]
-    if not ids:
-        return []
-    mat = np.asarray([full_vectors[i] for i in ids], dtype=np.float32)
-    scores = mat @ np.asarray(query, dtype=np.float32)
-    order = np.argsort(-scores, kind="stable")
-    return [(ids[i], float(scores[i])) for i in order]

@@ -8,7 +8,7 @@ actor, the model loaded once), and the document-true grouping for late chunking
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,9 +27,9 @@ __all__ = ["DEFAULT_BATCH_TOKENS", "embed_dataset"]
 
 logger = logging.getLogger(__name__)
 
-#: Tokens per embedding call inside an actor (padded: rows x longest row), by default.
+#: The local model's default token budget per forward batch (kept for older imports).
 DEFAULT_BATCH_TOKENS = 16384
-#: Rows Ray hands an embedding actor at once (cut into calls of ``batch_tokens``).
+#: Rows Ray hands an embedding actor at once (one provider call; the provider batches them).
 ROWS_PER_BATCH = 512
 #: ``load_provider`` options that are secrets: they must reach workers through the environment.
 _SECRET_OPTIONS = frozenset({"api_key", "token", "key"})
@@ -205,25 +205,6 @@ def _texts(table: pa.Table, column: str) -> list[str]:
     return values
 
 
-def _pack(counts: Sequence[int], budget: int) -> list[list[int]]:
-    """Row indices in calls of at most ``budget`` padded tokens (rows x longest), longest first.
-
-    A row longer than ``budget`` is a call of its own; every row is in exactly one call.
-    """
-    order = sorted(range(len(counts)), key=lambda i: -counts[i])
-    calls: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = counts[current[0]] if current else counts[i]
-        if current and (len(current) + 1) * longest > budget:
-            calls.append(current)
-            current = []
-        current.append(i)
-    if current:
-        calls.append(current)
-    return calls
-
-
 def _tensor_column(vectors: Vectors) -> Any:
     from ray.data.extensions import ArrowTensorArray
 
@@ -239,7 +220,6 @@ class _Embedder:
         options: dict[str, Any],
         task: Task | None,
         dimensions: int | None,
-        batch_tokens: int,
         text_column: str,
         output_column: str,
         order_column: str | None,
@@ -248,7 +228,6 @@ class _Embedder:
         self.provider.load()
         self.task = task
         self.dimensions = dimensions
-        self.batch_tokens = batch_tokens
         self.text_column = text_column
         self.output_column = output_column
         self.order_column = order_column
@@ -259,15 +238,9 @@ class _Embedder:
         texts = _texts(table, self.text_column)
         if not texts:
             return table
-        counts = self.provider.count_tokens(texts, task=self.task).counts
-        dims = self.dimensions or self.provider.dimensions
-        vectors = np.empty((len(texts), dims), dtype=np.float32)
-        for call in _pack(counts, self.batch_tokens):
-            emb = self.provider.embed(
-                [texts[i] for i in call], task=self.task, dimensions=self.dimensions
-            )
-            vectors[call] = emb.vectors
-        return table.append_column(self.output_column, _tensor_column(vectors))
+        # one call: the provider batches by tokens itself (the local model's batch_tokens)
+        emb = self.provider.embed(texts, task=self.task, dimensions=self.dimensions)
+        return table.append_column(self.output_column, _tensor_column(emb.vectors))
 
     def _document(self, table: pa.Table) -> pa.Table:
         """All the chunks of one document (map_groups), embedded together in order."""
@@ -311,8 +284,10 @@ def embed_dataset(
     """Add a float32 vector column to a Ray Dataset, embedded on a pool of Ray actors.
 
     ``concurrency`` actors each build their own provider from the ``provider`` spec (the model
-    loads once per actor, never per batch) and embed the batches Ray hands them, cut into
-    calls of at most ``batch_tokens`` padded tokens: a 2,048-token row costs what it costs.
+    loads once per actor, never per batch) and embed the batches Ray hands them in one
+    provider call each: the provider cuts it by tokens itself (the local model into forward
+    batches of ``batch_tokens`` padded tokens, the API client into requests), so a 2,048-token
+    row costs what it costs and nothing is batched twice.
     Every other column is kept. The result is lazy (consume it, or give it to
     :func:`write_store`); rows may come back in another order, so key them by an id column.
 
@@ -352,7 +327,9 @@ def embed_dataset(
         order_column: Column giving each chunk's position in its document (late chunking).
         concurrency: Number of embedding actors.
         num_gpus: GPUs per actor (e.g. 1; the local model then runs on CUDA).
-        batch_tokens: Padded tokens per embedding call (default 16,384).
+        batch_tokens: The provider's token budget: the local model's ``batch_tokens`` (padded
+            tokens per forward batch), the API client's ``max_batch_tokens`` (per request).
+            Default: the provider's own (16,384 tokens, or from free GPU memory).
         provider_options: Extra ``load_provider`` arguments (no secrets), e.g.
             ``{"max_concurrency": 8}`` or ``{"dtype": "float16"}``.
         max_retries: Ray retries of a failed batch and restarts of a dead actor.
@@ -386,9 +363,10 @@ def embed_dataset(
     max_retries = _check_count("max_retries", max_retries, 0)
     if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
         raise InputError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
-    tokens = _check_count(
-        "batch_tokens", DEFAULT_BATCH_TOKENS if batch_tokens is None else batch_tokens
-    )
+    if batch_tokens is not None:  # the provider batches: it gets the budget
+        _check_count("batch_tokens", batch_tokens)
+        local = ProviderSpec.parse(spec).is_local
+        options.setdefault("batch_tokens" if local else "max_batch_tokens", batch_tokens)
     if shuffle_partitions is not None:
         _check_count("shuffle_partitions", shuffle_partitions)
     remote = dict(ray_remote_args or {})
@@ -422,7 +400,6 @@ def embed_dataset(
             options,
             resolved,
             dimensions,
-            tokens,
             text_column,
             output_column,
             order_column if late_chunking else None,
