@@ -359,8 +359,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from ._cli.indexer import SearchOptions, run_search, stderr_warn
+    from ._cli.indexer import stderr_warn
     from ._cli.output import format_hits, use_color
+    from ._cli.search import SearchOptions, run_search
 
     [hits] = run_search(
         SearchOptions(
@@ -393,16 +394,10 @@ def load_demo_corpus() -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._cli.indexer import (
-        IndexOptions,
-        SearchOptions,
-        make_provider,
-        random_weights_notice,
-        run_index,
-        run_search,
-        stderr_warn,
-    )
+    from ._cli.indexer import IndexOptions, run_index, stderr_warn
     from ._cli.output import format_hits, use_color
+    from ._cli.providers import make_provider, random_weights_notice
+    from ._cli.search import SearchOptions, run_search
     from ._cli.uri import default_store, parse_store_uri
 
     corpus = load_demo_corpus()
@@ -498,7 +493,7 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._cli.indexer import make_provider
+    from ._cli.providers import make_provider
 
     texts = _read_texts(args)
     if args.format == "npy" and sys.stdout.isatty():

@@ -1,4 +1,4 @@
-"""What ``jv3 index`` and ``jv3 search`` do, over the package's public store adapters.
+"""What ``jv3 index`` does, over the package's public store adapters (``jv3 search``: search.py).
 
 Indexing is incremental: each file's content hash is kept in the index state (see
 :mod:`.state`); unchanged files are skipped, changed files re-embedded (their document id is
@@ -12,29 +12,23 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core import (
-    JINA_EMBEDDINGS_V3,
-    APIConnectionError,
     CappedChunker,
     ConfigurationError,
     EmbeddingProvider,
-    InputError,
     Jv3Error,
     MissingDependencyError,
     SentenceChunker,
     Task,
     TokenChunker,
     default_provider_spec,
-    load_provider,
 )
 from ..core._progress import progress, report_to
-from ..core._spec import ProviderSpec, redact_url
 from ..core._tokenize import sections
 from ..core._validate import check_int
 from .files import (
@@ -45,18 +39,16 @@ from .files import (
     is_under,
     read_document,
 )
-from .output import DisplayHit
+from .providers import _absolute_local, make_provider
 from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
 
 __all__ = [
     "IndexOptions",
     "IndexReport",
-    "SearchOptions",
     "open_store",
     "parse_chunker",
     "run_index",
-    "run_search",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,108 +96,6 @@ def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
     if name == "tokens":
         return CappedChunker(TokenChunker(provider, tokens=int(arg)))
     return CappedChunker(SentenceChunker(max_chars=int(arg)))
-
-
-def _absolute_local(spec: str) -> str:
-    """``local:./dir`` as an absolute path, so ``jv3 search`` works from any folder."""
-    return str(ProviderSpec.parse(spec).absolute())
-
-
-_OFFICIAL_SHAPE = {"hidden_size": 1024, "num_layers": 24, "vocab_size": 250002}
-
-
-def _local_model(spec: str) -> str | None:
-    parsed = ProviderSpec.parse(spec)
-    return parsed.target if parsed.is_local else None
-
-
-def first_download_notice(spec: str) -> str | None:
-    """The line shown before a local Hub model is downloaded (what, how big, its licence).
-
-    ``None`` when nothing will be downloaded: not a ``local:`` Hub id, already in the cache,
-    downloads off (``HF_HUB_OFFLINE``) or the Hub unreachable (that error comes next).
-    """
-    from ..core._checkpoint import _HUB_ID, _offline_env, hub_cached, hub_reachable
-
-    model = _local_model(spec)
-    if model is None or Path(model).expanduser().exists() or not _HUB_ID.match(model):
-        return None
-    if _offline_env() or hub_cached(model) or not hub_reachable():
-        return None
-    size = " (about 1.1 GB)" if model == JINA_EMBEDDINGS_V3.hub_id else ""
-    return (
-        f"downloading {model}{size} from the Hugging Face Hub, once (then cached). The "
-        "jina-embeddings-v3 weights are licensed CC BY-NC 4.0 (non-commercial use; "
-        "commercial use needs Jina's API or a licence from Jina AI); this package's code is "
-        f"Apache-2.0. See https://huggingface.co/{model}"
-    )
-
-
-def random_weights_notice(spec: str) -> str | None:
-    """A warning for the demo when the local checkpoint is not the official model.
-
-    The official checkpoint has 24 layers, 1024 dimensions and XLM-RoBERTa's 250,002-token
-    vocabulary; a checkpoint of another shape (the tiny conformance model ...) has random
-    weights, so its scores and rankings mean nothing.
-    """
-    from ..core._checkpoint import ModelSource
-
-    model = _local_model(spec)
-    if model is None or not Path(model).expanduser().is_dir():
-        return None  # the API, a server, or the Hub id (the official model)
-    try:
-        cfg = ModelSource(model).config()
-    except Exception:  # the provider reports a broken directory itself
-        return None
-    shape = {k: getattr(cfg, k) for k in _OFFICIAL_SHAPE}
-    if shape == _OFFICIAL_SHAPE:
-        return None
-    return (
-        f"the model in {model} is not the official jina-embeddings-v3 ({cfg.num_layers} "
-        f"layers, {cfg.hidden_size} dimensions instead of 24 and 1024): its weights are "
-        "random test weights, so the scores and rankings below are meaningless"
-    )
-
-
-def _check_host_resolves(spec: str) -> None:
-    """Offline, fail in a second before any store opens, not after it (the API client would
-    fail at the first request too, without retrying, but only once the store is up)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parsed = ProviderSpec.parse(spec)
-    if parsed.is_local:
-        return
-    text = parsed.target
-    if parsed.kind == "api":
-        if not os.environ.get("JINA_API_KEY", "").strip():
-            return  # the missing key is the first thing to fix, and the provider says so
-        from ..core._wire import DEFAULT_BASE_URL
-
-        text = DEFAULT_BASE_URL
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
-        return  # the proxy resolves names, not us
-    host = urlsplit(text).hostname
-    if not host:
-        return
-    try:
-        socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise APIConnectionError(
-            f"could not reach {redact_url(text)}: the host name {host!r} does not resolve "
-            "(offline, or a typo in the URL)"
-        ) from None
-
-
-def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
-    """``load_provider(spec)`` with the Matryoshka size, if any."""
-    notice = first_download_notice(spec)
-    if notice:
-        print(f"jv3: {notice}", file=sys.stderr)
-    _check_host_resolves(spec)
-    if dimensions is None:
-        return load_provider(spec)
-    return load_provider(spec, dimensions=dimensions)
 
 
 # -- stores -----------------------------------------------------------------------------------
@@ -650,104 +540,6 @@ def _display(key: str) -> str:
         return key
 
 
-# -- search -----------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchOptions:
-    """``jv3 search`` arguments (several queries are embedded in one call)."""
-
-    queries: Sequence[str]
-    store: str
-    collection: str = "jv3"
-    provider: str | None = None
-    k: int = 5
-    provider_instance: EmbeddingProvider | None = None
-    #: ``hybrid``, ``dense`` or ``keyword``; None: hybrid if the index was built with it.
-    mode: str | None = None
-
-
-def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
-    """Embed the queries (``retrieval.query``) with the index's settings and search the store.
-
-    Returns:
-        One ranked hit list per query.
-    """
-    if not opts.queries or any(not q.strip() for q in opts.queries):
-        raise InputError("the query is empty; give the words to search for")
-    if opts.k < 1:
-        raise InputError(f"--k must be a positive integer, got {opts.k}")
-    uri = parse_store_uri(opts.store)
-    state = StateFile(uri.state_path())
-    settings = (
-        state.collection(opts.collection).settings
-        if state.has_collection(opts.collection)
-        else None
-    )
-    if settings is None and uri.local and (uri.memory or not uri.path.exists()):
-        raise ConfigurationError(
-            f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
-            "`jv3 index PATH...` first (or pass the --store you indexed into)"
-        )
-    spec = opts.provider or (settings.provider if settings else None) or default_provider_spec()
-    provider = opts.provider_instance or make_provider(
-        spec, settings.dimensions if settings else None
-    )
-    if settings is not None and provider.model_name != settings.model:
-        raise ConfigurationError(
-            f"collection {opts.collection!r} in {uri.display()} was built with model "
-            f"{settings.model!r}; provider {redact_spec(spec)} gives {provider.model_name!r}. "
-            f"Use --provider {settings.provider}"
-        )
-    dims = settings.dimensions if settings else provider.dimensions
-    hybrid = settings.hybrid if settings else False
-    if opts.mode not in (None, "dense") and not hybrid:
-        raise ConfigurationError(
-            f"--mode {opts.mode} needs keyword vectors, but {uri.display()} [{opts.collection}] "
-            "was indexed without --hybrid; index with `jv3 index --hybrid` into a new "
-            "--collection, or search with --mode dense"
-        )
-    indexed = [e for e in state.collection(opts.collection).files.values() if e.ids]
-    with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
-        store = open_store(uri, opts.collection, provider, dims, hybrid)
-    try:
-        with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
-            count = int(store.count())
-        if settings is None and count == 0:
-            raise ConfigurationError(
-                f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
-                "`jv3 index PATH...` first"
-            )
-        if indexed and count == 0:
-            raise ConfigurationError(
-                f"the index state lists {len(indexed)} indexed files for {uri.display()} "
-                f"[{opts.collection}] but the store holds no chunks (missing, emptied or "
-                "corrupt); rebuild it with `jv3 index --rebuild PATH...`"
-            )
-        raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
-    finally:
-        close_store(store)
-    return [[_hit(h) for h in row] for row in raw]
-
-
-@contextmanager
-def _unreadable_store_is_said(uri: StoreURI, collection: str, indexed: int) -> Iterator[None]:
-    """A local store that fails to open or count while the state lists files is damaged."""
-    try:
-        yield
-    except Jv3Error:
-        raise
-    except Exception as exc:
-        if not indexed or not uri.local or uri.memory:
-            raise
-        reason = " ".join(str(exc).split())[:200]
-        raise ConfigurationError(
-            f"the store {uri.display()} [{collection}] cannot be read though the index state "
-            f"lists {indexed} indexed files (corrupt? {type(exc).__name__}: {reason}); rebuild "
-            "it with `jv3 index --rebuild PATH...`"
-        ) from None
-
-
 def _set_aside(path: Path, warn: Warn) -> None:
     """Move a damaged local store out of the way (kept, never deleted) for ``--rebuild``."""
     if not path.exists():
@@ -755,20 +547,6 @@ def _set_aside(path: Path, warn: Warn) -> None:
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     path.rename(aside)
     warn(f"the store could not be opened; moved it to {aside} and building a new one")
-
-
-def _hit(h: Any) -> DisplayHit:
-    meta = dict(h.metadata)
-    path = str(meta.get("path") or meta.get("doc_id") or "")
-    start, end = meta.get("start"), meta.get("end")
-    return DisplayHit(
-        score=float(h.score),
-        file=_display(path) if path else "?",
-        text=h.text,
-        start=int(start) if isinstance(start, int) else None,
-        end=int(end) if isinstance(end, int) else None,
-        id=str(h.id),
-    )
 
 
 def stderr_warn(message: str) -> None:

@@ -29,7 +29,8 @@ _BYTES_PER_PARTITION = 32 * 1024 * 1024
 
 @functools.lru_cache(maxsize=4)
 def _chunker(chunker_spec: str, spec: str, dimensions: int | None) -> Any:
-    from .indexer import build_chunker, make_provider
+    from .indexer import build_chunker
+    from .providers import make_provider
 
     return build_chunker(chunker_spec, make_provider(spec, dimensions))
 
