@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from jv3_integrations import ConfigurationError, EmbeddingProvider, InputError, InputTypeError
+from jv3_integrations import (
+    ConfigurationError,
+    EmbeddingProvider,
+    InputError,
+    InputTypeError,
+    load_provider,
+)
 from jv3_integrations.milvus import AsyncMilvusStore, MilvusStore
 from jv3_integrations.pinecone import AsyncPineconeStore, PineconeStore
 from jv3_integrations.qdrant import AsyncQdrantStore, QdrantStore
@@ -64,6 +70,10 @@ def test_constructors_do_no_io_on_an_unreachable_provider_and_store(
         AsyncPineconeStore(url, api_key="pinecone-secret", host=url),
         QdrantStore(url, url=url, small_dimensions=8, hybrid=True),
     ]
+    # a provider instance too (on Python 3.11 a Protocol isinstance would read its
+    # max_dimensions, which asks the server)
+    provider = load_provider(url, api_key="k")
+    stores += [QdrantStore(provider, url=url), MilvusStore(provider, uri=url)]
     assert _connections(sock) == 0
     assert not (tmp_path / "never-made").exists() and not (tmp_path / "sub").exists()
     for store in stores:  # keys never show

@@ -315,13 +315,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
 
 def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexReport:
     t0 = time.perf_counter()
-    path = uri.state_path()
-    try:
-        state = StateFile(path)
-    except ConfigurationError:
-        if not opts.rebuild:
-            raise
-        state = StateFile(path, fresh=True)  # unreadable: --rebuild starts over
+    state = _open_state(uri, rebuild=opts.rebuild)
     coll = state.collection(opts.collection)
     if opts.rebuild:
         coll.files.clear()
@@ -356,20 +350,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    store: Any = None
-    try:
-        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
-        store.create()  # checks the store's own dimension before anything is written
-    except Jv3Error:
-        raise
-    except Exception:
-        if not (opts.rebuild and uri.local and not uri.memory):
-            raise
-        if store is not None:
-            close_store(store)
-        _set_aside(uri.path, warn)  # --rebuild of a damaged local store: start a new one
-        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
-        store.create()
+    store = _open_for_index(opts, uri, provider, settings, warn)
     try:
         if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
             warn(
@@ -406,12 +387,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 _embed_batch(store, batch, chunker, late, provider, coll.files, report)
                 state.save()
                 bar.update(len(batch))
-        for key in gone:
-            entry = coll.files.pop(key)
-            if entry.ids:
-                store.delete(entry.ids)
-            report.chunks_deleted += len(entry.ids)
-            report.removed += 1
+        _remove(store, gone, coll.files, report)
         state.save()
         report.chunks_total = int(store.count())
     finally:
@@ -419,6 +395,52 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         close_store(store)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+def _open_state(uri: StoreURI, *, rebuild: bool) -> StateFile:
+    """The store's index state; an unreadable one starts over only with ``--rebuild``."""
+    try:
+        return StateFile(uri.state_path())
+    except ConfigurationError:
+        if not rebuild:
+            raise
+        return StateFile(uri.state_path(), fresh=True)
+
+
+def _open_for_index(
+    opts: IndexOptions,
+    uri: StoreURI,
+    provider: EmbeddingProvider,
+    settings: IndexSettings,
+    warn: Warn,
+) -> Any:
+    """The store, created or verified (its dimension is checked before anything is written);
+    with ``--rebuild``, a damaged local store is set aside and a new one started."""
+    store: Any = None
+    try:
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+        store.create()
+        return store
+    except Jv3Error:
+        raise
+    except Exception:
+        if not (opts.rebuild and uri.local and not uri.memory):
+            raise
+        close_store(store)
+        _set_aside(uri.path, warn)
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+        store.create()
+        return store
+
+
+def _remove(store: Any, gone: list[str], files: dict[str, FileEntry], report: IndexReport) -> None:
+    """Delete the chunks of files that disappeared from an indexed folder."""
+    for key in gone:
+        entry = files.pop(key)
+        if entry.ids:
+            store.delete(entry.ids)
+        report.chunks_deleted += len(entry.ids)
+        report.removed += 1
 
 
 def _classify(

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 from ..core._errors import ConfigurationError
-from ..core._load import load_provider
+from ..core._load import is_provider, load_provider
 from ..core._provider import EmbeddingProvider
 from ..core._spec import ProviderSpec
 from ..core._types import Task, TaskLike, resolve_task
@@ -53,7 +53,7 @@ def check_provider(provider: object) -> ProviderArg:
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc}, or an EmbeddingProvider instance") from None
         return provider.strip()
-    if isinstance(provider, EmbeddingProvider):
+    if is_provider(provider):
         return provider
     raise ConfigurationError(
         f"provider must be a spec string or an EmbeddingProvider, not {type(provider).__name__}"
