@@ -234,3 +234,16 @@ def test_pinecone_opens_from_a_key_and_host(local_provider: EmbeddingProvider) -
     ):
         ids = store.add_texts(["Berlin is in Germany."])
         assert [h.id for h in store.search("Berlin", k=3)] == ids
+
+
+def test_the_contract_module_loads_no_host_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jv3_integrations.stores\n"
+        "heavy = ('torch', 'qdrant_client', 'pymilvus', 'pinecone', 'ray')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
