@@ -56,7 +56,7 @@ def main() -> None:
             late_chunking=late,
             chunker=SentenceChunker(),
         )
-        print(f"{'late chunking' if late else 'independent chunks'}: {len(ids)} chunks")
+        print(f"{'late chunking' if late else 'independent chunks'}: {len(ids[0])} chunks")
         for hit in store.search(args.query, k=args.top_k):
             m = hit.metadata
             print(

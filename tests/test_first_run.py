@@ -252,7 +252,7 @@ def test_first_download_message_names_the_licence(
 ) -> None:
     from huggingface_hub import constants
 
-    from jv3_integrations._cli.indexer import first_download_notice
+    from jv3_integrations._cli.providers import first_download_notice
     from jv3_integrations.core import _checkpoint
 
     monkeypatch.delenv("HF_HUB_OFFLINE")

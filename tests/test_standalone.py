@@ -24,7 +24,7 @@ TESTS = [
     "[encode-retrieval.passage-dimNone-normTrue-maxNone]",
     "tests/core/test_local_conformance.py::test_conformance_case"
     "[late-retrieval.passage-4chunks-windowNone]",
-    "tests/test_cli_units.py::test_demo_corpus_is_multilingual_and_consistent",
+    "tests/cli/test_cli_units.py::test_demo_corpus_is_multilingual_and_consistent",
     "tests/cli/test_offline_message.py",
 ]
 

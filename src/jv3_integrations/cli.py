@@ -308,8 +308,9 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from ._cli.indexer import SearchOptions, run_search, stderr_warn
+    from ._cli.indexer import stderr_warn
     from ._cli.output import format_hits, use_color
+    from ._cli.search import SearchOptions, run_search
 
     [hits] = run_search(
         SearchOptions(
@@ -377,16 +378,10 @@ def _demo_subset(corpus: dict[str, Any], drop: set[str]) -> dict[str, Any]:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from ._cli.indexer import (
-        IndexOptions,
-        SearchOptions,
-        make_provider,
-        random_weights_notice,
-        run_index,
-        run_search,
-        stderr_warn,
-    )
+    from ._cli.indexer import IndexOptions, run_index, stderr_warn
     from ._cli.output import format_hits, use_color
+    from ._cli.providers import make_provider, random_weights_notice
+    from ._cli.search import SearchOptions, run_search
     from ._cli.uri import default_store, parse_store_uri
 
     corpus = load_demo_corpus()
@@ -506,7 +501,7 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 def _cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._cli.indexer import make_provider
+    from ._cli.providers import make_provider
 
     texts = _read_texts(args)
     if args.format == "npy" and sys.stdout.isatty():
@@ -604,10 +599,14 @@ def _explain(exc: Jv3Error, args: argparse.Namespace) -> str:
     if args.command == "serve" or not hasattr(args, "provider"):
         return message  # `jv3 serve` takes no provider: the provider hints do not apply
     from ._cli.state import redact_spec
+    from .core._spec import ProviderSpec
 
     spec = args.provider or default_provider_spec()
     provider_given = bool(args.provider) or bool(os.environ.get("JV3_PROVIDER"))
-    remote = spec.startswith(("http://", "https://"))
+    try:
+        remote = ProviderSpec.parse(spec).kind == "http"
+    except ConfigurationError:
+        remote = False
     if isinstance(exc, ModelLoadError) and exc.fix and exc.summary:
         # one sentence, then the one command (issue 27); the API as the alternative when the
         # user did not choose the local model

@@ -43,7 +43,11 @@ def test_wrong_client_type_is_a_clear_error(local_provider: EmbeddingProvider) -
     with pytest.raises(ConfigurationError, match="QdrantStore"):
         AsyncQdrantStore(local_provider, client=QdrantClient(":memory:"))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="small_dimensions"):
-        QdrantStore(local_provider, small_dimensions=local_provider.dimensions + 1)
+        QdrantStore(local_provider, dimensions=8, small_dimensions=9)
+    # against the provider's size: on first use (the constructor does no I/O), before writing
+    store = QdrantStore(local_provider, small_dimensions=local_provider.dimensions + 1)
+    with pytest.raises(ConfigurationError, match="small_dimensions"):
+        store.add_texts(["never written"])
 
 
 def test_native_filter_and_payload_layout(local_provider: EmbeddingProvider) -> None:

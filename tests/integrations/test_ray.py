@@ -281,8 +281,8 @@ def test_a_failed_batch_and_a_killed_actor_are_retried_by_ray_and_the_store_ends
             ds,
             url,
             task=None,
-            batch_tokens=24,  # several calls per batch
-            provider_options={"max_retries": 0, "max_dimensions": 4},
+            batch_tokens=24,  # several requests per batch (the provider's max_batch_tokens)
+            provider_options={"max_retries": 0, "max_dimensions": 4, "max_concurrency": 1},
         )
         store = QdrantStore("api", client=QdrantClient(":memory:"), dimensions=4)
         killed: list[int] = []

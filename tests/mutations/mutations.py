@@ -61,8 +61,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if key is None and not is_loopback(host) and not insecure_no_auth:\n",
         "    if False:\n",
         (
-            "tests/core/test_server.py::test_serve_refuses_public_bind_without_key",
-            "tests/test_cli.py::test_serve_refuses_public_host_without_key",
+            "tests/server/test_server.py::test_serve_refuses_public_bind_without_key",
+            "tests/cli/test_cli.py::test_serve_refuses_public_host_without_key",
         ),
     ),
     Mutation(

@@ -1,4 +1,4 @@
-"""What ``jv3 index`` and ``jv3 search`` do, over the package's public store adapters.
+"""What ``jv3 index`` does, over the package's public store adapters (``jv3 search``: search.py).
 
 Indexing is incremental: each file's content hash is kept in the index state (see
 :mod:`.state`); unchanged files are skipped, changed files re-embedded (their document id is
@@ -12,26 +12,21 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core import (
-    JINA_EMBEDDINGS_V3,
-    APIConnectionError,
-    Chunk,
+    CappedChunker,
     ConfigurationError,
     EmbeddingProvider,
-    InputError,
     Jv3Error,
     MissingDependencyError,
     SentenceChunker,
     Task,
     TokenChunker,
     default_provider_spec,
-    load_provider,
 )
 from ..core._progress import progress, report_to
 from ..core._tokenize import sections
@@ -44,25 +39,22 @@ from .files import (
     is_under,
     read_document,
 )
-from .output import DisplayHit
+from .providers import _absolute_local, make_provider
 from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
 
 __all__ = [
     "IndexOptions",
     "IndexReport",
-    "SearchOptions",
     "open_store",
     "parse_chunker",
     "run_index",
-    "run_search",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNKER = "sentences"
 DEFAULT_SENTENCE_CHARS = 1000
-MAX_CHUNK_CHARS = 4000
 FILES_PER_BATCH = 16
 
 Warn = Callable[[str], None]
@@ -106,142 +98,6 @@ def build_chunker(spec: str, provider: EmbeddingProvider) -> Any:
     return CappedChunker(SentenceChunker(max_chars=int(arg)))
 
 
-class CappedChunker:
-    """Cut any chunk longer than ``max_chars`` at whitespace (a run-on "sentence", a log file).
-
-    Keeps every chunk within what stores hold (Milvus VARCHAR, Pinecone metadata) and what the
-    model reads in one pass; the pieces still tile the document.
-    """
-
-    def __init__(self, inner: Any, max_chars: int = MAX_CHUNK_CHARS) -> None:
-        self.inner = inner
-        self.max_chars = max_chars
-
-    def chunk(self, document: str) -> list[Chunk]:
-        out: list[Chunk] = []
-        for c in self.inner.chunk(document):
-            if len(c.text) <= self.max_chars:
-                out.append(c)
-                continue
-            start = c.start
-            while start < c.end:
-                end = min(c.end, start + self.max_chars)
-                if end < c.end:
-                    space = document.rfind(" ", start + self.max_chars // 2, end)
-                    end = space + 1 if space != -1 else end
-                piece = Chunk(document[start:end], start, end)
-                if out and out[-1].end == start and not piece.text.strip():
-                    last = out.pop()  # a blank piece joins the one before it
-                    piece = Chunk(document[last.start : end], last.start, end)
-                out.append(piece)
-                start = end
-        return out
-
-
-def _absolute_local(spec: str) -> str:
-    """``local:./dir`` as an absolute path, so ``jv3 search`` works from any folder."""
-    if spec.startswith("local:"):
-        target = Path(spec[len("local:") :].strip()).expanduser()
-        if target.exists():
-            return f"local:{target.resolve()}"
-    return spec
-
-
-_OFFICIAL_SHAPE = {"hidden_size": 1024, "num_layers": 24, "vocab_size": 250002}
-
-
-def _local_model(spec: str) -> str | None:
-    return spec[len("local:") :].strip() or None if spec.startswith("local:") else None
-
-
-def first_download_notice(spec: str) -> str | None:
-    """The line shown before a local Hub model is downloaded (what, how big, its licence).
-
-    ``None`` when nothing will be downloaded: not a ``local:`` Hub id, already in the cache,
-    downloads off (``HF_HUB_OFFLINE``) or the Hub unreachable (that error comes next).
-    """
-    from ..core._checkpoint import _HUB_ID, _offline_env, hub_cached, hub_reachable
-
-    model = _local_model(spec)
-    if model is None or Path(model).expanduser().exists() or not _HUB_ID.match(model):
-        return None
-    if _offline_env() or hub_cached(model) or not hub_reachable():
-        return None
-    size = " (about 1.1 GB)" if model == JINA_EMBEDDINGS_V3.hub_id else ""
-    return (
-        f"downloading {model}{size} from the Hugging Face Hub, once (then cached). The "
-        "jina-embeddings-v3 weights are licensed CC BY-NC 4.0 (non-commercial use; "
-        "commercial use needs Jina's API or a licence from Jina AI); this package's code is "
-        f"Apache-2.0. See https://huggingface.co/{model}"
-    )
-
-
-def random_weights_notice(spec: str) -> str | None:
-    """A warning for the demo when the local checkpoint is not the official model.
-
-    The official checkpoint has 24 layers, 1024 dimensions and XLM-RoBERTa's 250,002-token
-    vocabulary; a checkpoint of another shape (the tiny conformance model ...) has random
-    weights, so its scores and rankings mean nothing.
-    """
-    from ..core._checkpoint import ModelSource
-
-    model = _local_model(spec)
-    if model is None or not Path(model).expanduser().is_dir():
-        return None  # the API, a server, or the Hub id (the official model)
-    try:
-        cfg = ModelSource(model).config()
-    except Exception:  # the provider reports a broken directory itself
-        return None
-    shape = {k: getattr(cfg, k) for k in _OFFICIAL_SHAPE}
-    if shape == _OFFICIAL_SHAPE:
-        return None
-    return (
-        f"the model in {model} is not the official jina-embeddings-v3 ({cfg.num_layers} "
-        f"layers, {cfg.hidden_size} dimensions instead of 24 and 1024): its weights are "
-        "random test weights, so the scores and rankings below are meaningless"
-    )
-
-
-def _check_host_resolves(spec: str) -> None:
-    """Offline, fail in a second before any store opens, not after it (the API client would
-    fail at the first request too, without retrying, but only once the store is up)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    text = spec.strip()
-    if text == "api":
-        if not os.environ.get("JINA_API_KEY", "").strip():
-            return  # the missing key is the first thing to fix, and the provider says so
-        from ..core._wire import DEFAULT_BASE_URL
-
-        text = DEFAULT_BASE_URL
-    if not text.startswith(("http://", "https://")):
-        return
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
-        return  # the proxy resolves names, not us
-    host = urlsplit(text).hostname
-    if not host:
-        return
-    try:
-        socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        raise APIConnectionError(
-            f"could not reach {redact_spec(text)}: the host name {host!r} does not resolve "
-            "(offline, or a typo in the URL)"
-        ) from None
-
-
-def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
-    """``load_provider(spec)`` with the Matryoshka size, if any."""
-    notice = first_download_notice(spec)
-    if notice:
-        print(f"jv3: {notice}", file=sys.stderr)
-    _check_host_resolves(spec)
-    if dimensions is None:
-        return load_provider(spec)
-    return load_provider(spec, dimensions=dimensions)
-
-
 # -- stores -----------------------------------------------------------------------------------
 
 
@@ -252,68 +108,51 @@ def open_store(
     dimensions: int,
     hybrid: bool = False,
 ) -> Any:
-    """The package's store adapter for ``uri`` (``QdrantStore``, ``MilvusStore`` ...)."""
+    """The package's store for ``uri``, opened from its URL or path and the host's key.
+
+    Keys come from the environment, as each host's own client reads them: ``QDRANT_API_KEY``,
+    ``MILVUS_TOKEN``, ``PINECONE_API_KEY`` (and ``PINECONE_HOST`` for another control plane).
+    Nothing is opened yet: the store opens its client on first use.
+    """
+    common: dict[str, Any] = {"dimensions": dimensions, "hybrid": hybrid}
     try:
         if uri.kind == "qdrant":
-            from qdrant_client import QdrantClient
-
             from ..qdrant import QdrantStore
 
             if uri.memory:
-                client = QdrantClient(":memory:")
-            elif uri.local:
+                return QdrantStore(provider, collection=collection, **common)
+            if uri.local:
                 if uri.path.exists() and not uri.path.is_dir():
                     raise ConfigurationError(
                         f"qdrant:{uri.target} is a file, but Qdrant local mode keeps its index "
                         "in a folder: give a folder path (e.g. --store qdrant:./jv3-qdrant), or "
                         "--store milvus:FILE.db for Milvus Lite"
                     )
-                uri.path.mkdir(parents=True, exist_ok=True)
-                client = QdrantClient(path=str(uri.path))
-            else:
-                client = QdrantClient(url=uri.target, api_key=os.environ.get("QDRANT_API_KEY"))
+                return QdrantStore(provider, path=str(uri.path), collection=collection, **common)
+            key = os.environ.get("QDRANT_API_KEY", "").strip() or None
             return QdrantStore(
-                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
+                provider, url=uri.target, api_key=key, collection=collection, **common
             )
         if uri.kind == "milvus":
-            from pymilvus import MilvusClient
-
             from ..milvus import MilvusStore
 
             if uri.local:
-                uri.path.expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    client = MilvusClient(str(uri.path))
-                except Exception as exc:
-                    if "Open local milvus failed" not in str(exc):
-                        raise
-                    raise ConfigurationError(
-                        f"cannot open the Milvus Lite store {uri.target}: another process is "
-                        "using it (wait for it to finish), or it is not a Milvus Lite database"
-                    ) from None
-            else:
-                client = MilvusClient(uri.target, token=os.environ.get("MILVUS_TOKEN", ""))
+                return MilvusStore(provider, uri=str(uri.path), collection=collection, **common)
+            token = os.environ.get("MILVUS_TOKEN", "").strip() or None
             return MilvusStore(
-                provider, client=client, collection=collection, dimensions=dimensions, hybrid=hybrid
+                provider, uri=uri.target, token=token, collection=collection, **common
             )
-        return _open_pinecone(uri, collection, provider, dimensions, hybrid)
+        return _open_pinecone(uri, collection, provider, common)
     except MissingDependencyError:
         raise
     except ImportError:
         raise ConfigurationError(
             f"{uri.kind} support is not installed: pip install 'jv3-integrations[{uri.kind}]'"
         ) from None
-    except RuntimeError as exc:
-        if "already accessed" in str(exc):
-            raise ConfigurationError(
-                f"the store {uri.display()} is open in another process (Qdrant local mode allows "
-                "one at a time); wait for it to finish"
-            ) from None
-        raise
 
 
 def _open_pinecone(
-    uri: StoreURI, collection: str, provider: EmbeddingProvider, dimensions: int, hybrid: bool
+    uri: StoreURI, collection: str, provider: EmbeddingProvider, common: dict[str, Any]
 ) -> Any:
     from ..pinecone import PineconeStore
 
@@ -323,28 +162,25 @@ def _open_pinecone(
             "pinecone: stores need PINECONE_API_KEY in the environment (and PINECONE_HOST for "
             "a non-default control-plane endpoint)"
         )
-    from pinecone import Pinecone
-
     host = os.environ.get("PINECONE_HOST") or os.environ.get("PINECONE_CONTROLLER_HOST")
-    client = Pinecone(api_key=key, host=host) if host else Pinecone(api_key=key)
     return PineconeStore(
         provider,
-        client=client,
+        api_key=key,
+        host=host or None,
         collection=uri.target,
         namespace=collection,
-        dimensions=dimensions,
-        hybrid=hybrid,
+        **common,
     )
 
 
 def close_store(store: Any) -> None:
-    """Close the store's client (releases Qdrant's folder lock / Milvus Lite's server)."""
+    """Close the store (releases Qdrant's folder lock / Milvus Lite's server)."""
+    if store is None:
+        return
     try:
-        close = getattr(store.client, "close", None)
-        if callable(close):
-            close()
+        store.close()
     except Exception:  # closing must never mask the real result
-        logger.debug("closing the store client failed", exc_info=True)
+        logger.debug("closing the store failed", exc_info=True)
 
 
 # -- index ------------------------------------------------------------------------------------
@@ -479,13 +315,7 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
 
 def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexReport:
     t0 = time.perf_counter()
-    path = uri.state_path()
-    try:
-        state = StateFile(path)
-    except ConfigurationError:
-        if not opts.rebuild:
-            raise
-        state = StateFile(path, fresh=True)  # unreadable: --rebuild starts over
+    state = _open_state(uri, rebuild=opts.rebuild)
     coll = state.collection(opts.collection)
     if opts.rebuild:
         coll.files.clear()
@@ -520,20 +350,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
     report.settings = settings.to_json()
     chunker = build_chunker(chunker_spec, provider)
 
-    store: Any = None
-    try:
-        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
-        store.create()  # checks the store's own dimension before anything is written
-    except Jv3Error:
-        raise
-    except Exception:
-        if not (opts.rebuild and uri.local and not uri.memory):
-            raise
-        if store is not None:
-            close_store(store)
-        _set_aside(uri.path, warn)  # --rebuild of a damaged local store: start a new one
-        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
-        store.create()
+    store = _open_for_index(opts, uri, provider, settings, warn)
     try:
         if any(e.ids for e in coll.files.values()) and int(store.count()) == 0:
             warn(
@@ -547,7 +364,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         if opts.engine is not None:  # e.g. Ray: embeds every file and updates their entries
             opts.engine.embed_files(
                 store,
-                to_embed,
+                drop_empty(store, to_embed, coll.files, report),
                 chunker=chunker,
                 spec=_absolute_local(spec),
                 dimensions=dims,
@@ -570,12 +387,7 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 _embed_batch(store, batch, chunker, late, provider, coll.files, report)
                 state.save()
                 bar.update(len(batch))
-        for key in gone:
-            entry = coll.files.pop(key)
-            if entry.ids:
-                store.delete(entry.ids)
-            report.chunks_deleted += len(entry.ids)
-            report.removed += 1
+        _remove(store, gone, coll.files, report)
         state.save()
         report.chunks_total = int(store.count())
     finally:
@@ -583,6 +395,52 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         close_store(store)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
+
+
+def _open_state(uri: StoreURI, *, rebuild: bool) -> StateFile:
+    """The store's index state; an unreadable one starts over only with ``--rebuild``."""
+    try:
+        return StateFile(uri.state_path())
+    except ConfigurationError:
+        if not rebuild:
+            raise
+        return StateFile(uri.state_path(), fresh=True)
+
+
+def _open_for_index(
+    opts: IndexOptions,
+    uri: StoreURI,
+    provider: EmbeddingProvider,
+    settings: IndexSettings,
+    warn: Warn,
+) -> Any:
+    """The store, created or verified (its dimension is checked before anything is written);
+    with ``--rebuild``, a damaged local store is set aside and a new one started."""
+    store: Any = None
+    try:
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+        store.create()
+        return store
+    except Jv3Error:
+        raise
+    except Exception:
+        if not (opts.rebuild and uri.local and not uri.memory):
+            raise
+        close_store(store)
+        _set_aside(uri.path, warn)
+        store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+        store.create()
+        return store
+
+
+def _remove(store: Any, gone: list[str], files: dict[str, FileEntry], report: IndexReport) -> None:
+    """Delete the chunks of files that disappeared from an indexed folder."""
+    for key in gone:
+        entry = files.pop(key)
+        if entry.ids:
+            store.delete(entry.ids)
+        report.chunks_deleted += len(entry.ids)
+        report.removed += 1
 
 
 def _classify(
@@ -634,6 +492,27 @@ def _classify(
     return to_embed, seen
 
 
+def drop_empty(
+    store: Any,
+    batch: list[tuple[str, str, str]],
+    files: dict[str, FileEntry],
+    report: IndexReport,
+) -> list[tuple[str, str, str]]:
+    """Empty files only lose their old chunks; returns the others (to embed)."""
+    docs: list[tuple[str, str, str]] = []
+    for key, text, digest in batch:
+        if text.strip():
+            docs.append((key, text, digest))
+            continue
+        old = files.get(key)
+        if old is not None and old.ids:
+            store.delete(old.ids)
+            report.chunks_deleted += len(old.ids)
+        files[key] = FileEntry(hash=digest, ids=[], tokens=0)
+        report.empty += 1
+    return docs
+
+
 def _embed_batch(
     store: Any,
     batch: list[tuple[str, str, str]],
@@ -643,29 +522,16 @@ def _embed_batch(
     files: dict[str, FileEntry],
     report: IndexReport,
 ) -> None:
-    docs: list[tuple[str, str, str]] = []
-    for key, text, digest in batch:
-        if not text.strip():
-            old = files.get(key)
-            if old is not None and old.ids:
-                store.delete(old.ids)
-                report.chunks_deleted += len(old.ids)
-            files[key] = FileEntry(hash=digest, ids=[], tokens=0)
-            report.empty += 1
-            continue
-        docs.append((key, text, digest))
+    docs = drop_empty(store, batch, files, report)
     if not docs:
         return
-    ids = store.add_documents(
+    per_doc = store.add_documents(
         [text for _, text, _ in docs],
         ids=[key for key, _, _ in docs],
         metadatas=[{"path": key, "hash": digest} for key, _, digest in docs],
         late_chunking=late,
         chunker=chunker,
     )
-    # add_documents returns the chunk ids document by document; split them per file by
-    # their doc_id order (each document's ids are consecutive).
-    per_doc = _split_ids(store, docs, ids, chunker)
     for (key, text, digest), new_ids in zip(docs, per_doc, strict=True):
         old = files.get(key)
         if old is not None:
@@ -688,126 +554,12 @@ def _embed_batch(
         report.chunks_embedded += len(new_ids)
 
 
-def _split_ids(
-    store: Any, docs: list[tuple[str, str, str]], ids: list[str], chunker: Any
-) -> list[list[str]]:
-    counts = [len([c for c in chunker.chunk(text) if c.text]) for _, text, _ in docs]
-    if sum(counts) != len(ids):
-        raise InputError(
-            f"the store returned {len(ids)} chunk ids for {sum(counts)} chunks; cannot track them"
-        )
-    out: list[list[str]] = []
-    pos = 0
-    for n in counts:
-        out.append(ids[pos : pos + n])
-        pos += n
-    return out
-
-
 def _display(key: str) -> str:
     """A path as the user should see it: relative to the current folder when inside it."""
     try:
         return os.path.relpath(key) if Path(key).is_relative_to(Path.cwd()) else key
     except ValueError:
         return key
-
-
-# -- search -----------------------------------------------------------------------------------
-
-
-@dataclass
-class SearchOptions:
-    """``jv3 search`` arguments (several queries are embedded in one call)."""
-
-    queries: Sequence[str]
-    store: str
-    collection: str = "jv3"
-    provider: str | None = None
-    k: int = 5
-    provider_instance: EmbeddingProvider | None = None
-    #: ``hybrid``, ``dense`` or ``keyword``; None: hybrid if the index was built with it.
-    mode: str | None = None
-
-
-def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
-    """Embed the queries (``retrieval.query``) with the index's settings and search the store.
-
-    Returns:
-        One ranked hit list per query.
-    """
-    if not opts.queries or any(not q.strip() for q in opts.queries):
-        raise InputError("the query is empty; give the words to search for")
-    if opts.k < 1:
-        raise InputError(f"--k must be a positive integer, got {opts.k}")
-    uri = parse_store_uri(opts.store)
-    state = StateFile(uri.state_path())
-    settings = (
-        state.collection(opts.collection).settings
-        if state.has_collection(opts.collection)
-        else None
-    )
-    if settings is None and uri.local and (uri.memory or not uri.path.exists()):
-        raise ConfigurationError(
-            f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
-            "`jv3 index PATH...` first (or pass the --store you indexed into)"
-        )
-    spec = opts.provider or (settings.provider if settings else None) or default_provider_spec()
-    provider = opts.provider_instance or make_provider(
-        spec, settings.dimensions if settings else None
-    )
-    if settings is not None and provider.model_name != settings.model:
-        raise ConfigurationError(
-            f"collection {opts.collection!r} in {uri.display()} was built with model "
-            f"{settings.model!r}; provider {redact_spec(spec)} gives {provider.model_name!r}. "
-            f"Use --provider {settings.provider}"
-        )
-    dims = settings.dimensions if settings else provider.dimensions
-    hybrid = settings.hybrid if settings else False
-    if opts.mode not in (None, "dense") and not hybrid:
-        raise ConfigurationError(
-            f"--mode {opts.mode} needs keyword vectors, but {uri.display()} [{opts.collection}] "
-            "was indexed without --hybrid; index with `jv3 index --hybrid` into a new "
-            "--collection, or search with --mode dense"
-        )
-    indexed = [e for e in state.collection(opts.collection).files.values() if e.ids]
-    with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
-        store = open_store(uri, opts.collection, provider, dims, hybrid)
-    try:
-        with _unreadable_store_is_said(uri, opts.collection, len(indexed)):
-            count = int(store.count())
-        if settings is None and count == 0:
-            raise ConfigurationError(
-                f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
-                "`jv3 index PATH...` first"
-            )
-        if indexed and count == 0:
-            raise ConfigurationError(
-                f"the index state lists {len(indexed)} indexed files for {uri.display()} "
-                f"[{opts.collection}] but the store holds no chunks (missing, emptied or "
-                "corrupt); rebuild it with `jv3 index --rebuild PATH...`"
-            )
-        raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
-    finally:
-        close_store(store)
-    return [[_hit(h) for h in row] for row in raw]
-
-
-@contextmanager
-def _unreadable_store_is_said(uri: StoreURI, collection: str, indexed: int) -> Iterator[None]:
-    """A local store that fails to open or count while the state lists files is damaged."""
-    try:
-        yield
-    except Jv3Error:
-        raise
-    except Exception as exc:
-        if not indexed or not uri.local or uri.memory:
-            raise
-        reason = " ".join(str(exc).split())[:200]
-        raise ConfigurationError(
-            f"the store {uri.display()} [{collection}] cannot be read though the index state "
-            f"lists {indexed} indexed files (corrupt? {type(exc).__name__}: {reason}); rebuild "
-            "it with `jv3 index --rebuild PATH...`"
-        ) from None
 
 
 def _set_aside(path: Path, warn: Warn) -> None:
@@ -817,20 +569,6 @@ def _set_aside(path: Path, warn: Warn) -> None:
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     path.rename(aside)
     warn(f"the store could not be opened; moved it to {aside} and building a new one")
-
-
-def _hit(h: Any) -> DisplayHit:
-    meta = dict(h.metadata)
-    path = str(meta.get("path") or meta.get("doc_id") or "")
-    start, end = meta.get("start"), meta.get("end")
-    return DisplayHit(
-        score=float(h.score),
-        file=_display(path) if path else "?",
-        text=h.text,
-        start=int(start) if isinstance(start, int) else None,
-        end=int(end) if isinstance(end, int) else None,
-        id=str(h.id),
-    )
 
 
 def stderr_warn(message: str) -> None:

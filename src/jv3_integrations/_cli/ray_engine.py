@@ -29,7 +29,8 @@ _BYTES_PER_PARTITION = 32 * 1024 * 1024
 
 @functools.lru_cache(maxsize=4)
 def _chunker(chunker_spec: str, spec: str, dimensions: int | None) -> Any:
-    from .indexer import build_chunker, make_provider
+    from .indexer import build_chunker
+    from .providers import make_provider
 
     return build_chunker(chunker_spec, make_provider(spec, dimensions))
 
@@ -83,7 +84,8 @@ class RayEngine:
         report: Any,
         show_progress: bool,
     ) -> None:
-        """Embed ``to_embed`` (``(key, text, digest)``) into ``store``; update ``files``."""
+        """Embed ``to_embed`` (``(key, text, digest)``, none empty) into ``store``; update
+        ``files``."""
         from ..core._errors import missing_extra
 
         try:
@@ -91,14 +93,10 @@ class RayEngine:
             import ray.data
         except ImportError as exc:
             raise missing_extra("ray", "ray[data]") from exc
-        from ..integrations._store import chunk_point_id
-        from ..integrations.ray import embed_dataset, write_store
-        from .indexer import _embed_batch
+        from ..ray import embed_dataset, write_store
+        from ..stores import chunk_point_id
 
-        # empty files only lose their old chunks: exactly what the local engine does with them
-        empty = [d for d in to_embed if not d[1].strip()]
-        _embed_batch(store, empty, chunker, late, provider, files, report)
-        docs = [d for d in to_embed if d[1].strip()]
+        docs = to_embed  # the indexer has dealt with empty files (they only lose old chunks)
         if not docs:
             return
         started = False

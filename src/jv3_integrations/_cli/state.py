@@ -30,9 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..core._errors import ConfigurationError
+from ..core._spec import ProviderSpec, redact_url
 
 __all__ = [
     "STATE_VERSION",
@@ -56,15 +56,12 @@ def chunk_id(path: str, digest: str, index: int) -> str:
 
 
 def redact_spec(spec: str) -> str:
-    """A provider spec safe to store: user names, passwords and query strings removed."""
-    text = spec.strip()
-    if text.startswith(("http://", "https://")):
-        parts = urlsplit(text)
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
-    return text
+    """A provider spec safe to store and show: user names, passwords and query strings removed
+    (:meth:`ProviderSpec.describe`, over the one URL redaction)."""
+    try:
+        return ProviderSpec.parse(spec).describe()
+    except ConfigurationError:
+        return redact_url(spec)
 
 
 @dataclass(frozen=True)

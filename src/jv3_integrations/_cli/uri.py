@@ -7,9 +7,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ..core import ConfigurationError
+from ..core._spec import redact_url
 
 __all__ = ["DEFAULT_STORE", "StoreURI", "default_store", "parse_store_uri"]
 
@@ -49,7 +49,7 @@ class StoreURI:
 
     def display(self) -> str:
         """The URI as the user should see it: no password, no query string."""
-        return f"{self.kind}:{_redact_url(self.target)}"
+        return f"{self.kind}:{redact_url(self.target)}"
 
     def state_path(self) -> Path | None:
         """Where this store's index state lives (``None``: in memory)."""
@@ -65,16 +65,6 @@ class StoreURI:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", display).strip("-")[:60]
         digest = hashlib.sha256(display.encode()).hexdigest()[:12]
         return Path(base) / f"{slug}-{digest}.json"
-
-
-def _redact_url(target: str) -> str:
-    if not target.startswith(("http://", "https://")):
-        return target
-    parts = urlsplit(target)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def default_store() -> str:

@@ -7,7 +7,14 @@ first use; adapters import their host library when their module is imported.
 from __future__ import annotations
 
 from ._api import JinaAPIProvider
-from ._chunkers import BoundaryChunker, Chunk, Chunker, SentenceChunker, TokenChunker
+from ._chunkers import (
+    BoundaryChunker,
+    CappedChunker,
+    Chunk,
+    Chunker,
+    SentenceChunker,
+    TokenChunker,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -44,6 +51,7 @@ from ._provider import (
     validate_texts,
 )
 from ._sparse import TermEncoder, TermVector
+from ._spec import ProviderSpec, redact_url
 from ._types import (
     JINA_EMBEDDINGS_V3,
     Embeddings,
@@ -58,6 +66,7 @@ from ._vecmath import (
     b64_encode_f32,
     binary_to_ubinary,
     l2_normalize,
+    matryoshka,
     quantize_binary,
     quantize_ubinary,
     truncate,
@@ -74,6 +83,7 @@ __all__ = [
     "BadRequestError",
     "BaseProvider",
     "BoundaryChunker",
+    "CappedChunker",
     "Chunk",
     "Chunker",
     "ConfigurationError",
@@ -92,6 +102,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
+    "ProviderSpec",
     "RateLimitError",
     "SentenceChunker",
     "ServerError",
@@ -111,8 +122,10 @@ __all__ = [
     "embed_chunks_many",
     "l2_normalize",
     "load_provider",
+    "matryoshka",
     "quantize_binary",
     "quantize_ubinary",
+    "redact_url",
     "resolve_task",
     "truncate",
     "unpack_bits",

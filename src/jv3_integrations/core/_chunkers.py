@@ -32,7 +32,17 @@ import numpy as np
 
 from ._errors import InputError, InputTypeError
 
-__all__ = ["BoundaryChunker", "Chunk", "Chunker", "SentenceChunker", "TokenChunker"]
+__all__ = [
+    "BoundaryChunker",
+    "CappedChunker",
+    "Chunk",
+    "Chunker",
+    "SentenceChunker",
+    "TokenChunker",
+]
+
+#: :class:`CappedChunker`'s default longest chunk, in characters.
+MAX_CHUNK_CHARS = 4000
 
 # Characters that carry no token: whitespace plus invisible format characters.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
@@ -379,3 +389,49 @@ class BoundaryChunker:
 
     def __repr__(self) -> str:
         return f"BoundaryChunker({list(self.boundaries)!r})"
+
+
+class CappedChunker:
+    """Another chunker's chunks, any longer than ``max_chars`` cut at whitespace (a run-on
+    "sentence", a log file).
+
+    Keeps every chunk within what stores hold (Milvus VARCHAR, Pinecone metadata) and what the
+    model reads in one pass; the pieces still tile the document.
+
+    Args:
+        inner: The chunker whose chunks are capped.
+        max_chars: The longest chunk (default 4,000 characters).
+
+    Example:
+        >>> chunker = CappedChunker(SentenceChunker(max_chars=1000), max_chars=500)
+        >>> [len(c.text) for c in chunker.chunk("x" * 1200)]
+        [500, 500, 200]
+    """
+
+    def __init__(self, inner: Chunker, max_chars: int = MAX_CHUNK_CHARS) -> None:
+        if not callable(getattr(inner, "chunk", None)):
+            raise InputTypeError("inner must be a chunker (a chunk(document) method)")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 2:
+            raise InputError(f"max_chars must be an int >= 2, got {max_chars!r}")
+        self.inner = inner
+        self.max_chars = max_chars
+
+    def chunk(self, document: str) -> list[Chunk]:
+        out: list[Chunk] = []
+        for c in self.inner.chunk(document):
+            if len(c.text) <= self.max_chars:
+                out.append(c)
+                continue
+            start = c.start
+            while start < c.end:
+                end = min(c.end, start + self.max_chars)
+                if end < c.end:
+                    space = document.rfind(" ", start + self.max_chars // 2, end)
+                    end = space + 1 if space != -1 else end
+                piece = Chunk(document[start:end], start, end)
+                if out and out[-1].end == start and not piece.text.strip():
+                    last = out.pop()  # a blank piece joins the one before it
+                    piece = Chunk(document[last.start : end], last.start, end)
+                out.append(piece)
+                start = end
+        return out

@@ -388,7 +388,7 @@ def _job_texts(plan: _Plan, job: _Job) -> list[str]:
     return plan.docs[job.doc].texts[job.window.lo : job.window.hi]
 
 
-def _store(plan: _Plan, job: _Job, emb: Embeddings) -> None:
+def _record_window(plan: _Plan, job: _Job, emb: Embeddings) -> None:
     w = job.window
     doc = plan.docs[job.doc]
     if len(emb) != w.hi - w.lo:  # pragma: no cover - providers check their own counts
@@ -541,12 +541,12 @@ def embed_chunks_many(
     if plan.concurrency == 1 or len(plan.jobs) < 2:
         for job in plan.jobs:
             for done, emb in run(job):
-                _store(plan, done, emb)
+                _record_window(plan, done, emb)
     else:
         with ThreadPoolExecutor(max_workers=min(plan.concurrency, len(plan.jobs))) as pool:
             for results in pool.map(run, plan.jobs):
                 for done, emb in results:
-                    _store(plan, done, emb)
+                    _record_window(plan, done, emb)
     return _results(plan)
 
 
@@ -643,7 +643,7 @@ async def aembed_chunks_many(
             for sub in _replan(plan, job, exc, level):
                 await run(sub, level + 1)
             return
-        _store(plan, job, emb)
+        _record_window(plan, job, emb)
 
     if plan.concurrency == 1 or len(plan.jobs) < 2:
         for job in plan.jobs:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._errors import ConfigurationError
-from ._provider import EmbeddingProvider
+from ._provider import BaseProvider, EmbeddingProvider
+from ._spec import ProviderSpec
 from ._types import JINA_EMBEDDINGS_V3
 
-__all__ = ["default_provider_spec", "load_provider"]
+__all__ = ["default_provider_spec", "is_provider", "load_provider"]
 
 
 def default_provider_spec() -> str:
@@ -20,6 +21,15 @@ def default_provider_spec() -> str:
     if os.environ.get("JINA_API_KEY"):
         return "api"
     return f"local:{JINA_EMBEDDINGS_V3.hub_id}"
+
+
+def is_provider(obj: object) -> TypeGuard[EmbeddingProvider]:
+    """Whether ``obj`` is an :class:`EmbeddingProvider`, without I/O.
+
+    Our providers are checked by class; on Python 3.11 a Protocol ``isinstance`` evaluates every
+    property, and a self-hosted provider's ``max_dimensions`` asks its server (GET /v1/models).
+    """
+    return isinstance(obj, (BaseProvider, EmbeddingProvider))  # in this order
 
 
 def load_provider(spec: str | EmbeddingProvider | None = None, **kwargs: Any) -> EmbeddingProvider:
@@ -44,30 +54,9 @@ def load_provider(spec: str | EmbeddingProvider | None = None, **kwargs: Any) ->
     if spec is None:
         spec = default_provider_spec()
     if not isinstance(spec, str):
-        if isinstance(spec, EmbeddingProvider):
+        if is_provider(spec):
             return spec
         raise ConfigurationError(
             f"provider must be a spec string or an EmbeddingProvider, not {type(spec).__name__}"
         )
-    text = spec.strip()
-    if text == "api":
-        from ._api import JinaAPIProvider
-
-        return JinaAPIProvider(**kwargs)
-    if text.startswith(("http://", "https://")):
-        from ._api import JinaAPIProvider
-
-        return JinaAPIProvider(base_url=text.rstrip("/"), **kwargs)
-    if text.startswith("local:"):
-        model = text[len("local:") :].strip()
-        if not model:
-            raise ConfigurationError(
-                "'local:' needs a model directory or Hub id, e.g. 'local:jinaai/jina-embeddings-v3'"
-            )
-        from ._local import LocalProvider
-
-        return LocalProvider(model, **kwargs)
-    raise ConfigurationError(
-        f"unknown provider spec {spec!r}; use 'api', 'local:<dir-or-hub-id>' or an "
-        "http(s):// URL of a Jina-compatible server"
-    )
+    return ProviderSpec.parse(spec).build(**kwargs)

@@ -23,6 +23,7 @@ from ._errors import (
     ModelLoadError,
     missing_extra,
 )
+from ._packing import pack_longest_first
 from ._progress import ProgressBar, progress, report_progress
 from ._provider import BaseProvider, EmbedRequest
 from ._types import (
@@ -96,27 +97,8 @@ def _to_host(pooled: torch.Tensor, cuda: bool) -> Callable[[], npt.NDArray[np.fl
     return wait
 
 
-def _pack(lengths: Sequence[int], budget: int, spread: float = 1.25) -> list[list[int]]:
-    """Group indices into batches, longest first.
-
-    A batch holds at most ``budget`` padded tokens (``count * longest``), and its shortest
-    text is at least ``longest / spread`` long, so attention (the only padded part) wastes
-    little. A text longer than ``budget`` gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        if current:
-            longest = lengths[current[0]]
-            full = (len(current) + 1) * longest > budget
-            if full or lengths[i] * spread < longest:
-                batches.append(current)
-                current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+#: The one packer by tokens (padded batches, longest first), under the name used below.
+_pack = pack_longest_first
 
 
 class LocalProvider(BaseProvider):

@@ -13,13 +13,15 @@ import contextlib
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._packing import pack_in_order
 
 __all__ = [
     "HostBatch",
@@ -87,25 +89,6 @@ def host_batch(indices: list[int], seqs: list[list[int]], pin: bool) -> HostBatc
     if pin:
         tensors = [t.pin_memory() for t in tensors]
     return HostBatch(indices, seqs, tensors[0], tensors[1], tensors[2], int(lengths.max(initial=0)))
-
-
-def pack_in_order(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Consecutive groups of at most ``budget`` real tokens (a longer text goes alone).
-
-    With attention on the packed tokens nothing is padded, so texts need no sorting.
-    """
-    batches: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for i, n in enumerate(lengths):
-        if current and used + n > budget:
-            batches.append(current)
-            current, used = [], 0
-        current.append(i)
-        used += n
-    if current:
-        batches.append(current)
-    return batches
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -17,6 +17,7 @@ __all__ = [
     "b64_encode_f32",
     "binary_to_ubinary",
     "l2_normalize",
+    "matryoshka",
     "quantize_binary",
     "quantize_ubinary",
     "truncate",
@@ -44,15 +45,24 @@ def l2_normalize(vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
     return tiny
 
 
-def truncate(
+def matryoshka(
     vectors: npt.ArrayLike, dimensions: int, *, normalize: bool = True
 ) -> npt.NDArray[np.float32]:
-    """Matryoshka truncation: keep the first ``dimensions`` components, then renormalize."""
+    """The Matryoshka cut to ``dimensions``: keep the first components, then renormalize.
+
+    ("dimensions" is the Matryoshka size everywhere in this package; "truncate" means clipping
+    text that is too long, as in Jina's API.)
+    """
     v = np.asarray(vectors, dtype=np.float32)
     if dimensions < 1 or dimensions > v.shape[-1]:
         raise ValueError(f"dimensions must be in 1..{v.shape[-1]}, got {dimensions}")
     out = v[..., :dimensions]
     return l2_normalize(out) if normalize else np.ascontiguousarray(out)
+
+
+#: Deprecated name of :func:`matryoshka` (kept so older imports work; "truncate" now means
+#: clipping text only).
+truncate = matryoshka
 
 
 def quantize_ubinary(vectors: npt.ArrayLike) -> npt.NDArray[np.uint8]:

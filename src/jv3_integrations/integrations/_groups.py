@@ -7,12 +7,11 @@ LlamaIndex's ``source_node``, a store's own document plans); these pure helpers 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-__all__ = ["pack_groups", "source_groups"]
+from ..core._packing import pack_groups
 
-T = TypeVar("T")
+__all__ = ["pack_groups", "source_groups"]  # pack_groups: the core packer, re-exported
 
 
 def source_groups(
@@ -39,24 +38,3 @@ def source_groups(
             members = sorted(members, key=lambda i: (positions[i], i))  # type: ignore[arg-type,return-value]
         result.append((source, members))
     return result
-
-
-def pack_groups(groups: Sequence[T], size: Callable[[T], int], batch_size: int) -> list[list[T]]:
-    """Whole groups packed into calls of about ``batch_size`` members (a group is never split).
-
-    A call is closed before a group that would take it past ``batch_size``; a group larger
-    than ``batch_size`` gets a call of its own.
-    """
-    packed: list[list[T]] = []
-    current: list[T] = []
-    used = 0
-    for group in groups:
-        n = size(group)
-        if current and used + n > batch_size:
-            packed.append(current)
-            current, used = [], 0
-        current.append(group)
-        used += n
-    if current:
-        packed.append(current)
-    return packed

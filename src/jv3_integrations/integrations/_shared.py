@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable
 
 from ..core._errors import ConfigurationError
-from ..core._load import load_provider
+from ..core._load import is_provider, load_provider
 from ..core._provider import EmbeddingProvider
+from ..core._spec import ProviderSpec
 from ..core._types import Task, TaskLike, resolve_task
 
 __all__ = [
@@ -47,16 +48,12 @@ def check_provider(provider: object) -> ProviderArg:
             a string nor an :class:`EmbeddingProvider`.
     """
     if isinstance(provider, str):
-        text = provider.strip()
-        if text == "api" or text.startswith(("http://", "https://")):
-            return text
-        if text.startswith("local:") and text[len("local:") :].strip():
-            return text
-        raise ConfigurationError(
-            f"unknown provider spec {provider!r}; use 'api', 'local:<dir-or-hub-id>', an "
-            "http(s):// URL of a Jina-compatible server, or an EmbeddingProvider instance"
-        )
-    if isinstance(provider, EmbeddingProvider):
+        try:
+            ProviderSpec.parse(provider)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc}, or an EmbeddingProvider instance") from None
+        return provider.strip()
+    if is_provider(provider):
         return provider
     raise ConfigurationError(
         f"provider must be a spec string or an EmbeddingProvider, not {type(provider).__name__}"
@@ -65,11 +62,11 @@ def check_provider(provider: object) -> ProviderArg:
 
 def is_local_spec(provider: ProviderArg) -> bool:
     """Whether ``provider`` is a ``local:`` spec string."""
-    return isinstance(provider, str) and provider.startswith("local:")
+    return isinstance(provider, str) and ProviderSpec.parse(provider).is_local
 
 
 def _cache_key(spec: str) -> str:
-    model = spec[len("local:") :].strip()
+    model = ProviderSpec.parse(spec).target
     # "local:./m" and "local:/abs/m" name the same directory: key on the absolute path.
     if os.path.isdir(model):
         model = os.path.abspath(model)

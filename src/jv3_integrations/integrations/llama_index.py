@@ -269,7 +269,7 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
             task=self.task,
             dimensions=self.dimensions,
         )
-        _store(nodes, groups, results)
+        _attach_vectors(nodes, groups, results)
         return nodes
 
     async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
@@ -283,11 +283,11 @@ class JinaV3LateChunkingEmbedder(_ProviderMixin, TransformComponent):
             task=self.task,
             dimensions=self.dimensions,
         )
-        _store(nodes, groups, results)
+        _attach_vectors(nodes, groups, results)
         return nodes
 
 
-def _store(
+def _attach_vectors(
     nodes: Sequence[BaseNode],
     groups: list[list[int]],
     results: Sequence[Sequence[EmbeddedChunk]],

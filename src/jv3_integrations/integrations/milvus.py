@@ -30,18 +30,25 @@ server), then use :class:`AsyncMilvusStore`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..core._errors import ConfigurationError, InputError, missing_extra
-from ..core._load import load_provider
-from ..core._provider import EmbeddingProvider, validate_dimensions
-from ..core._types import JINA_EMBEDDINGS_V3, Task, resolve_task
-from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, rescore, simple_filter
+from ..core._provider import EmbeddingProvider
+from ._store import (
+    TEXT_KEY,
+    AsyncStore,
+    Hit,
+    Record,
+    StoreCore,
+    StoreTraits,
+    SyncStore,
+    Vectors,
+    rescore,
+    simple_filter,
+)
 
 try:
     from pymilvus import (
@@ -56,7 +63,19 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra("milvus", "pymilvus") from exc
 
-__all__ = ["AsyncMilvusStore", "JinaV3EmbeddingFunction", "MilvusStore"]
+from .milvus_embedding import embedding_function_class
+
+__all__ = ["AsyncMilvusStore", "JinaV3EmbeddingFunction", "MilvusStore", "embedding_function_class"]
+
+if TYPE_CHECKING:
+    from .milvus_embedding import JinaV3EmbeddingFunction
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "JinaV3EmbeddingFunction":
+            return embedding_function_class()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 VECTOR = "vector"
 FULL = "full"
@@ -67,121 +86,6 @@ BM25_FUNCTION = "bm25"
 DEFAULT_ANALYZER: dict[str, Any] = {"tokenizer": "standard", "filter": ["lowercase"]}
 _MAX_TEXT_BYTES = 65535
 _ID_LENGTH = 64
-
-
-class _JinaV3EmbeddingFunction:
-    """jina-embeddings-v3 as a drop-in for pymilvus-model's ``JinaEmbeddingFunction``.
-
-    A subclass of pymilvus-model's ``BaseEmbeddingFunction`` when that package is installed
-    (see :func:`embedding_function_class`), with the same methods and options:
-    ``encode_documents`` (``retrieval.passage``), ``encode_queries`` (``retrieval.query``),
-    ``__call__`` (``task``), ``dim``. Unlike the peer, ``dim`` comes from configuration (no
-    billable call) and inputs are batched and retried.
-
-    Args:
-        provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec. The peer's first
-            argument, the model name ``"jina-embeddings-v3"``, also works and means ``"api"``.
-        api_key: Jina API key (default: ``$JINA_API_KEY``); only with a spec string.
-        task: Task of ``__call__`` (default ``retrieval.passage``, as the peer).
-        dimensions: Output size (default: the provider's).
-        late_chunking: Treat each call's texts as the chunks of one document (as the peer).
-
-    Raises:
-        ConfigurationError: ``api_key`` with a provider instance, bad ``dimensions``.
-        InputError: an unknown ``task`` (the message lists the valid ones).
-
-    Example:
-        >>> ef = JinaV3EmbeddingFunction("local:./tiny-v3", dimensions=64)  # doctest: +SKIP
-        >>> ef.dim  # doctest: +SKIP
-        64
-        >>> vectors = ef.encode_documents(["Berlin is the capital of Germany."])  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        api_key: str | None = None,
-        task: str = Task.RETRIEVAL_PASSAGE.value,
-        dimensions: int | None = None,
-        late_chunking: bool = False,
-    ) -> None:
-        if isinstance(provider, str) and provider.strip() == JINA_EMBEDDINGS_V3.name:
-            provider = "api"  # pymilvus-model's JinaEmbeddingFunction("jina-embeddings-v3")
-        if api_key is not None:
-            if provider is not None and not isinstance(provider, str):
-                raise ConfigurationError(
-                    "api_key goes with a provider spec ('api', 'http://...'); a provider "
-                    "instance carries its own key"
-                )
-            self.provider = load_provider(provider, api_key=api_key)
-        else:
-            self.provider = load_provider(provider)
-        self.task = resolve_task(task)
-        self.late_chunking = bool(late_chunking)
-        max_dims = self.provider.max_dimensions
-        self._dim = validate_dimensions(
-            self.provider.dimensions if dimensions is None else dimensions, max_dims
-        )
-
-    @property
-    def dim(self) -> int:
-        """Size of the vectors (from configuration; no network call)."""
-        return self._dim
-
-    def _encode(self, texts: Sequence[str], task: Task | None) -> list[npt.NDArray[np.float32]]:
-        emb = self.provider.embed(
-            texts, task=task, dimensions=self._dim, late_chunking=self.late_chunking
-        )
-        return list(emb.vectors)
-
-    def encode_documents(self, documents: Sequence[str]) -> list[npt.NDArray[np.float32]]:
-        """Embed passages for indexing (``retrieval.passage``): one float32 array per text."""
-        return self._encode(documents, Task.RETRIEVAL_PASSAGE)
-
-    def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
-        """Embed search queries (``retrieval.query``): one float32 array per text."""
-        return self._encode(queries, Task.RETRIEVAL_QUERY)
-
-    def __call__(self, texts: Sequence[str]) -> list[npt.NDArray[np.float32]]:
-        """Embed with the configured ``task`` (pymilvus.model convention)."""
-        return self._encode(texts, self.task)
-
-
-_ef_class: type[_JinaV3EmbeddingFunction] | None = None
-
-
-def embedding_function_class() -> type[_JinaV3EmbeddingFunction]:
-    """The class exported as ``JinaV3EmbeddingFunction``, built on first use.
-
-    With pymilvus-model installed it also derives from ``BaseEmbeddingFunction``. Importing
-    ``pymilvus.model`` imports torch, transformers and onnxruntime (about 20 s on a small
-    CPU), so it happens only when the name is first looked up, never for ``MilvusStore``
-    alone (``jv3 index`` / ``jv3 search``).
-    """
-    global _ef_class
-    if _ef_class is None:
-        try:
-            from pymilvus.model.base import BaseEmbeddingFunction
-        except ImportError:
-            _ef_class = _JinaV3EmbeddingFunction
-        else:
-            _ef_class = type(
-                "JinaV3EmbeddingFunction",
-                (_JinaV3EmbeddingFunction, BaseEmbeddingFunction),
-                {"__module__": __name__, "__doc__": _JinaV3EmbeddingFunction.__doc__},
-            )
-    return _ef_class
-
-
-if TYPE_CHECKING:
-    JinaV3EmbeddingFunction = _JinaV3EmbeddingFunction
-else:
-
-    def __getattr__(name: str) -> Any:
-        if name == "JinaV3EmbeddingFunction":
-            return embedding_function_class()
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _literal(value: Any) -> str:
@@ -196,15 +100,77 @@ def _key(key: str) -> str:
     return f"metadata[{json.dumps(key, ensure_ascii=False)}]"
 
 
-class _MilvusCommon:
-    """Schema, expressions and result parsing (no I/O)."""
+class _MilvusCommon(StoreCore):
+    """Options, schema, expressions and result parsing (no I/O)."""
 
+    #: The client class this store drives (``MilvusClient`` or ``AsyncMilvusClient``).
+    _client_type: type[Any]
+    _twin: str
     collection: str
-    dimensions: int
-    small_dimensions: int | None
     funnel_factor: int
     index_type: str
-    hybrid: bool
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: Any = None,
+        uri: str = "./jv3.db",
+        token: str | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        small_dimensions: int | None = None,
+        funnel_factor: int = 4,
+        index_type: str = "AUTOINDEX",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+        hybrid: bool = False,
+        analyzer_params: dict[str, Any] | None = None,
+        rrf_k: int = 60,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+            hybrid=hybrid,
+        )
+        self._init_milvus(collection, funnel_factor, index_type)
+        self._init_hybrid(analyzer_params, rrf_k)
+        if client is not None and not isinstance(client, self._client_type):
+            raise ConfigurationError(
+                f"client must be a {self._client_type.__name__}, not {type(client).__name__} "
+                f"(use {self._twin} for that client)"
+            )
+        if not isinstance(uri, str) or not uri.strip():
+            raise ConfigurationError("uri must be a non-empty str (a Milvus Lite file or a URL)")
+        if token is not None and (not isinstance(token, str) or "://" not in uri):
+            raise ConfigurationError("token goes with a server uri= (http://host:19530)")
+        self._client = client
+        self._owns_client = client is None
+        self.uri = uri
+        self._token = token  # given to the client only; never shown
+
+    @property
+    def traits(self) -> StoreTraits:
+        """A Milvus server is written by many processes; a Milvus Lite file by one."""
+        return StoreTraits(multi_process=not self._owns_client or "://" in self.uri)
+
+    def _open(self) -> Any:
+        """A new client for ``uri``, errors said in our words."""
+        if "://" in self.uri:
+            return self._client_type(self.uri, token=self._token or "")
+        Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._client_type(self.uri)
+        except Exception as exc:
+            if "Open local milvus failed" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"cannot open the Milvus Lite store {self.uri}: another process is using it "
+                "(wait for it to finish), or it is not a Milvus Lite database"
+            ) from None
 
     def _init_milvus(self, collection: str, funnel_factor: int, index_type: str) -> None:
         if not isinstance(collection, str) or not collection:
@@ -223,7 +189,7 @@ class _MilvusCommon:
             raise ConfigurationError("analyzer_params must be a dict (Milvus analyzer params)")
         if analyzer_params is not None and not self.hybrid:
             raise ConfigurationError("analyzer_params is used only with hybrid=True; set it too")
-        if self.hybrid and self.small_dimensions is not None:
+        if self.hybrid and self._small_arg is not None:
             raise ConfigurationError(
                 "MilvusStore cannot combine hybrid=True with small_dimensions (funnel search); "
                 "drop one of them (QdrantStore supports both together)"
@@ -265,12 +231,6 @@ class _MilvusCommon:
         if self.hybrid:
             params.add_index(SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         return params
-
-    if TYPE_CHECKING:  # provided by StoreCore
-
-        def store_facts(self) -> dict[str, str]: ...
-
-        def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _verify(self, description: dict[str, Any], indexes: dict[str, dict[str, Any]]) -> None:
         fields = {f["name"]: f for f in description.get("fields", [])}
@@ -470,11 +430,14 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
     Args:
         provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
-        client: Your ``MilvusClient`` (default: ``MilvusClient(uri)``).
+        client: Your ``MilvusClient`` (yours to close). Default: the store opens
+            ``MilvusClient(uri, token=token)`` on first use, and :meth:`close` closes it.
+        uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
+            created; one process at a time) or a server URI (``http://host:19530``, Zilliz
+            Cloud), as ``MilvusClient`` takes it.
+        token: With a server ``uri``: its token (``"user:password"`` or a Zilliz API key).
         collection: Collection name.
         dimensions: Vector size (default: the provider's).
-        uri: Used only when ``client`` is omitted: a Milvus Lite file (its parent folder is
-            created) or a server URI, opened on first use (the constructor does no I/O).
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
@@ -495,49 +458,21 @@ class MilvusStore(_MilvusCommon, SyncStore):
 
     default_batch_size = 256
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: MilvusClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        uri: str = "./jv3.db",
-        small_dimensions: int | None = None,
-        funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        analyzer_params: dict[str, Any] | None = None,
-        rrf_k: int = 60,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_milvus(collection, funnel_factor, index_type)
-        self._init_hybrid(analyzer_params, rrf_k)
-        if client is not None and not isinstance(client, MilvusClient):
-            raise ConfigurationError(
-                f"client must be a MilvusClient, not {type(client).__name__} "
-                "(use AsyncMilvusStore for an AsyncMilvusClient)"
-            )
-        self._client = client
-        self.uri = uri
+    _client_type = MilvusClient
+    _twin = "AsyncMilvusStore"
+    _client: MilvusClient | None
 
     @property
     def client(self) -> MilvusClient:
-        """The ``MilvusClient``; the default one (Milvus Lite starts) opens on first use."""
+        """The ``MilvusClient``; the store's own (Milvus Lite starts) opens on first use."""
         if self._client is None:
-            if "://" not in self.uri:
-                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            self._client = MilvusClient(self.uri)
+            self._client = self._open()
         return self._client
+
+    def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
     def create(self) -> None:
         """Create the collection, or verify fields, dimensions and COSINE metric of an existing one.
@@ -625,49 +560,21 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
 
     default_batch_size = 256
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: AsyncMilvusClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        uri: str = "./jv3.db",
-        small_dimensions: int | None = None,
-        funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        analyzer_params: dict[str, Any] | None = None,
-        rrf_k: int = 60,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_milvus(collection, funnel_factor, index_type)
-        self._init_hybrid(analyzer_params, rrf_k)
-        if client is not None and not isinstance(client, AsyncMilvusClient):
-            raise ConfigurationError(
-                f"client must be an AsyncMilvusClient, not {type(client).__name__} "
-                "(use MilvusStore for a MilvusClient)"
-            )
-        self._client = client
-        self.uri = uri
+    _client_type = AsyncMilvusClient
+    _twin = "MilvusStore"
+    _client: AsyncMilvusClient | None
 
     @property
     def client(self) -> AsyncMilvusClient:
-        """The ``AsyncMilvusClient``; the default one (``uri``) opens on first use."""
+        """The ``AsyncMilvusClient``; the store's own (``uri``) opens on first use."""
         if self._client is None:
-            if "://" not in self.uri:
-                Path(self.uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            self._client = AsyncMilvusClient(self.uri)
+            self._client = self._open()
         return self._client
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     async def create(self) -> None:
         """Async twin of :meth:`MilvusStore.create` (see the class note on Milvus Lite).

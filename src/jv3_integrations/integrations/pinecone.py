@@ -21,12 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core._errors import ConfigurationError, InputError, missing_extra
 from ..core._provider import EmbeddingProvider
 from ..core._sparse import TermEncoder, TermVector
-from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
+from ._store import (
+    TEXT_KEY,
+    AsyncStore,
+    Hit,
+    Record,
+    StoreCore,
+    SyncStore,
+    Vectors,
+    simple_filter,
+)
 
 try:
     from pinecone import AsyncIndex, AsyncPinecone, Index, Pinecone, ServerlessSpec
@@ -48,16 +57,69 @@ def _metadata_error(i: int, key: str, value: object) -> InputError:
     )
 
 
-class _PineconeCommon:
-    """Request building and response parsing (no I/O)."""
+class _PineconeCommon(StoreCore):
+    """Options, request building and response parsing (no I/O)."""
 
+    #: The control-plane client class (``Pinecone`` / ``AsyncPinecone``) and the index handle
+    #: class (``Index`` / ``AsyncIndex``) this store drives.
+    _client_types: tuple[type[Any], type[Any]]
+    _twin: str
     collection: str
     namespace: str
-    dimensions: int
-    small_dimensions: int | None
-    hybrid: bool
-    term_encoder: TermEncoder | None
     alpha: float
+    default_batch_size = 100
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: Any = None,
+        api_key: str | None = None,
+        host: str | None = None,
+        collection: str = "jv3",
+        namespace: str = "",
+        dimensions: int | None = None,
+        cloud: str = "aws",
+        region: str = "us-east-1",
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+        hybrid: bool = False,
+        alpha: float = 0.5,
+        term_encoder: TermEncoder | None = None,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+            hybrid=hybrid,
+        )
+        self._init_pinecone(collection, namespace, cloud, region)
+        self._init_alpha(alpha)
+        self._init_terms(term_encoder)
+        if client is not None and not isinstance(client, self._client_types):
+            names = " or ".join(f"pinecone.{t.__name__}" for t in self._client_types)
+            raise ConfigurationError(
+                f"client must be a {names}, not {type(client).__name__} "
+                f"(use {self._twin} for that client)"
+            )
+        if client is not None and (api_key is not None or host is not None):
+            raise ConfigurationError(
+                "api_key= and host= open the store's own client; give them or client=, not both"
+            )
+        for name, value in (("api_key", api_key), ("host", host)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigurationError(f"{name} must be a non-empty str")
+        self._client = client
+        self._owns_client = client is None
+        self._api_key = api_key  # given to the client only; never shown
+        self.host = host
+        self.index: Any = client if isinstance(client, self._client_types[1]) else None
+        self._owns_index = self.index is None
+
+    def _open(self) -> Any:
+        """The store's own control-plane client (``api_key`` default: ``$PINECONE_API_KEY``)."""
+        return self._client_types[0](api_key=self._api_key, host=self.host)
 
     def _init_pinecone(self, collection: str, namespace: str, cloud: str, region: str) -> None:
         if not isinstance(collection, str) or not collection:
@@ -82,12 +144,6 @@ class _PineconeCommon:
 
     def _spec(self) -> ServerlessSpec:
         return ServerlessSpec(cloud=self.cloud, region=self.region)
-
-    if TYPE_CHECKING:  # provided by StoreCore
-
-        def store_facts(self) -> dict[str, str]: ...
-
-        def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _verify(self, dimension: int | None, metric: str | None, tags: Any = None) -> None:
         if dimension != self.dimensions:
@@ -216,7 +272,10 @@ class PineconeStore(_PineconeCommon, SyncStore):
         provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec.
         client: Your ``Pinecone(...)`` client (the store creates or verifies the index, then
             talks to its host), or an ``Index`` handle (verified via its stats). Default:
-            ``Pinecone()`` (key from ``PINECONE_API_KEY``).
+            the store's own ``Pinecone(api_key=api_key, host=host)``, opened on first use and
+            closed by :meth:`close` (or ``with``).
+        api_key: The Pinecone key (default: ``$PINECONE_API_KEY``, as ``Pinecone()`` reads it).
+        host: A non-default control-plane endpoint (``Pinecone(host=...)``).
         collection: Index name.
         namespace: Namespace for every read and write ('' = default).
         dimensions: Vector size (default: the provider's).
@@ -236,42 +295,27 @@ class PineconeStore(_PineconeCommon, SyncStore):
         >>> store.search("capital of Germany", k=1, filter={"lang": "en"})  # doctest: +SKIP
     """
 
-    default_batch_size = 100
+    _client_types = (Pinecone, Index)
+    _twin = "AsyncPineconeStore"
+    index: Index | None
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: Pinecone | Index | None = None,
-        collection: str = "jv3",
-        namespace: str = "",
-        dimensions: int | None = None,
-        cloud: str = "aws",
-        region: str = "us-east-1",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        alpha: float = 0.5,
-        term_encoder: TermEncoder | None = None,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_pinecone(collection, namespace, cloud, region)
-        self._init_alpha(alpha)
-        self._init_terms(term_encoder)
-        if client is None:
-            client = Pinecone()
-        if not isinstance(client, (Pinecone, Index)):
-            raise ConfigurationError(
-                f"client must be a pinecone.Pinecone or pinecone.Index, not {type(client).__name__}"
-            )
-        self.client = client
-        self.index: Index | None = client if isinstance(client, Index) else None
+    @property
+    def client(self) -> Pinecone | Index:
+        """Your client, or the store's own ``Pinecone`` (opened on first use)."""
+        if self._client is None:
+            self._client = self._open()
+        client: Pinecone | Index = self._client
+        return client
+
+    def _close_client(self) -> None:
+        index, client = self.index, self._client
+        if self._owns_index:
+            self.index = None
+        if self._owns_index and index is not None:
+            index.close()
+        if self._owns_client and client is not None:
+            self._client = None
+            client.close()
 
     def create(self) -> None:
         """Create the serverless index (cosine), or verify an existing one's dimension/metric.
@@ -361,45 +405,32 @@ class PineconeStore(_PineconeCommon, SyncStore):
 class AsyncPineconeStore(_PineconeCommon, AsyncStore):
     """:class:`PineconeStore` for asyncio, over ``AsyncPinecone`` or an ``AsyncIndex``.
 
-    ``search_many`` runs its per-vector queries concurrently. Close the client yourself
-    (``await client.close()``); the store does not own it.
+    ``search_many`` runs its per-vector queries concurrently. A client you pass is yours to
+    close; the store's own (``api_key=``) and the index handle it opens close with
+    ``await store.aclose()`` or ``async with store:``.
     """
 
-    default_batch_size = 100
+    _client_types = (AsyncPinecone, AsyncIndex)
+    _twin = "PineconeStore"
+    index: AsyncIndex | None
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: AsyncPinecone | AsyncIndex,
-        collection: str = "jv3",
-        namespace: str = "",
-        dimensions: int | None = None,
-        cloud: str = "aws",
-        region: str = "us-east-1",
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        alpha: float = 0.5,
-        term_encoder: TermEncoder | None = None,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_pinecone(collection, namespace, cloud, region)
-        self._init_alpha(alpha)
-        self._init_terms(term_encoder)
-        if not isinstance(client, (AsyncPinecone, AsyncIndex)):
-            raise ConfigurationError(
-                "client must be a pinecone.AsyncPinecone or pinecone.AsyncIndex, not "
-                f"{type(client).__name__}"
-            )
-        self.client = client
-        self.index: AsyncIndex | None = client if isinstance(client, AsyncIndex) else None
+    @property
+    def client(self) -> AsyncPinecone | AsyncIndex:
+        """Your client, or the store's own ``AsyncPinecone`` (opened on first use)."""
+        if self._client is None:
+            self._client = self._open()
+        client: AsyncPinecone | AsyncIndex = self._client
+        return client
+
+    async def _close_client(self) -> None:
+        index, client = self.index, self._client
+        if self._owns_index:
+            self.index = None
+        if self._owns_index and index is not None:
+            await index.close()
+        if self._owns_client and client is not None:
+            self._client = None
+            await client.close()
 
     async def create(self) -> None:
         """Async twin of :meth:`PineconeStore.create`."""
@@ -485,11 +516,6 @@ class AsyncPineconeStore(_PineconeCommon, AsyncStore):
         """Async twin of :meth:`PineconeStore.stats`."""
         await self.create()
         return _stats(await self._idx().describe_index_stats())
-
-    async def aclose(self) -> None:
-        """Close the index handle this store opened (not a client you passed in)."""
-        if self.index is not None and self.index is not self.client:
-            await self.index.close()
 
 
 def _stats(s: Any) -> dict[str, Any]:

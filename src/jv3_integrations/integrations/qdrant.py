@@ -22,12 +22,23 @@ the same collection on a Qdrant server (``url=``) or in Qdrant Edge runs them fo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from ..core._errors import ConfigurationError, missing_extra
 from ..core._provider import EmbeddingProvider
 from ..core._sparse import TermEncoder, TermVector
-from ._store import TEXT_KEY, AsyncStore, Hit, Record, SyncStore, Vectors, simple_filter
+from ._store import (
+    TEXT_KEY,
+    AsyncStore,
+    Hit,
+    Record,
+    StoreCore,
+    StoreTraits,
+    SyncStore,
+    Vectors,
+    simple_filter,
+)
 
 try:
     from qdrant_client import AsyncQdrantClient, QdrantClient, models
@@ -42,18 +53,98 @@ SMALL = "small"
 SPARSE = "bm25"
 
 
-class _QdrantCommon:
-    """Collection layout, request building and response parsing (no I/O)."""
+class _QdrantCommon(StoreCore):
+    """Options, collection layout, request building and response parsing (no I/O)."""
 
-    collection: str
-    dimensions: int
-    small_dimensions: int | None
-    binary_quantization: bool
-    oversampling: float
-    prefetch_factor: int
-    exact: bool
-    hybrid: bool
-    term_encoder: TermEncoder | None
+    #: The client class this store drives (``QdrantClient`` or ``AsyncQdrantClient``).
+    _client_type: type[Any]
+    _twin: str
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider | str | None = None,
+        *,
+        client: Any = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | None = None,
+        collection: str = "jv3",
+        dimensions: int | None = None,
+        small_dimensions: int | None = None,
+        prefetch_factor: int = 4,
+        binary_quantization: bool = False,
+        oversampling: float = 2.0,
+        exact: bool = False,
+        batch_size: int | None = None,
+        progress_bar: bool = False,
+        hybrid: bool = False,
+        term_encoder: TermEncoder | None = None,
+    ) -> None:
+        super().__init__(
+            provider=provider,
+            dimensions=dimensions,
+            small_dimensions=small_dimensions,
+            batch_size=batch_size,
+            progress_bar=progress_bar,
+            hybrid=hybrid,
+        )
+        self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
+        self._init_terms(term_encoder)
+        if client is not None and not isinstance(client, self._client_type):
+            raise ConfigurationError(
+                f"client must be a {self._client_type.__name__}, not {type(client).__name__} "
+                f"(use {self._twin} for that client)"
+            )
+        given = [n for n, v in (("client", client), ("url", url), ("path", path)) if v]
+        if len(given) > 1:
+            raise ConfigurationError(
+                f"give one of client=, url= and path=, not {' and '.join(given)}"
+            )
+        if api_key is not None and url is None:
+            raise ConfigurationError("api_key goes with url= (a Qdrant server or Qdrant Cloud)")
+        for name, value in (("url", url), ("path", path), ("api_key", api_key)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigurationError(f"{name} must be a non-empty str")
+        self._client = client
+        self._owns_client = client is None
+        self.url = url
+        self.path = path
+        self._api_key = api_key  # given to the client only; never shown
+
+    @property
+    def traits(self) -> StoreTraits:
+        """A Qdrant server is written by many processes; a local folder or ``:memory:`` by one."""
+        if self._client is not None and not self._owns_client:
+            opts = getattr(self._client, "init_options", {}) or {}
+            memory = opts.get("location") == ":memory:"
+            return StoreTraits(
+                multi_process=not (opts.get("path") or memory), persistent=not memory
+            )
+        if self.url:
+            return StoreTraits(multi_process=True)
+        return StoreTraits(multi_process=False, persistent=bool(self.path))
+
+    def _open(self) -> Any:
+        """A new client for ``url`` / ``path`` / ``:memory:``, errors said in our words."""
+        if self.url:
+            return self._client_type(url=self.url, api_key=self._api_key)
+        if not self.path:
+            return self._client_type(":memory:")
+        folder = Path(self.path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ConfigurationError(
+                f"{self.path} is a file, but Qdrant local mode keeps its index in a folder: "
+                "give a folder path, or use Milvus Lite for a one-file index"
+            )
+        try:
+            return self._client_type(path=str(folder))
+        except RuntimeError as exc:
+            if "already accessed" not in str(exc):
+                raise
+            raise ConfigurationError(
+                f"the Qdrant folder {self.path} is open in another process (local mode allows "
+                "one at a time); wait for it to finish, or use a Qdrant server (url=)"
+            ) from None
 
     def _init_qdrant(
         self,
@@ -101,12 +192,6 @@ class _QdrantCommon:
                 binary=models.BinaryQuantizationConfig(always_ram=True)
             )
         return config
-
-    if TYPE_CHECKING:  # provided by StoreCore
-
-        def store_facts(self) -> dict[str, str]: ...
-
-        def _check_facts(self, found: Any, where: str) -> None: ...
 
     def _extra_facts(self) -> dict[str, str]:
         return {"jv3_quantization": "binary" if self.binary_quantization else "none"}
@@ -331,11 +416,14 @@ class QdrantStore(_QdrantCommon, SyncStore):
     Args:
         provider: An :class:`EmbeddingProvider` or a ``load_provider`` spec
             (default: ``load_provider()``).
-        client: Your ``QdrantClient`` (default: ``QdrantClient(path=path)`` if ``path`` is
-            given, else ``QdrantClient(":memory:")``).
+        client: Your ``QdrantClient`` (yours to close). Default: the store opens its own on
+            first use from ``url`` (a server), else ``path`` (local mode), else ``:memory:``,
+            and :meth:`close` (or ``with``) closes it.
+        url: A Qdrant server or Qdrant Cloud, as ``QdrantClient(url=...)`` takes it.
+        api_key: With ``url``: the server's key (e.g. ``os.environ["QDRANT_API_KEY"]``).
+        path: A local-mode folder (one process at a time).
         collection: Collection name.
         dimensions: Vector size (default: the provider's ``dimensions``).
-        path: Local-mode folder, used only when ``client`` is omitted.
         small_dimensions: Enable Matryoshka two-stage search with a ``small`` vector of this
             size next to ``full`` (e.g. 256).
         prefetch_factor: Two-stage mode: candidates prefetched per hit (``k * factor``).
@@ -358,48 +446,21 @@ class QdrantStore(_QdrantCommon, SyncStore):
         'Berlin is the capital of Germany.'
     """
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: QdrantClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        path: str | None = None,
-        small_dimensions: int | None = None,
-        prefetch_factor: int = 4,
-        binary_quantization: bool = False,
-        oversampling: float = 2.0,
-        exact: bool = False,
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        term_encoder: TermEncoder | None = None,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
-        self._init_terms(term_encoder)
-        if client is not None and not isinstance(client, QdrantClient):
-            raise ConfigurationError(
-                f"client must be a QdrantClient, not {type(client).__name__} "
-                "(use AsyncQdrantStore for an AsyncQdrantClient)"
-            )
-        self._client = client
-        self.path = path
+    _client_type = QdrantClient
+    _twin = "AsyncQdrantStore"
+    _client: QdrantClient | None
 
     @property
     def client(self) -> QdrantClient:
-        """The ``QdrantClient``; the default one opens on first use (no I/O in the constructor)."""
+        """The ``QdrantClient``; the store's own opens on first use (no I/O in the constructor)."""
         if self._client is None:
-            self._client = QdrantClient(path=self.path) if self.path else QdrantClient(":memory:")
+            self._client = self._open()
         return self._client
+
+    def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
     def create(self) -> None:
         """Create the collection, or verify dimension and cosine metric of an existing one.
@@ -457,50 +518,21 @@ class AsyncQdrantStore(_QdrantCommon, AsyncStore):
         >>> await store.add_texts(["Berlin is the capital of Germany."])  # doctest: +SKIP
     """
 
-    def __init__(
-        self,
-        provider: EmbeddingProvider | str | None = None,
-        *,
-        client: AsyncQdrantClient | None = None,
-        collection: str = "jv3",
-        dimensions: int | None = None,
-        path: str | None = None,
-        small_dimensions: int | None = None,
-        prefetch_factor: int = 4,
-        binary_quantization: bool = False,
-        oversampling: float = 2.0,
-        exact: bool = False,
-        batch_size: int | None = None,
-        progress_bar: bool = False,
-        hybrid: bool = False,
-        term_encoder: TermEncoder | None = None,
-    ) -> None:
-        super().__init__(
-            provider=provider,
-            dimensions=dimensions,
-            small_dimensions=small_dimensions,
-            batch_size=batch_size,
-            progress_bar=progress_bar,
-            hybrid=hybrid,
-        )
-        self._init_qdrant(collection, binary_quantization, oversampling, prefetch_factor, exact)
-        self._init_terms(term_encoder)
-        if client is not None and not isinstance(client, AsyncQdrantClient):
-            raise ConfigurationError(
-                f"client must be an AsyncQdrantClient, not {type(client).__name__} "
-                "(use QdrantStore for a QdrantClient)"
-            )
-        self._client = client
-        self.path = path
+    _client_type = AsyncQdrantClient
+    _twin = "QdrantStore"
+    _client: AsyncQdrantClient | None
 
     @property
     def client(self) -> AsyncQdrantClient:
-        """The ``AsyncQdrantClient``; the default one opens on first use."""
+        """The ``AsyncQdrantClient``; the store's own opens on first use."""
         if self._client is None:
-            self._client = (
-                AsyncQdrantClient(path=self.path) if self.path else AsyncQdrantClient(":memory:")
-            )
+            self._client = self._open()
         return self._client
+
+    async def _close_client(self) -> None:
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     async def create(self) -> None:
         """Async twin of :meth:`QdrantStore.create`."""

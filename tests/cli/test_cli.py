@@ -261,7 +261,9 @@ def test_no_key_and_no_cached_model_is_one_line(
 ) -> None:
     code, _, err = _run(capsys, "embed", "hello")
     line = _one_line_error(code, err)
-    assert "JINA_API_KEY" in line and "--provider local:" in line
+    # one sentence, then the one command that fixes it, and the API as the other way (issue 27)
+    assert "not downloaded" in line and "Fix: hf download jinaai/jina-embeddings-v3" in line
+    assert "JINA_API_KEY" in line and len(line) < 400
 
 
 def test_dimension_mismatch_is_one_line(

@@ -21,7 +21,7 @@ from jv3_integrations.cli import main
 from jv3_integrations.core import ConfigurationError, Embeddings, EmbedRequest
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import _one_line_error, _run
+from tests.cli.test_cli import _one_line_error, _run
 
 pytestmark = pytest.mark.slow
 

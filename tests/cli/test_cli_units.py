@@ -207,7 +207,7 @@ def test_demo_corpus_is_multilingual_and_consistent() -> None:
 def test_demo_corpus_ships_in_the_wheel() -> None:
     import tomllib
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
     packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     data = root / "src" / "jv3_integrations" / "data" / "demo_corpus.json"
