@@ -30,6 +30,7 @@ server), then use :class:`AsyncMilvusStore`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra("milvus", "pymilvus") from exc
 
 __all__ = ["AsyncMilvusStore", "JinaV3EmbeddingFunction", "MilvusStore"]
+
+logger = logging.getLogger(__name__)
 
 VECTOR = "vector"
 FULL = "full"
@@ -295,6 +298,18 @@ class _MilvusCommon:
                     "another collection"
                 )
             metric = str(indexes.get(name, {}).get("metric_type", "")).upper()
+            built = str(indexes.get(name, {}).get("index_type", "")).upper()
+            if built and built != self.index_type.upper():
+                logger.warning(
+                    "field %r of Milvus collection %r is indexed with %s, not %s as configured%s",
+                    name,
+                    self.collection,
+                    built,
+                    self.index_type,
+                    ": its search is approximate; rebuild it (jv3 index --rebuild) for exact search"
+                    if self.index_type.upper() == "FLAT"
+                    else "",
+                )
             if metric != "COSINE":
                 raise ConfigurationError(
                     f"field {name!r} of Milvus collection {self.collection!r} is indexed with "
@@ -478,6 +493,10 @@ class MilvusStore(_MilvusCommon, SyncStore):
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
+            Default ``"FLAT"``: exact search (brute force), right for the sizes a Milvus Lite
+            file holds. ``"AUTOINDEX"`` or ``"HNSW"`` are approximate (Milvus Lite builds an
+            HNSW graph with faiss-cpu) and miss some true top hits; use them only on a large
+            collection on a Milvus server, where exact search costs too much.
         hybrid: Add Milvus' BM25 function on ``text`` and search with ``mode="hybrid"``
             (default) or ``"keyword"``; see the module docstring.
         analyzer_params: Hybrid: the Milvus analyzer of ``text`` (default
@@ -505,7 +524,7 @@ class MilvusStore(_MilvusCommon, SyncStore):
         uri: str = "./jv3.db",
         small_dimensions: int | None = None,
         funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
+        index_type: str = "FLAT",
         batch_size: int | None = None,
         progress_bar: bool = False,
         hybrid: bool = False,
@@ -635,7 +654,7 @@ class AsyncMilvusStore(_MilvusCommon, AsyncStore):
         uri: str = "./jv3.db",
         small_dimensions: int | None = None,
         funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
+        index_type: str = "FLAT",
         batch_size: int | None = None,
         progress_bar: bool = False,
         hybrid: bool = False,
