@@ -24,6 +24,7 @@ from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
 from ..core._load import load_provider
 from ..core._progress import progress, report_to
 from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
+from ..core._query import validate_queries
 from ..core._sparse import TermEncoder
 from ..core._types import Task
 from ..core._validate import check_int
@@ -539,7 +540,7 @@ class SyncStore(StoreCore, abc.ABC):
 
         Keyword mode makes no embedding call; hybrid mode makes one, like dense mode.
         """
-        items = validate_texts(queries)
+        items = validate_queries(queries)
         k = self._check_k(k)
         resolved = self._resolve_mode(mode)
         if not items:
@@ -700,7 +701,7 @@ class AsyncStore(StoreCore, abc.ABC):
         mode: str | None = None,
     ) -> list[list[Hit]]:
         """Async twin of :meth:`SyncStore.search_many`."""
-        items = validate_texts(queries)
+        items = validate_queries(queries)
         k = self._check_k(k)
         resolved = self._resolve_mode(mode)
         if not items:
