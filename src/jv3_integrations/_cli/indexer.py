@@ -42,6 +42,7 @@ from .files import (
     UnreadableFileError,
     discover,
     is_under,
+    nothing_to_index,
     read_document,
 )
 from .output import DisplayHit
@@ -497,6 +498,11 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
     if found.missing:
         raise ConfigurationError(f"no such file or folder: {', '.join(found.missing)}")
     report.ignored = dict(found.ignored)
+    if not found.files:  # say so; with nothing indexed before, create no empty store either
+        report.warnings.append(nothing_to_index(opts.paths, found))
+        warn(report.warnings[-1])
+        if not coll.files:
+            return report
 
     spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
     provider = opts.provider_instance or make_provider(spec, dims)
