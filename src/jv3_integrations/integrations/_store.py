@@ -497,7 +497,8 @@ class SyncStore(StoreCore, abc.ABC):
                     vectors = self.provider.embed_documents(
                         [r.text for r in records], **self._embed_kwargs()
                     ).vectors
-                self._upsert(records, *self._split(vectors))
+                for a in range(0, len(records), size):  # a long document: `size` per upsert
+                    self._upsert(records[a : a + size], *self._split(vectors[a : a + size]))
                 self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
@@ -678,7 +679,8 @@ class AsyncStore(StoreCore, abc.ABC):
                             [r.text for r in records], **self._embed_kwargs()
                         )
                     ).vectors
-                await self._upsert(records, *self._split(vectors))
+                for a in range(0, len(records), size):  # a long document: `size` per upsert
+                    await self._upsert(records[a : a + size], *self._split(vectors[a : a + size]))
                 await self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
