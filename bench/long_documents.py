@@ -8,6 +8,10 @@ the conformance model (``tests/data/tiny-v3``):
 - ``jv3 index`` of a folder holding one file of each length (Qdrant local store);
 - the proof: ``jv3 index`` of one 10 MB file against the same text split into 100 files.
 
+Peak RSS is also sampled over time (``/proc``, every 50 ms) and reported for the first 90 %
+and the last 10 % of each run's wall time (``peak_rss_mb_first_90pct`` / ``_last_10pct``), so
+a spike at the end of a run (issue 26: writing a long file's chunks at once) shows as such.
+
 The limits reported next to each figure (measured in the same run): the largest document's
 peak within 300 MB of the smallest one's, its tokens/s within 20 % of the smallest one's;
 ``jv3 index`` of the 10 MB file under 1.5 GB and within 1.3x the wall time of 100 files.
@@ -27,6 +31,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -65,16 +70,49 @@ def _text(tokens: int, seed: int = 0) -> str:
     return " ".join(rng.choice(SENTENCES) for _ in range(tokens // 9 + 1)) + "\n"
 
 
+#: Peak RSS of the last run by part of its wall time (``_measured`` fills it).
+LAST_PHASES: dict[str, int | None] = {}
+
+
+def _sample_rss(pid: int, t0: float, samples: list[tuple[float, float]], done: Any) -> None:
+    """VmRSS of ``pid`` every 50 ms until ``done`` is set (Linux ``/proc``; else nothing)."""
+    while not done.is_set():
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        samples.append((time.perf_counter() - t0, int(line.split()[1]) / 1024))
+        except OSError:
+            return
+        done.wait(0.05)
+
+
 def _measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run ``cmd`` in its own child and read that child's peak RSS with ``wait4``."""
+    """Run ``cmd`` in its own child and read that child's peak RSS with ``wait4``.
+
+    Also samples its RSS over time into :data:`LAST_PHASES` (first 90 % / last 10 % of the
+    wall time).
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     assert proc.stdout is not None and proc.stderr is not None
+    samples: list[tuple[float, float]] = []
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(proc.pid, t0, samples, done))
+    sampler.start()
     out = proc.stdout.read()
     err = proc.stderr.read()
+    done.set()
+    sampler.join()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
+    cut = 0.9 * wall
+    first = [r for t, r in samples if t <= cut]
+    last = [r for t, r in samples if t > cut]
+    LAST_PHASES.clear()
+    LAST_PHASES["peak_rss_mb_first_90pct"] = round(max(first)) if first else None
+    LAST_PHASES["peak_rss_mb_last_10pct"] = round(max(last)) if last else None
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed: {err[-2000:]}")
     return wall, usage.ru_maxrss / 1024, out
@@ -144,6 +182,7 @@ def main() -> None:
                     {
                         "tokens": tokens,
                         "peak_rss_mb": round(peak),
+                        **LAST_PHASES,
                         "seconds": round(wall, 2),
                         "tokens_per_s": round(tokens / wall),
                         "chunks": report["chunks_embedded"],
@@ -174,12 +213,14 @@ def main() -> None:
                 b = text.rfind(". ", 0, (i + 1) * step) + 2 if i < 99 else len(text)
                 (many / f"part{i:03d}.txt").write_text(text[a:b], encoding="utf-8")
             w1, p1, r1 = _index(one, root / "q_one", env)
+            phases1 = dict(LAST_PHASES)
             w2, p2, _ = _index(many, root / "q_many", env)
+            phases2 = dict(LAST_PHASES)
             result["proof_10mb"] = {
                 "mb": round(len(text.encode()) / 1e6, 2),
                 "tokens": r1["tokens"],
-                "one_file": {"seconds": round(w1, 2), "peak_rss_mb": round(p1)},
-                "hundred_files": {"seconds": round(w2, 2), "peak_rss_mb": round(p2)},
+                "one_file": {"seconds": round(w1, 2), "peak_rss_mb": round(p1), **phases1},
+                "hundred_files": {"seconds": round(w2, 2), "peak_rss_mb": round(p2), **phases2},
                 "wall_ratio": round(w1 / w2, 3),
                 "wall_ratio_limit": 1.3,
                 "peak_limit_mb": 1536,

@@ -61,7 +61,7 @@ def test_index_search_reindex_delete(tmp_path: Path, conformance_dir: Path) -> N
     (docs / "zugspitze.txt").write_text(GERMAN, encoding="utf-8")
     (docs / "tides.md").write_text(ENGLISH, encoding="utf-8")
     (docs / "sub" / "paella.html").write_text(HTML, encoding="utf-8")
-    (docs / "broken.txt").write_bytes(b"caf\xe9 au lait \xff\xfe\xfd")  # latin-1, not UTF-8
+    (docs / "broken.txt").write_bytes(bytes(range(128, 256)) * 40)  # no text encoding
     (docs / "notes.csv").write_text("a,b\n", encoding="utf-8")  # unsupported: ignored
     (docs / ".hidden").mkdir()
     (docs / ".hidden" / "secret.txt").write_text("never indexed", encoding="utf-8")

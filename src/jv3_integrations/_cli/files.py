@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
 __all__ = [
+    "SPHINX_SOURCES",
     "SUPPORTED_SUFFIXES",
     "Discovery",
     "PdfSupportMissingError",
     "UnreadableFileError",
     "content_hash",
     "discover",
+    "nothing_to_index",
     "extract_html_text",
     "read_document",
 ]
@@ -27,6 +31,11 @@ TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 PDF_SUFFIXES = frozenset({".pdf"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+
+#: Sphinx copies each page's source into ``_sources/`` of its HTML output (``io.rst.txt``
+#: next to ``io.html``): a folder walk passes over such a folder (it is indexed when named).
+SPHINX_SOURCES = "_sources"
+_SPHINX_REASON = "Sphinx _sources folder"
 
 # Bumped when extraction changes, so re-indexing re-reads every file once.
 EXTRACTOR_VERSION = "1"
@@ -63,7 +72,8 @@ def discover(paths: Sequence[str | os.PathLike[str]], *, include_hidden: bool = 
 
     Hidden files and folders (``.git``, ``.venv`` ...) are skipped inside folders unless
     ``include_hidden``; a file named explicitly is taken even if hidden, as long as its suffix
-    is supported. Every skip is counted by reason in :attr:`Discovery.ignored`.
+    is supported. Sphinx's ``_sources`` copies inside a folder are skipped too (the page is
+    indexed from its HTML). Every skip is counted by reason in :attr:`Discovery.ignored`.
     """
     found: dict[Path, None] = {}
     roots: list[Path] = []
@@ -91,6 +101,9 @@ def discover(paths: Sequence[str | os.PathLike[str]], *, include_hidden: bool = 
             if not include_hidden:
                 skip("hidden folder", sum(1 for d in dirnames if _hidden(d)))
                 dirnames[:] = [d for d in dirnames if not _hidden(d)]
+            if SPHINX_SOURCES in dirnames:
+                skip(_SPHINX_REASON)
+                dirnames.remove(SPHINX_SOURCES)
             dirnames.sort()
             for name in sorted(filenames):
                 if _hidden(name) and not include_hidden:
@@ -100,6 +113,18 @@ def discover(paths: Sequence[str | os.PathLike[str]], *, include_hidden: bool = 
                 else:
                     skip("unsupported type")
     return Discovery(files=sorted(found), roots=roots, missing=missing, ignored=ignored)
+
+
+def nothing_to_index(paths: Sequence[str | os.PathLike[str]], found: Discovery) -> str:
+    """The warning for a walk that found no document: where, what it passed over, what counts."""
+    where = ", ".join(str(p) for p in paths) or "(no path)"
+    passed = ", ".join(f"{n} {why}" for why, n in sorted(found.ignored.items()))
+    kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+    return (
+        f"no files to index in {where}"
+        + (f" (passed over: {passed})" if passed else " (it is empty)")
+        + f"; jv3 indexes {kinds}"
+    )
 
 
 def is_under(path: Path, roots: Iterable[Path]) -> bool:
@@ -113,17 +138,76 @@ def content_hash(data: bytes) -> str:
     return f"sha256:{digest}:x{EXTRACTOR_VERSION}"
 
 
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))  # fmt: skip
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
+#: Single-byte Western encodings: when cp1252 reads the bytes as well as the best guess, it is
+#: taken (the most common legacy encoding; the detector confuses the Latin code pages on
+#: short texts).
+_LATIN_SLACK = 0.05
+_NO_GUESS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
+
+
 def _decode(data: bytes, path: Path) -> str:
-    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    """Text of a file: BOM, UTF-8, an HTML page's declared charset, else a detected encoding.
+
+    Raises:
+        UnreadableFileError: binary data, or text in no encoding the detector recognises.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise UnreadableFileError(
+                    f"starts with a {encoding} mark but is not {encoding}"
+                ) from None
+    if b"\x00" in data[:8192]:
         raise UnreadableFileError("looks like a binary file, not text")
-    for encoding in ("utf-8-sig", "utf-16"):
-        if encoding == "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            continue
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if path.suffix.lower() in HTML_SUFFIXES and (m := _META_CHARSET.search(data[:4096])):
         try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise UnreadableFileError("is not UTF-8 text; convert it to UTF-8 to index it")
+            return data.decode(m.group(1).decode("ascii"))
+        except (LookupError, UnicodeDecodeError):
+            pass  # a wrong declaration: detect instead
+    detected = _detect(data)
+    if detected is None:
+        raise UnreadableFileError(
+            "is not UTF-8 and its encoding could not be detected (binary data?); "
+            "convert it to UTF-8 to index it"
+        )
+    logger.info("reading %s as %s (not UTF-8; detected)", path, detected)
+    return data.decode(detected)
+
+
+def _detect(data: bytes) -> str | None:
+    """The encoding charset-normalizer finds for ``data`` (cp1252 among equals), or None.
+
+    UTF-16/32 without a byte-order mark are not guessed (short Latin texts look like them).
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data, cp_exclusion=_NO_GUESS))
+    if not matches:
+        return None
+    best = min(matches, key=lambda m: m.chaos)
+    try:
+        western: str | None = data.decode("cp1252")
+    except UnicodeDecodeError:
+        western = None
+    if western is not None:
+        close = [m for m in matches if m.chaos <= best.chaos + _LATIN_SLACK]
+        if any(m.encoding == "cp1252" or str(m) == western for m in close[:8]):
+            return "cp1252"
+    try:
+        data.decode(best.encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    return str(best.encoding)
 
 
 class _TextExtractor(HTMLParser):

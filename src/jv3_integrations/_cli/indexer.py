@@ -37,6 +37,7 @@ from .files import (
     UnreadableFileError,
     discover,
     is_under,
+    nothing_to_index,
     read_document,
 )
 from .providers import _absolute_local, make_provider
@@ -329,6 +330,12 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
     report.ignored = dict(found.ignored)
 
     spec, dims, chunker_spec, late = _resolve_settings(opts, prior, report.store, opts.collection)
+    # options are checked (above) before an empty walk returns: a bad option is still an error
+    if not found.files:  # say so; with nothing indexed before, create no empty store either
+        report.warnings.append(nothing_to_index(opts.paths, found))
+        warn(report.warnings[-1])
+        if not coll.files:
+            return report
     provider = opts.provider_instance or make_provider(spec, dims)
     settings = IndexSettings(
         model=provider.model_name,

@@ -12,7 +12,10 @@ does with nothing extra to download:
   collide on one id);
 * a document's weight for a term is BM25's saturated term frequency
   ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`` with ``dl`` its number of terms;
-* a query's weight for each distinct term is 1.
+* a query's weight for each distinct term is 1; a query keeps at most ``max_query_terms``
+  distinct terms (default 1,024, the first ones in the text), so one query's keyword side
+  cannot cost more than that budget however long it is (the dense side is bounded by the
+  model's token limit). 1,024 also fits Pinecone's limit on a sparse query's entries.
 
 Qdrant multiplies in the IDF itself (``Modifier.IDF``), so score = sum over shared terms of
 idf * saturated tf: BM25. ``avgdl`` is a fixed parameter (default 256 terms, the value Qdrant's
@@ -24,6 +27,7 @@ set it to your chunks' typical length if they are much shorter or longer.
 
 from __future__ import annotations
 
+import logging
 import threading
 import zlib
 from collections import Counter
@@ -33,13 +37,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, missing_extra
+from ._validate import check_int
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from ._provider import EmbeddingProvider
 
-__all__ = ["TermEncoder", "TermVector"]
+__all__ = ["DEFAULT_MAX_QUERY_TERMS", "TermEncoder", "TermVector"]
+
+logger = logging.getLogger(__name__)
+
+#: Distinct keyword terms one query keeps (see the module docstring).
+DEFAULT_MAX_QUERY_TERMS = 1024
 
 _BOUNDARY = "\u2581"
 #: Term ids stay below 2**31 (Qdrant and Pinecone take uint32; some clients sign-convert).
@@ -67,6 +77,8 @@ class TermEncoder:
         k1: BM25 term-frequency saturation (> 0).
         b: BM25 length normalisation (0..1).
         avgdl: The document length (in terms) ``b`` normalises against (> 0).
+        max_query_terms: Distinct terms a query keeps, the first ones in its text (a longer
+            query is cut, with a warning): the budget of one query's keyword side.
 
     Example:
         >>> enc = TermEncoder(provider=LocalProvider("./jina-embeddings-v3"))  # doctest: +SKIP
@@ -82,6 +94,7 @@ class TermEncoder:
         k1: float = 1.2,
         b: float = 0.75,
         avgdl: float = 256.0,
+        max_query_terms: int = DEFAULT_MAX_QUERY_TERMS,
     ) -> None:
         if (tokenizer_file is None) == (provider is None):
             raise ConfigurationError("give TermEncoder either tokenizer_file or provider")
@@ -90,6 +103,7 @@ class TermEncoder:
                 raise ConfigurationError(f"{name} must be a number > 0, got {value!r}")
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 <= b <= 1.0:
             raise ConfigurationError(f"b must be a number in 0..1, got {b!r}")
+        self.max_query_terms = check_int("max_query_terms", max_query_terms)
         self._file = Path(tokenizer_file) if tokenizer_file is not None else None
         self._provider = provider
         self.k1, self.b, self.avgdl = float(k1), float(b), float(avgdl)
@@ -170,9 +184,19 @@ class TermEncoder:
         return out
 
     def encode_queries(self, texts: Sequence[str]) -> list[TermVector]:
-        """Term vectors of queries: weight 1 per distinct term."""
+        """Term vectors of queries: weight 1 per distinct term, at most ``max_query_terms``."""
         out = []
-        for ids in self.terms(texts):
-            indices = sorted(set(ids))
+        for i, ids in enumerate(self.terms(texts)):
+            distinct = list(dict.fromkeys(ids))  # first occurrences, in text order
+            if len(distinct) > self.max_query_terms:
+                logger.warning(
+                    "query %d has %d distinct keyword terms; searching with the first %d "
+                    "(max_query_terms)",
+                    i,
+                    len(distinct),
+                    self.max_query_terms,
+                )
+                distinct = distinct[: self.max_query_terms]
+            indices = sorted(distinct)
             out.append(TermVector(indices, [1.0] * len(indices)))
         return out

@@ -22,6 +22,7 @@ from ..core._errors import ConfigurationError, InputError, InputTypeError
 from ..core._late_chunking import aembed_chunks_many, embed_chunks_many
 from ..core._progress import progress, report_to
 from ..core._provider import validate_texts
+from ..core._query import validate_queries
 from ..core._types import Task
 from ..core._validate import check_int
 from ._groups import pack_groups
@@ -247,7 +248,8 @@ class SyncStore(StoreCore, abc.ABC):
                     vectors = self.provider.embed_documents(
                         [r.text for r in records], **self._embed_kwargs()
                     ).vectors
-                self._upsert(records, *self._split(vectors))
+                for a in range(0, len(records), size):  # a long document: `size` per upsert
+                    self._upsert(records[a : a + size], *self._split(vectors[a : a + size]))
                 self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
@@ -290,7 +292,7 @@ class SyncStore(StoreCore, abc.ABC):
 
         Keyword mode makes no embedding call; hybrid mode makes one, like dense mode.
         """
-        items = validate_texts(queries)
+        items = validate_queries(queries)
         k = self._check_k(k)
         resolved = self._resolve_mode(mode)
         if not items:
@@ -482,7 +484,8 @@ class AsyncStore(StoreCore, abc.ABC):
                             [r.text for r in records], **self._embed_kwargs()
                         )
                     ).vectors
-                await self._upsert(records, *self._split(vectors))
+                for a in range(0, len(records), size):  # a long document: `size` per upsert
+                    await self._upsert(records[a : a + size], *self._split(vectors[a : a + size]))
                 await self._delete_stale_chunks({p.doc_id: len(p.chunks) for p in group})
                 if not late_chunking:
                     bar.update(len(records))
@@ -505,7 +508,7 @@ class AsyncStore(StoreCore, abc.ABC):
         mode: str | None = None,
     ) -> list[list[Hit]]:
         """Async twin of :meth:`SyncStore.search_many`."""
-        items = validate_texts(queries)
+        items = validate_queries(queries)
         k = self._check_k(k)
         resolved = self._resolve_mode(mode)
         if not items:

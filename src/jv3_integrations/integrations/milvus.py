@@ -30,6 +30,7 @@ server), then use :class:`AsyncMilvusStore`.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,8 @@ else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+logger = logging.getLogger(__name__)
+
 VECTOR = "vector"
 FULL = "full"
 SMALL = "small"
@@ -121,7 +124,7 @@ class _MilvusCommon(StoreCore):
         dimensions: int | None = None,
         small_dimensions: int | None = None,
         funnel_factor: int = 4,
-        index_type: str = "AUTOINDEX",
+        index_type: str = "FLAT",
         batch_size: int | None = None,
         progress_bar: bool = False,
         hybrid: bool = False,
@@ -255,6 +258,18 @@ class _MilvusCommon(StoreCore):
                     "another collection"
                 )
             metric = str(indexes.get(name, {}).get("metric_type", "")).upper()
+            built = str(indexes.get(name, {}).get("index_type", "")).upper()
+            if built and built != self.index_type.upper():
+                logger.warning(
+                    "field %r of Milvus collection %r is indexed with %s, not %s as configured%s",
+                    name,
+                    self.collection,
+                    built,
+                    self.index_type,
+                    ": its search is approximate; rebuild it (jv3 index --rebuild) for exact search"
+                    if self.index_type.upper() == "FLAT"
+                    else "",
+                )
             if metric != "COSINE":
                 raise ConfigurationError(
                     f"field {name!r} of Milvus collection {self.collection!r} is indexed with "
@@ -441,6 +456,10 @@ class MilvusStore(_MilvusCommon, SyncStore):
         small_dimensions: Funnel search: a ``small`` field of this size next to ``full``.
         funnel_factor: Funnel mode: candidates fetched on ``small`` per hit.
         index_type: Milvus index type of the vector fields (metric is always COSINE).
+            Default ``"FLAT"``: exact search (brute force), right for the sizes a Milvus Lite
+            file holds. ``"AUTOINDEX"`` or ``"HNSW"`` are approximate (Milvus Lite builds an
+            HNSW graph with faiss-cpu) and miss some true top hits; use them only on a large
+            collection on a Milvus server, where exact search costs too much.
         hybrid: Add Milvus' BM25 function on ``text`` and search with ``mode="hybrid"``
             (default) or ``"keyword"``; see the module docstring.
         analyzer_params: Hybrid: the Milvus analyzer of ``text`` (default
