@@ -701,8 +701,8 @@ class JinaAPIProvider(BaseProvider):
     def _result(
         self, response: httpx.Response, request: EmbedRequest, batch: _Batch
     ) -> tuple[npt.NDArray[np.float32], int]:
-        self._budget.observe(response.headers)
         if response.status_code >= 300:
+            self._budget.observe(response.headers)
             raise error_from_response(
                 response.status_code, response.headers, response.content, redact=self._redact()
             )
@@ -887,6 +887,7 @@ class JinaAPIProvider(BaseProvider):
                         )
                         vectors, counted = self._result(response, request, batch)
                         self._budget.settle(entry, counted, batch.tokens)
+                        self._budget.observe(response.headers, entry)
                         self._budget.answered()
                         return vectors, counted
                     except httpx.HTTPError as exc:
@@ -982,6 +983,7 @@ class JinaAPIProvider(BaseProvider):
                     )
                     vectors, counted = self._result(response, request, batch)
                     self._budget.settle(entry, counted, batch.tokens)
+                    self._budget.observe(response.headers, entry)
                     self._budget.answered()
                     return vectors, counted
                 except httpx.HTTPError as exc:

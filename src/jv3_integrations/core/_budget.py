@@ -35,6 +35,7 @@ logger = logging.getLogger("jv3_integrations.core._api")
 MINUTE: Final = 60.0
 FILL: Final = 0.97  # plan to at most this share of a learned budget (the server counts exactly)
 REQUEST_SHARE: Final = 4  # one request carries at most 1/4 of a learned token budget
+QUIET_ANSWERS: Final = 8  # answers per allowed request in flight before probing one more
 TOKEN_CODE: Final = "RATE_TOKEN_LIMIT_EXCEEDED"
 REQUEST_CODE: Final = "RATE_REQUEST_LIMIT_EXCEEDED"
 CONCURRENCY_CODE: Final = "RATE_CONCURRENCY_LIMIT_EXCEEDED"
@@ -105,12 +106,13 @@ class RateLimits:
 class Reservation:
     """One request's place in the window: its tokens (estimated, then as counted)."""
 
-    __slots__ = ("at", "started", "tokens")
+    __slots__ = ("at", "settled", "started", "tokens")
 
-    def __init__(self, at: float, tokens: float) -> None:
+    def __init__(self, at: float, tokens: float, *, settled: bool = False) -> None:
         self.at = at
         self.started = at
         self.tokens = tokens
+        self.settled = settled
 
 
 class RateBudget:
@@ -130,13 +132,14 @@ class RateBudget:
         self._cwnd = float(start_concurrency)
         self._ceiling = float(max_concurrency)  # lowered where a concurrency 429 was seen
         self._last_decrease = 0.0
-        self._quiet_since = time.monotonic()
+        self._quiet = 0  # answers since the last concurrency 429
         self._pause = pause
         self._window = MINUTE
         self._tokens: int | None = None
         self._tokens_told = False  # named by a 429 body (not estimated from headers)
         self._requests: int | None = None
-        self._ratio = 1.0  # server tokens per estimated token
+        self._ratio = 1.0  # server tokens per estimated token (the highest of the recent)
+        self._ratios: deque[float] = deque(maxlen=32)
         self._log: deque[Reservation] = deque()
         self._resume_at = 0.0
         self._serial_until = 0.0
@@ -217,13 +220,15 @@ class RateBudget:
         now = time.monotonic()
         with self._lock:
             entry.at = now  # the server's window runs from when it counted, at the latest now
+            entry.settled = True
             if counted is None:
                 entry.tokens = 0.0
                 return
             entry.tokens = float(counted)
             if estimate > 0 and counted > 0:
-                ratio = min(1.0, counted / estimate)
-                self._ratio = ratio if self._ratio == 1.0 else 0.8 * self._ratio + 0.2 * ratio
+                # Plan with the highest recent ratio: an estimate is never taken for less.
+                self._ratios.append(min(1.0, counted / estimate))
+                self._ratio = max(self._ratios)
 
     def serial(self) -> bool:
         """Whether requests take turns now (a per-minute budget was spent, limit unknown)."""
@@ -236,14 +241,29 @@ class RateBudget:
 
     # -- learning -----------------------------------------------------------------------
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Learn from an answer's ``X-RateLimit-Remaining-*`` headers (any status)."""
+    def observe(self, headers: Mapping[str, str], answered: Reservation | None = None) -> None:
+        """Learn from an answer's ``X-RateLimit-Remaining-*`` headers.
+
+        Args:
+            headers: The answer's headers.
+            answered: The settled reservation of a 200 answer: only then does "left + what
+                this client sent up to that request" estimate the budget (any status may say
+                that nothing is left).
+        """
         requests_left, tokens_left = parse_rate_limit_remaining(headers)
         now = time.monotonic()
         with self._lock:
             self._expire(now)
-            if tokens_left is not None:
-                spent = sum(r.tokens for r in self._log if r.at < now)
+            if tokens_left is not None and answered is not None:
+                # What the server had counted when it answered: the requests sent up to this one.
+                # What the server had surely counted when it answered: this request and those
+                # answered before it was sent (never more, so the guess is never too high).
+                spent = answered.tokens + sum(
+                    r.tokens
+                    for r in self._log
+                    if r.settled and r is not answered and r.at <= answered.started
+                )
+                exact = all(r.settled for r in self._log)
                 if not self._tokens_told:
                     guess = int(tokens_left + spent)
                     if guess > 0 and (self._tokens is None or guess > self._tokens):
@@ -252,12 +272,12 @@ class RateBudget:
                     # The server has counted more than we did (another client of the key):
                     # take its word for the window.
                     missing = (self._tokens - tokens_left) - spent
-                    if missing > 0:
+                    if missing > 0 and self._tokens_told and exact:
                         self._log.append(Reservation(now - self._window / 2, missing))
         if requests_left == 0 or (tokens_left is not None and tokens_left <= 0):
             wait = parse_retry_after(headers.get("retry-after"))
             self.block(self._pause if wait is None else wait)
-        self._log_once()
+        self._log_once(told=False)
 
     def refused(self, code: str | None, detail: str, entry: Reservation | None) -> bool:
         """Learn from a 429; whether it taught a limit (then pacing, not backoff, waits)."""
@@ -291,32 +311,36 @@ class RateBudget:
                     self._ceiling = float(max(1, min(self._ceiling, busy - 1)))
                     self._cwnd = max(1.0, min(self._cwnd / 2, self._ceiling))
                     self._last_decrease = now
-                    self._quiet_since = now
+                    self._quiet = 0
                     self.slots.set_limit(int(self._cwnd))
                 taught = True
         if code in (TOKEN_CODE, REQUEST_CODE) and not taught:
             with self._lock:
                 self._serial_until = max(self._serial_until, now + self._window)
-        self._log_once()
+        self._log_once(told=taught and code != CONCURRENCY_CODE)
         return taught
 
     def answered(self) -> None:
         """A request succeeded: grow the concurrency by about one per round of answers."""
-        now = time.monotonic()
         with self._lock:
-            if now - self._quiet_since > self._window and self._ceiling < self._max_concurrency:
-                self._ceiling += 1  # no concurrency 429 for a window: probe one higher
-                self._quiet_since = now
+            self._quiet += 1
+            if self._quiet >= QUIET_ANSWERS * self._ceiling:
+                # No concurrency 429 for a while: probe one higher (a limit may have grown).
+                self._ceiling = min(float(self._max_concurrency), self._ceiling + 1)
+                self._quiet = 0
             if self._cwnd < self._ceiling:
                 self._cwnd = min(self._ceiling, self._cwnd + 1.0 / max(1.0, self._cwnd))
                 if int(self._cwnd) != self.slots.limit:
                     self.slots.set_limit(int(self._cwnd))
 
-    def _log_once(self) -> None:
+    def _log_once(self, *, told: bool) -> None:
+        """Log what was learned: the first estimate, then each limit a 429 named."""
         limits = self.limits()
         seen = (limits.tokens_per_window, limits.requests_per_window, limits.window_s)
         if seen == self._logged or seen[:2] == (None, None):
             return
+        if self._logged is not None and not told:
+            return  # a growing estimate from headers: not worth a line each time
         self._logged = seen
         logger.info(
             "learned the API key's rate limits: %s tokens and %s requests per %g s",
