@@ -67,7 +67,7 @@ from jv3_integrations.server._request import (  # noqa: E402
     parse_embeddings_request,
 )
 
-DEFAULT_MODEL = ROOT.parent / "shared" / "conformance" / "tiny-v3"
+DEFAULT_MODEL = ROOT / "tests" / "data" / "tiny-v3"
 WORDS = [
     "the",
     "of",

@@ -176,8 +176,9 @@ class RateBudget:
     # -- pacing -------------------------------------------------------------------------
 
     def _expire(self, now: float) -> None:
-        while self._log and self._log[0].at <= now - self._window:
-            self._log.popleft()
+        # Entries move when settled, so the log is not in time order: filter, do not pop.
+        if any(r.at <= now - self._window for r in self._log):
+            self._log = deque(r for r in self._log if r.at > now - self._window)
 
     def reserve(self, estimate: int, waited: bool = False) -> tuple[float, Reservation | None]:
         """Take a place for a request of ``estimate`` tokens now, or say how long to wait.
@@ -203,14 +204,16 @@ class RateBudget:
                 used = sum(r.tokens for r in self._log)
                 if used + tokens > allowed and self._log:
                     freed = used + tokens - allowed
-                    for entry in self._log:
+                    in_order = sorted(self._log, key=lambda r: r.at)
+                    for entry in in_order:
                         freed -= entry.tokens
                         if freed <= 0:
                             return max(0.001, entry.at + self._window - now), None
-                    return max(0.001, self._log[-1].at + self._window - now), None
+                    return max(0.001, in_order[-1].at + self._window - now), None
             if self._requests is not None and len(self._log) >= max(1, self._requests - 1):
-                index = len(self._log) - max(1, self._requests - 1)
-                return max(0.001, self._log[index].at + self._window - now), None
+                times = sorted(r.at for r in self._log)
+                index = len(times) - max(1, self._requests - 1)
+                return max(0.001, times[index] + self._window - now), None
             entry = Reservation(now, tokens)
             self._log.append(entry)
             return 0.0, entry
@@ -219,7 +222,9 @@ class RateBudget:
         """The request of ``entry`` was answered: ``counted`` tokens (``None``: not counted)."""
         now = time.monotonic()
         with self._lock:
-            entry.at = now  # the server's window runs from when it counted, at the latest now
+            # The server counted it on arrival: between sending and this answer. The midpoint
+            # is later than the arrival (conservative), and not a whole latency late.
+            entry.at = entry.started + (now - entry.started) / 2
             entry.settled = True
             if counted is None:
                 entry.tokens = 0.0
@@ -227,7 +232,7 @@ class RateBudget:
             entry.tokens = float(counted)
             if estimate > 0 and counted > 0:
                 # Plan with the highest recent ratio: an estimate is never taken for less.
-                self._ratios.append(min(1.0, counted / estimate))
+                self._ratios.append(counted / estimate)
                 self._ratio = max(self._ratios)
 
     def serial(self) -> bool:
