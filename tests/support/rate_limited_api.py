@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,11 +28,11 @@ def server_tokens(text: str) -> int:
     return len(text.split()) + 2
 
 
-def answer(text: str) -> list[float]:
+def answer(text: str, dims: int = DIMS) -> list[float]:
     """The unit vector the fake gives ``text`` (its first component marks the text)."""
     a = (sum(text.encode()) % 997) / 997.0
     b = math.sqrt(1.0 - a * a)
-    return [a, b, 0.0, 0.0]
+    return [a, b] + [0.0] * (dims - 2)
 
 
 @dataclass
@@ -58,13 +58,18 @@ class RateLimitedAPI:
     latency: float = 0.01
     say_limits: bool = True  # 429 messages name the numbers (Jina's do)
     headers: bool = True  # X-RateLimit-Remaining-* on every answer
+    full_dims: int = DIMS  # the size answered when the request names none
+    check: Callable[[dict[str, Any]], None] | None = None  # raise AssertionError: 422
+    bodies: list[dict[str, Any]] = field(default_factory=list)
     log: list[Entry] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _spent: deque[tuple[float, int]] = field(default_factory=deque)
 
-    def admit(self, texts: list[str]) -> tuple[int, dict[str, Any], dict[str, str], Entry]:
+    def admit(
+        self, texts: list[str], dims: int = DIMS
+    ) -> tuple[int, dict[str, Any], dict[str, str], Entry]:
         """Decide on one request: ``(status, body, headers, entry)``; counts it if admitted."""
         tokens = sum(server_tokens(t) for t in texts)
         now = time.monotonic()
@@ -116,7 +121,8 @@ class RateLimitedAPI:
             self.in_flight -= 1
             entry.status, entry.done = 200, time.monotonic()
         data = [
-            {"object": "embedding", "index": i, "embedding": answer(t)} for i, t in enumerate(texts)
+            {"object": "embedding", "index": i, "embedding": answer(t, dims)}
+            for i, t in enumerate(texts)
         ]
         body = {
             "model": "jina-embeddings-v3",
@@ -147,8 +153,16 @@ def rate_limited_api(api: RateLimitedAPI) -> Iterator[str]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
-            texts = json.loads(self.rfile.read(length))["input"]
-            status, body, headers, _ = api.admit(texts)
+            request = json.loads(self.rfile.read(length))
+            api.bodies.append(request)
+            try:
+                if api.check is not None:
+                    api.check(request)
+            except AssertionError as exc:
+                status, body, headers = 422, {"detail": str(exc), "code": "INVALID"}, {}
+            else:
+                dims = request.get("dimensions") or api.full_dims
+                status, body, headers, _ = api.admit(request["input"], dims)
             raw = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 import logging
 import math
@@ -41,15 +42,15 @@ from ._errors import (
     ConfigurationError,
     InputError,
 )
+from ._models import MODELS, model_info
 from ._provider import BaseProvider, EmbedRequest
 from ._transport import asend, new_client, retry_delay, send
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, TokenCount, Usage
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, TaskLike, TokenCount, Usage
 from ._validate import check_int
 from ._wire import (
     DEFAULT_BASE_URL,
     EMBEDDINGS_PATH,
     MAX_INPUTS,
-    MAX_TOKENS,
     MODEL_NAME,
     MODELS_PATH,
     RETRYABLE_STATUS,
@@ -227,6 +228,12 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
+        if model in MODELS:
+            self._info = MODELS[model]
+        elif self._official:
+            self._info = model_info(model)  # raises, naming the models Jina's API has
+        else:  # a compatible server may name its jina-embeddings-v3 otherwise
+            self._info = dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
         check_int("max_retries", max_retries, 0)
         if max_concurrency is not None:
             check_int("max_concurrency", max_concurrency, 1)
@@ -261,7 +268,7 @@ class JinaAPIProvider(BaseProvider):
         if max_dimensions is not None:
             check_int("max_dimensions", max_dimensions, 1)
         elif self._official:
-            max_dimensions = JINA_EMBEDDINGS_V3.dim
+            max_dimensions = self._info.dim
         self._max_dims: int | None = max_dimensions
         if dimensions is not None:
             check_int("dimensions", dimensions, 1, max_dimensions)
@@ -304,6 +311,16 @@ class JinaAPIProvider(BaseProvider):
     def model_name(self) -> str:
         """The model name sent on the wire (``jina-embeddings-v3``)."""
         return self._model
+
+    @property
+    def model(self) -> str:
+        """The model's name, as sent on the wire (same as :attr:`model_name`)."""
+        return self._model
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The model's facts: tasks, sizes, context length, late chunking (no I/O)."""
+        return self._info
 
     @property
     def base_url(self) -> str:
@@ -485,9 +502,7 @@ class JinaAPIProvider(BaseProvider):
         Raises:
             ConfigurationError: none is available; the message says how to get one.
         """
-        return find_tokenizer(
-            self._tokenizer_path, model=self._model, hub_id=JINA_EMBEDDINGS_V3.hub_id
-        )
+        return find_tokenizer(self._tokenizer_path, model=self._model, hub_id=self._info.hub_id)
 
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
@@ -570,6 +585,7 @@ class JinaAPIProvider(BaseProvider):
         late_chunking: bool = False,
     ) -> Embeddings:
         """Embed ``texts`` (see :meth:`BaseProvider.embed`); ``total_timeout`` bounds it all."""
+        task = self._model_task(task)
         token = _CALL_DEADLINE.set(self._call_deadline())
         try:
             if self._max_dims is None:
@@ -594,6 +610,7 @@ class JinaAPIProvider(BaseProvider):
         late_chunking: bool = False,
     ) -> Embeddings:
         """Async twin of :meth:`embed` (same arguments, same result)."""
+        task = self._model_task(task)
         token = _CALL_DEADLINE.set(self._call_deadline())
         try:
             if self._max_dims is None:
@@ -607,6 +624,41 @@ class JinaAPIProvider(BaseProvider):
             )
         finally:
             _CALL_DEADLINE.reset(token)
+
+    # -- what the model can do (pure) -------------------------------------------------------
+
+    def _model_task(self, task: TaskLike) -> TaskLike:
+        """``task`` as a :class:`Task`, taking this model's own names (v5's ``clustering``)."""
+        if isinstance(task, str) and not isinstance(task, Task):
+            for member, wire in self._info.wire_task_names:
+                if task == wire:
+                    return member
+            if task in self._info.api_only_tasks:
+                raise InputError(
+                    f"{self._model}'s task {task!r} is offered by Jina's API but not by this "
+                    "client yet; use one of "
+                    + ", ".join(repr(self._info.wire_task(t)) for t in self._info.tasks)
+                )
+        return task
+
+    def _check_model(self, request: EmbedRequest) -> None:
+        """Refuse, before any request, what the model cannot do."""
+        info = self._info
+        if request.task is not None and request.task not in info.tasks:
+            names = ", ".join(repr(info.wire_task(t)) for t in info.tasks)
+            raise InputError(
+                f"{info.name} has no task {request.task.value!r}; it takes {names} (or None)"
+            )
+        if request.late_chunking and not info.late_chunking:
+            raise InputError(
+                f"{info.name} does not offer late_chunking through Jina's API; embed without "
+                "it, or use jina-embeddings-v3 or jina-embeddings-v4 for late chunking"
+            )
+        if not request.normalized and not info.normalized_option:
+            raise InputError(
+                f"{info.name} takes no normalized= option (its vectors always come back "
+                "normalized); call without normalized=False"
+            )
 
     # -- planning (pure) ----------------------------------------------------------------------
 
@@ -625,7 +677,9 @@ class JinaAPIProvider(BaseProvider):
         return out
 
     def _plan(self, request: EmbedRequest) -> list[_Batch]:
+        self._check_model(request)
         texts = request.texts
+        max_tokens = self._info.max_tokens
         estimates = self._estimates(request, 0, len(texts))
         if request.late_chunking:
             total = sum(estimates) - 2 * (len(texts) - 1)
@@ -635,11 +689,11 @@ class JinaAPIProvider(BaseProvider):
                     f"chunks and the API takes at most {MAX_INPUTS}; use fewer, larger chunks, "
                     "or LocalProvider for long late chunking"
                 )
-            if total > MAX_TOKENS:
+            if total > max_tokens:
                 raise InputError(
                     f"late_chunking sends all {len(texts)} texts as one document in ONE request, "
                     f"but they come to about {total} tokens (conservative estimate) and the API "
-                    f"takes at most {MAX_TOKENS} per late-chunking request; split the document "
+                    f"takes at most {max_tokens} per late-chunking request; split the document "
                     "into smaller documents, or use LocalProvider, whose long late chunking "
                     "handles documents of any length"
                 )
@@ -665,7 +719,7 @@ class JinaAPIProvider(BaseProvider):
                 batches.append(_Batch(offset + start, offset + i, tokens, long_text))
                 start, tokens, long_text = i, 0, False
             tokens += full
-            long_text = long_text or (self._truncate and full > MAX_TOKENS)
+            long_text = long_text or (self._truncate and full > self._info.max_tokens)
         batches.append(_Batch(offset + start, offset + len(estimates), tokens, long_text))
         return batches
 
@@ -674,7 +728,7 @@ class JinaAPIProvider(BaseProvider):
         whole = self._budget.window_cap()
         if whole is None or estimate <= whole:
             return
-        if self._truncate and what.startswith("text ") and whole >= MAX_TOKENS:
+        if self._truncate and what.startswith("text ") and whole >= self._info.max_tokens:
             return  # the server clips it to MAX_TOKENS, which fits
         limits = self._budget.limits()
         raise InputError(
@@ -696,6 +750,8 @@ class JinaAPIProvider(BaseProvider):
             embedding_type=self._wire_format,
             truncate=batch.truncate,
         )
+        if request.task is not None:
+            body["task"] = self._info.wire_task(request.task)
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _result(
