@@ -222,9 +222,10 @@ class RateBudget:
         """The request of ``entry`` was answered: ``counted`` tokens (``None``: not counted)."""
         now = time.monotonic()
         with self._lock:
-            # The server counted it on arrival: between sending and this answer. The midpoint
-            # is later than the arrival (conservative), and not a whole latency late.
-            entry.at = entry.started + (now - entry.started) / 2
+            # The server counted it on arrival, soon after it was sent: place it half-way to
+            # the answer (later than the arrival: conservative), but never more than 2 % of a
+            # window late (each slot of the window would idle that long).
+            entry.at = entry.started + min((now - entry.started) / 2, 0.02 * self._window)
             entry.settled = True
             if counted is None:
                 entry.tokens = 0.0
