@@ -137,6 +137,7 @@ class RateBudget:
         self._window = MINUTE
         self._tokens: int | None = None
         self._tokens_told = False  # named by a 429 body (not estimated from headers)
+        self._left: float | None = None  # tokens left per the last answer, less those sent since
         self._requests: int | None = None
         self._ratio = 1.0  # server tokens per estimated token (the highest of the recent)
         self._ratios: deque[float] = deque(maxlen=32)
@@ -199,7 +200,13 @@ class RateBudget:
                 return wait, None
             self._expire(now)
             tokens = estimate * self._ratio
-            if self._tokens is not None:
+            if not self._tokens_told and self._left is not None and tokens > self._left:
+                # Only the headers spoke (the window is not known): wait for the budget to
+                # free, then let one request find out (its answer tells what is left).
+                if not waited:
+                    return self._pause, None
+                self._left = None
+            if self._tokens is not None and self._tokens_told:
                 allowed = self._tokens * FILL
                 used = sum(r.tokens for r in self._log)
                 if used + tokens > allowed and self._log:
@@ -216,6 +223,8 @@ class RateBudget:
                 return max(0.001, times[index] + self._window - now), None
             entry = Reservation(now, tokens)
             self._log.append(entry)
+            if self._left is not None:
+                self._left -= tokens
             return 0.0, entry
 
     def settle(self, entry: Reservation, counted: int | None, estimate: int) -> None:
@@ -260,6 +269,9 @@ class RateBudget:
         now = time.monotonic()
         with self._lock:
             self._expire(now)
+            if tokens_left is not None:
+                in_flight = sum(r.tokens for r in self._log if not r.settled and r is not answered)
+                self._left = tokens_left - in_flight
             if tokens_left is not None and answered is not None:
                 # What the server had counted when it answered: the requests sent up to this one.
                 # What the server had surely counted when it answered: this request and those
