@@ -232,9 +232,9 @@ class RateBudget:
         now = time.monotonic()
         with self._lock:
             # The server counted it on arrival, soon after it was sent: place it half-way to
-            # the answer (later than the arrival: conservative), but never more than 2 % of a
+            # the answer (later than the arrival: conservative), but never more than 3 % of a
             # window late (each slot of the window would idle that long).
-            entry.at = entry.started + min((now - entry.started) / 2, 0.02 * self._window)
+            entry.at = entry.started + min((now - entry.started) / 2, 0.03 * self._window)
             entry.settled = True
             if counted is None:
                 entry.tokens = 0.0
@@ -315,7 +315,9 @@ class RateBudget:
                     # that is more than we sent, take its word (it frees over half a window).
                     missing = (current - asked) - sum(r.tokens for r in self._log)
                     if missing > 0 and asked <= limit:
-                        self._log.append(Reservation(now - self._window / 2, missing))
+                        # Mostly the server's entries outliving ours by a little (it counts on
+                        # arrival): hold the difference for a tenth of the window.
+                        self._log.append(Reservation(now - 0.9 * self._window, missing))
                     taught = True
             elif code == REQUEST_CODE:
                 parsed_r = parse_request_limit(detail)
