@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from jv3_integrations.core import APITimeoutError, InputError, JinaAPIProvider
+from jv3_integrations.core import InputError, JinaAPIProvider
 from jv3_integrations.core._budget import parse_request_limit, parse_token_limit
 from tests.support.rate_limited_api import (
     RateLimitedAPI,
@@ -110,16 +110,25 @@ def test_remaining_tokens_headers_steer_pacing() -> None:
     """No 429 body names a limit here: the headers alone make the client wait, not spend."""
     api = RateLimitedAPI(tokens=1000, window=60.0, say_limits=False)
     texts = texts_of(40)  # 880 tokens
+
+    class Waited(Exception):
+        pass
+
+    waits: list[float] = []
+
+    def no_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        raise Waited
+
     with rate_limited_api(api) as url:
-        # four requests of 220 tokens; each call may take a second in all
-        client = provider(url, max_batch_items=10, total_timeout=1.0)
+        client = provider(url, max_batch_items=10)  # four requests of 220 tokens
         client.embed(texts)
         assert client.rate_limits.tokens_per_window == 1000  # left + spent
-        started = time.monotonic()
-        with pytest.raises(APITimeoutError):
-            client.embed(texts[:10])  # 220 more would overdraw: wait (past total_timeout)
+        client._sleep = no_sleep
+        with pytest.raises(Waited):
+            client.embed(texts[:10])  # 220 more would overdraw the 120 left: it waits
         client.close()
-    assert time.monotonic() - started < 2.0
+    assert waits == [1.0]  # rate_limit_pause, then one request may find out
     assert api.refused() == [] and len(api.log) == 4, "it sent into a spent budget"
 
 
