@@ -1,11 +1,13 @@
-"""``JinaAPIProvider``: jina-embeddings-v3 through Jina's HTTP API or any compatible server.
+"""``JinaAPIProvider``: Jina's embedding models through Jina's HTTP API or a compatible server.
 
-Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``: plan the
-batches, build each body, send it with retries, check and decode the answer. What it does that
-the existing Jina clients do not: retries 429/5xx/timeouts/resets with backoff honouring
-``Retry-After`` and the ``X-RateLimit-Remaining-*`` headers, bounded concurrency in sync and
-async code, batches by items and by an estimated token budget, keeps a late-chunking document
-in one request, checks every answer (count, indexes, sizes) and never leaks the key.
+The provider's one job: plan the requests of a call (batches by items and by estimated
+tokens, a late-chunking document in one request, what the model can do checked first), send
+them through the transport, and check and decode every answer (count, indexes, sizes, norms)
+without ever showing the key. The rest lives beside it: ``_transport`` (deadlines that cover
+every byte, the slots bounding requests in flight, retry delays), ``_budget`` (the key's
+limits learned from headers and 429 bodies: request sizes, pacing, AIMD concurrency),
+``_discovery`` (``/v1/models``, the tokenizer file) and ``_models`` (each model's facts).
+Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``.
 """
 
 from __future__ import annotations
