@@ -112,3 +112,15 @@ def test_an_injected_client_is_bounded_too() -> None:
         elapsed = _timed("sync", provider, "embed")
         client.close()
     assert elapsed < 2.0
+
+
+def test_a_client_behind_an_environment_proxy_is_bounded_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With HTTPS_PROXY set the plain client that honours it is used, bounded all the same."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # ...and loopback bypasses it
+    with dripping_server() as (url, _):
+        provider = _provider(url, timeout=1, max_retries=0, max_dimensions=4)
+        elapsed = _timed("sync", provider, "embed")
+    assert elapsed < 2.0

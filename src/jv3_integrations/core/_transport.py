@@ -130,7 +130,7 @@ def new_client(
     Where the environment names a proxy (``HTTPS_PROXY`` and friends), the plain client that
     honours it is returned instead; :func:`send` then bounds it like an injected client.
     """
-    if urllib.request.getproxies():
+    if set(urllib.request.getproxies()) - {"no"}:  # NO_PROXY alone names no proxy
         client = httpx.Client(timeout=httpx.Timeout(timeout), limits=limits, verify=ssl_context)
         return client, False
     transport = _BoundedTransport(ssl_context=ssl_context, limits=limits)
