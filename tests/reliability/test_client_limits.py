@@ -251,7 +251,10 @@ def test_answers_not_matching_the_request_are_api_response_errors(
 
 def test_unnormalized_answers_are_accepted_when_unnormalized_was_asked() -> None:
     provider = JinaAPIProvider(
-        api_key="k", base_url="http://127.0.0.1:9", max_dimensions=8, http_client=_answering([[7.0] * 8])
+        api_key="k",
+        base_url="http://127.0.0.1:9",
+        max_dimensions=8,
+        http_client=_answering([[7.0] * 8]),
     )
     assert provider.embed(["t"], normalized=False).vectors[0, 0] == pytest.approx(7.0)
     provider2 = JinaAPIProvider(
@@ -331,7 +334,10 @@ def test_async_probe_failures_are_not_cached_either(jina_server_url: str) -> Non
     async def run() -> tuple[str, int]:
         async with httpx.AsyncClient(transport=AsyncFlaky()) as client:
             provider = JinaAPIProvider(
-                api_key=SERVER_API_KEY, base_url=jina_server_url, async_http_client=client, max_retries=0
+                api_key=SERVER_API_KEY,
+                base_url=jina_server_url,
+                async_http_client=client,
+                max_retries=0,
             )
             try:
                 await provider.aembed(["x"])

@@ -180,7 +180,10 @@ def test_api_long_text_is_truncated_by_the_server_like_the_local_model(
     # the server truncates at its model's max_length (128 here, to keep the test fast)
     from tests.support.server import running_server
 
-    with running_server(short_local, api_key="k") as url, JinaAPIProvider(api_key="k", base_url=url) as api:
+    with (
+        running_server(short_local, api_key="k") as url,
+        JinaAPIProvider(api_key="k", base_url=url) as api,
+    ):
         got = api.embed_documents([LONG, "short"], dimensions=DIMS).vectors
     want = short_local.embed_documents([LONG, "short"], dimensions=DIMS).vectors
     np.testing.assert_allclose(got, want, atol=2e-4)
