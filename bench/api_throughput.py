@@ -498,7 +498,7 @@ def check(vectors: list[Any], texts: list[str]) -> int:
 
 
 def run_ours(url: str, key: str, texts: list[str], **options: Any) -> dict[str, Any]:
-    provider = JinaAPIProvider(key, base_url=url, **options)  # defaults unless given
+    provider = JinaAPIProvider(api_key=key, base_url=url, **options)  # defaults unless given
     start = time.perf_counter()
     try:
         emb = provider.embed_documents(texts)

@@ -69,7 +69,7 @@ def recorded(jina_server_url: str) -> Any:
     rec = Recorder()
     client = httpx.Client(event_hooks={"request": [rec.on_request], "response": [rec.on_response]})
     provider = JinaAPIProvider(
-        SERVER_API_KEY, base_url=jina_server_url, http_client=client, max_batch_items=2
+        api_key=SERVER_API_KEY, base_url=jina_server_url, http_client=client, max_batch_items=2
     )
     yield provider, rec
     provider.close()
@@ -102,7 +102,7 @@ def test_all_traffic_matches_the_official_schema(
         async with (
             httpx.AsyncClient(event_hooks=hooks) as aclient,
             JinaAPIProvider(
-                SERVER_API_KEY,
+                api_key=SERVER_API_KEY,
                 base_url=jina_server_url,
                 async_http_client=aclient,
                 max_batch_items=2,
@@ -144,7 +144,7 @@ def test_model_size_is_read_from_the_server(jina_server_url: str) -> None:
 
 def test_async_discovers_model_size_without_blocking(jina_server_url: str) -> None:
     async def run() -> tuple[int, int]:
-        async with JinaAPIProvider(SERVER_API_KEY, base_url=jina_server_url) as provider:
+        async with JinaAPIProvider(api_key=SERVER_API_KEY, base_url=jina_server_url) as provider:
             emb = await provider.aembed_documents(TEXTS)
             return emb.dimensions, provider.dimensions
 

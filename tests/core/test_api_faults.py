@@ -136,7 +136,7 @@ def make(handler: Any, *, api_key: str | None = KEY, **kwargs: Any) -> JinaAPIPr
         "async_http_client": httpx.AsyncClient(transport=httpx.MockTransport(handler)),
     }
     options.update(kwargs)
-    return JinaAPIProvider(api_key, **options)
+    return JinaAPIProvider(api_key=api_key, **options)
 
 
 TEXTS = ["alpha", "beta gamma", "δέλτα", "東京"]
@@ -486,11 +486,11 @@ def test_long_text_asks_the_server_to_truncate() -> None:
 
 def test_close_closes_only_clients_we_created() -> None:
     injected = httpx.Client(transport=httpx.MockTransport(Script()))
-    provider = JinaAPIProvider(KEY, base_url=URL, max_dimensions=DIMS, http_client=injected)
+    provider = JinaAPIProvider(api_key=KEY, base_url=URL, max_dimensions=DIMS, http_client=injected)
     provider.embed(["x"])
     provider.close()
     assert not injected.is_closed
-    own = JinaAPIProvider(KEY, base_url=URL, max_dimensions=DIMS)
+    own = JinaAPIProvider(api_key=KEY, base_url=URL, max_dimensions=DIMS)
     client = own._get_client()
     own.close()
     assert client.is_closed
@@ -506,7 +506,7 @@ def test_bad_configuration_is_refused_without_io() -> None:
         {"dimensions": 2048},
     ):
         with pytest.raises(ConfigurationError):
-            JinaAPIProvider(KEY, **kwargs)  # type: ignore[arg-type]
+            JinaAPIProvider(api_key=KEY, **kwargs)  # type: ignore[arg-type]
 
 
 def test_load_provider_specs() -> None:
@@ -528,7 +528,7 @@ def test_server_without_models_endpoint_is_asked_once() -> None:
         return ok(request)
 
     provider = JinaAPIProvider(
-        KEY, base_url=URL, http_client=httpx.Client(transport=httpx.MockTransport(handler))
+        api_key=KEY, base_url=URL, http_client=httpx.Client(transport=httpx.MockTransport(handler))
     )
     assert provider.dimensions == 1024
     provider.embed(["x"], dimensions=DIMS)

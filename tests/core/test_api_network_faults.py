@@ -32,7 +32,7 @@ def provider(url: str, **kwargs: object) -> JinaAPIProvider:
         "backoff_max": 0.005,
     }
     options.update(kwargs)
-    return JinaAPIProvider("k", **options)  # type: ignore[arg-type]
+    return JinaAPIProvider(api_key="k", **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -193,7 +193,7 @@ def check(texts: list[str], server: FaultServer, result: object) -> None:
 def provider(server: FaultServer, wire_format: str) -> JinaAPIProvider:
     transport = httpx.MockTransport(server)
     return JinaAPIProvider(
-        "fault-key",
+        api_key="fault-key",
         base_url=URL,
         max_dimensions=DIMS,
         max_batch_items=BATCH_ITEMS,

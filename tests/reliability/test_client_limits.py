@@ -238,7 +238,7 @@ def test_answers_not_matching_the_request_are_api_response_errors(
     rows: list[Any], normalized: bool, wire: str, match: str
 ) -> None:
     provider = JinaAPIProvider(
-        "k",
+        api_key="k",
         base_url="http://127.0.0.1:9",
         max_dimensions=8,
         wire_format=wire,
@@ -251,11 +251,14 @@ def test_answers_not_matching_the_request_are_api_response_errors(
 
 def test_unnormalized_answers_are_accepted_when_unnormalized_was_asked() -> None:
     provider = JinaAPIProvider(
-        "k", base_url="http://127.0.0.1:9", max_dimensions=8, http_client=_answering([[7.0] * 8])
+        api_key="k",
+        base_url="http://127.0.0.1:9",
+        max_dimensions=8,
+        http_client=_answering([[7.0] * 8]),
     )
     assert provider.embed(["t"], normalized=False).vectors[0, 0] == pytest.approx(7.0)
     provider2 = JinaAPIProvider(
-        "k", base_url="http://127.0.0.1:9", max_dimensions=8, http_client=_answering([UNIT])
+        api_key="k", base_url="http://127.0.0.1:9", max_dimensions=8, http_client=_answering([UNIT])
     )
     assert provider2.embed(["t"]).vectors[0].tolist() == pytest.approx(UNIT)
 
@@ -283,7 +286,7 @@ class FlakyModels(httpx.BaseTransport):
 def test_one_failed_probe_is_retried_not_replaced_by_1024(jina_server_url: str) -> None:
     flaky = FlakyModels(failures=1)
     provider = JinaAPIProvider(
-        SERVER_API_KEY,
+        api_key=SERVER_API_KEY,
         base_url=jina_server_url,
         http_client=httpx.Client(transport=flaky),
         backoff_base=0.01,
@@ -300,7 +303,7 @@ def test_a_probe_that_keeps_failing_raises_and_is_asked_again_later(
 ) -> None:
     flaky = FlakyModels(failures=4)  # two probes per call (max_retries=1)
     provider = JinaAPIProvider(
-        SERVER_API_KEY,
+        api_key=SERVER_API_KEY,
         base_url=jina_server_url,
         http_client=httpx.Client(transport=flaky),
         backoff_base=0.01,
@@ -331,7 +334,10 @@ def test_async_probe_failures_are_not_cached_either(jina_server_url: str) -> Non
     async def run() -> tuple[str, int]:
         async with httpx.AsyncClient(transport=AsyncFlaky()) as client:
             provider = JinaAPIProvider(
-                SERVER_API_KEY, base_url=jina_server_url, async_http_client=client, max_retries=0
+                api_key=SERVER_API_KEY,
+                base_url=jina_server_url,
+                async_http_client=client,
+                max_retries=0,
             )
             try:
                 await provider.aembed(["x"])
@@ -355,14 +361,14 @@ def test_jv3_index_never_writes_a_guessed_size_into_the_state(
     (docs / "a.txt").write_text("Berlin is the capital of Germany.")
     store = f"qdrant:{tmp_path / 'store'}"
     broken = JinaAPIProvider(
-        SERVER_API_KEY,
+        api_key=SERVER_API_KEY,
         base_url=jina_server_url,
         http_client=httpx.Client(transport=FlakyModels(failures=100)),
         max_retries=0,
     )
     with pytest.raises(APIError):
         run_index(IndexOptions([str(docs)], store, progress=False, provider_instance=broken), print)
-    healthy = JinaAPIProvider(SERVER_API_KEY, base_url=jina_server_url)
+    healthy = JinaAPIProvider(api_key=SERVER_API_KEY, base_url=jina_server_url)
     report = run_index(
         IndexOptions([str(docs)], store, progress=False, provider_instance=healthy), print
     )
@@ -397,7 +403,7 @@ def test_credentials_in_the_url_are_refused_without_being_shown(
 
 
 def test_plain_urls_still_work_and_pickle_without_secrets(jina_server_url: str) -> None:
-    provider = JinaAPIProvider(SECRET, base_url=jina_server_url + "/v1/embeddings/")
+    provider = JinaAPIProvider(api_key=SECRET, base_url=jina_server_url + "/v1/embeddings/")
     assert provider.base_url == jina_server_url
     assert SECRET not in repr(provider) and SECRET.encode() not in pickle.dumps(provider)
 

@@ -128,7 +128,7 @@ def test_lone_surrogate_never_reaches_the_network() -> None:
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
     provider = JinaAPIProvider(
-        "k", base_url="http://jina.test", http_client=client, max_dimensions=8
+        api_key="k", base_url="http://jina.test", http_client=client, max_dimensions=8
     )
     with pytest.raises(InputError, match="lone surrogate"):
         provider.embed(["ok", "a\udcffb"])
@@ -180,7 +180,10 @@ def test_api_long_text_is_truncated_by_the_server_like_the_local_model(
     # the server truncates at its model's max_length (128 here, to keep the test fast)
     from tests.support.server import running_server
 
-    with running_server(short_local, api_key="k") as url, JinaAPIProvider("k", base_url=url) as api:
+    with (
+        running_server(short_local, api_key="k") as url,
+        JinaAPIProvider(api_key="k", base_url=url) as api,
+    ):
         got = api.embed_documents([LONG, "short"], dimensions=DIMS).vectors
     want = short_local.embed_documents([LONG, "short"], dimensions=DIMS).vectors
     np.testing.assert_allclose(got, want, atol=2e-4)
@@ -189,7 +192,7 @@ def test_api_long_text_is_truncated_by_the_server_like_the_local_model(
 def test_api_long_text_without_truncate_is_a_400_naming_the_input(jina_server_url: str) -> None:
     from tests.conftest import SERVER_API_KEY
 
-    provider = JinaAPIProvider(SERVER_API_KEY, base_url=jina_server_url, truncate=False)
+    provider = JinaAPIProvider(api_key=SERVER_API_KEY, base_url=jina_server_url, truncate=False)
     try:
         with pytest.raises(BadRequestError, match=r"input\[1\] has \d+ tokens") as info:
             provider.embed(["short", LONG])

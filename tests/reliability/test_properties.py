@@ -95,7 +95,7 @@ def test_api_batching_never_reorders_or_drops(
     texts = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]  # valid Unicode only
     transport = httpx.MockTransport(_echo_server)
     provider = JinaAPIProvider(
-        "k",
+        api_key="k",
         base_url="http://echo.test",
         max_dimensions=6,
         max_batch_items=max_items,

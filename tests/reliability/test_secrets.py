@@ -115,7 +115,7 @@ def test_canary_key_never_appears_anywhere(
 
         # -- the provider, key given explicitly, from the environment, through load_provider
         for where, provider in (
-            ("provider(api_key=)", JinaAPIProvider(CANARY, base_url=url)),
+            ("provider(api_key=)", JinaAPIProvider(api_key=CANARY, base_url=url)),
             ("provider($JINA_API_KEY)", JinaAPIProvider(base_url=url)),
             ("load_provider(url)", load_provider(url, api_key=CANARY)),
         ):
@@ -127,7 +127,7 @@ def test_canary_key_never_appears_anywhere(
             sweep.add(f"{where}: pickle", pickle.dumps(provider))
             provider.close()
         # a 401 from our server, and a 401 from a server with another key
-        denied = JinaAPIProvider(CANARY, base_url=wrong, max_retries=0)
+        denied = JinaAPIProvider(api_key=CANARY, base_url=wrong, max_retries=0)
         _expect_error(sweep, "provider 401", lambda: denied.embed(["x"]), AuthenticationError)
         denied.close()
 
@@ -231,7 +231,7 @@ def test_input_texts_never_appear_in_logs(
     long_text = " ".join([SECRET_TEXT] * 600)  # > max_length: truncated, logged as a count
     document = " ".join([SECRET_TEXT] * 40)
     with running_server(local_provider) as url:
-        api = JinaAPIProvider("k", base_url=url)
+        api = JinaAPIProvider(api_key="k", base_url=url)
         for provider in (local_provider, api):
             provider.embed([SECRET_TEXT, long_text], task="retrieval.passage")
             provider.embed([SECRET_TEXT, SECRET_TEXT], task="retrieval.passage", late_chunking=True)

@@ -315,7 +315,7 @@ def test_full_queue_answers_429_and_our_client_retries(conformance_dir: Path) ->
             assert int(r.headers["Retry-After"]) >= 1
             assert r.headers["X-RateLimit-Remaining-Requests"] == "0"
             assert "X-RateLimit-Remaining-Tokens" in r.headers
-        client = JinaAPIProvider("k", base_url=url, max_batch_items=1, max_concurrency=2)
+        client = JinaAPIProvider(api_key="k", base_url=url, max_batch_items=1, max_concurrency=2)
         texts = ["t0", "t1"]
         emb = client.embed(texts)
         assert np.allclose(emb.vectors, spy.embed(texts).vectors, atol=1e-5)

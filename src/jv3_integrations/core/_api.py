@@ -1,29 +1,30 @@
-"""``JinaAPIProvider``: jina-embeddings-v3 through Jina's HTTP API or any compatible server.
+"""``JinaAPIProvider``: Jina's embedding models through Jina's HTTP API or a compatible server.
 
-Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``: plan the
-batches, build each body, send it with retries, check and decode the answer. What it does that
-the existing Jina clients do not: retries 429/5xx/timeouts/resets with backoff honouring
-``Retry-After`` and the ``X-RateLimit-Remaining-*`` headers, bounded concurrency in sync and
-async code, batches by items and by an estimated token budget, keeps a late-chunking document
-in one request, checks every answer (count, indexes, sizes) and never leaks the key.
+The provider's one job: plan the requests of a call (batches by items and by estimated
+tokens, a late-chunking document in one request, what the model can do checked first), send
+them through the transport, and check and decode every answer (count, indexes, sizes, norms)
+without ever showing the key. The rest lives beside it: ``_transport`` (deadlines that cover
+every byte, the slots bounding requests in flight, retry delays), ``_budget`` (the key's
+limits learned from headers and 429 bodies: request sizes, pacing, AIMD concurrency),
+``_discovery`` (``/v1/models``, the tokenizer file) and ``_models`` (each model's facts).
+Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import dataclasses
 import json
 import logging
 import math
 import os
-import random
 import socket
 import ssl
 import threading
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +34,8 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from ._budget import RateBudget, RateLimits, Reservation
+from ._discovery import find_tokenizer, parse_models
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -41,14 +44,15 @@ from ._errors import (
     ConfigurationError,
     InputError,
 )
+from ._models import MODELS, model_info
 from ._provider import BaseProvider, EmbedRequest
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, TaskLike, TokenCount, Usage
+from ._transport import asend, new_client, retry_delay, send
+from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, TaskLike, TokenCount, Usage
 from ._validate import check_int
 from ._wire import (
     DEFAULT_BASE_URL,
     EMBEDDINGS_PATH,
     MAX_INPUTS,
-    MAX_TOKENS,
     MODEL_NAME,
     MODELS_PATH,
     RETRYABLE_STATUS,
@@ -56,7 +60,6 @@ from ._wire import (
     error_from_response,
     estimate_tokens,
     parse_embeddings_response,
-    parse_rate_limit_remaining,
     parse_retry_after,
 )
 
@@ -65,10 +68,14 @@ __all__ = ["JinaAPIProvider"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
+DEFAULT_MAX_CONCURRENCY: Final = 8
+START_CONCURRENCY: Final = 4  # requests in flight before the server said anything
 _MIN_SPLIT: Final = 64
 _PER_MINUTE_CODES: Final = frozenset({"RATE_TOKEN_LIMIT_EXCEEDED", "RATE_REQUEST_LIMIT_EXCEEDED"})
-_MAX_RETRY_AFTER: Final = 120.0  # seconds; a longer Retry-After is clipped to this
-_BUDGET_WINDOW: Final = 60.0  # seconds over which a per-minute budget frees
+_PROBE_TIMEOUT: Final = 10.0  # seconds per GET /v1/models attempt, at most
+_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "jv3_call_deadline", default=None
+)
 _WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
 
@@ -112,77 +119,6 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-class _Slots:
-    """The provider's bound on requests in flight, shared by threads and event loops.
-
-    Sync callers block their thread; async callers wait on a future of their own loop (the
-    loop is never blocked). A released slot is handed to the oldest waiter, sync or async.
-    """
-
-    def __init__(self, n: int) -> None:
-        self._lock = threading.Lock()
-        self._free = n
-        self._waiters: deque[threading.Event | tuple[asyncio.AbstractEventLoop, Any]] = deque()
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        with self._lock:
-            if self._free > 0 and not self._waiters:
-                self._free -= 1
-                event = None
-            else:
-                event = threading.Event()
-                self._waiters.append(event)
-        if event is not None:
-            event.wait()  # set by release(): the slot was handed to us
-        try:
-            yield
-        finally:
-            self.release()
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._free > 0 and not self._waiters:
-                self._free -= 1
-                return
-            waiter = (loop, loop.create_future())
-            self._waiters.append(waiter)
-        try:
-            await waiter[1]
-        except asyncio.CancelledError:
-            with self._lock:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                    raise
-            # release() handed us the slot already: give it on (unless _hand will, seeing the
-            # cancelled future)
-            if waiter[1].done() and not waiter[1].cancelled():
-                self.release()
-            raise
-
-    def release(self) -> None:
-        with self._lock:
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if isinstance(waiter, threading.Event):
-                    waiter.set()
-                    return
-                loop, future = waiter
-                try:
-                    loop.call_soon_threadsafe(self._hand, future)
-                    return
-                except RuntimeError:  # that loop is closed: its waiter is gone
-                    continue
-            self._free += 1
-
-    def _hand(self, future: asyncio.Future[None]) -> None:
-        if future.done():  # cancelled meanwhile: pass the slot on
-            self.release()
-        else:
-            future.set_result(None)
-
-
 @dataclass(frozen=True)
 class _Batch:
     """One planned request: a contiguous slice of the call's texts."""
@@ -195,50 +131,6 @@ class _Batch:
 
 class _Aborted(Exception):
     """Another batch of the same call failed: this one stops (never reaches the caller)."""
-
-
-class _RateGate:
-    """Shared pause for every request of one provider: after a 429 or an exhausted budget."""
-
-    def __init__(self, pause: float) -> None:
-        self._lock = threading.Lock()
-        self._resume_at = 0.0
-        self._tokens_left: int | None = None
-        self._pause = pause
-        self._serial_until = 0.0
-
-    def start_serial(self, seconds: float) -> None:
-        """A per-minute budget is spent: one request at a time for ``seconds``."""
-        with self._lock:
-            self._serial_until = max(self._serial_until, time.monotonic() + seconds)
-
-    def serial(self) -> bool:
-        """Whether requests go one at a time now (see :meth:`start_serial`)."""
-        return time.monotonic() < self._serial_until
-
-    def wait_time(self, tokens: int) -> float:
-        now = time.monotonic()
-        with self._lock:
-            delay = self._resume_at - now
-            if self._tokens_left is not None and tokens > self._tokens_left:
-                # Our next request would overdraw the reported token budget: give it time.
-                self._tokens_left = None
-                self._resume_at = max(self._resume_at, now + self._pause)
-                delay = max(delay, self._pause)
-            return max(0.0, delay)
-
-    def block(self, seconds: float) -> None:
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-
-    def observe(self, headers: httpx.Headers) -> None:
-        requests_left, tokens_left = parse_rate_limit_remaining(headers)
-        with self._lock:
-            if tokens_left is not None:
-                self._tokens_left = tokens_left
-        if requests_left == 0 or (tokens_left is not None and tokens_left <= 0):
-            wait = parse_retry_after(headers.get("retry-after"))
-            self.block(self._pause if wait is None else wait)
 
 
 class _HostNotFoundError(APIConnectionError):
@@ -271,10 +163,15 @@ class JinaAPIProvider(BaseProvider):
         total_timeout: Seconds for a whole call, retries and their waits included
             (``None``: no bound beyond ``timeout`` per attempt and ``max_retries``).
         max_retries: Retries of a request after a 429, 5xx, timeout or connection error.
-        max_concurrency: Requests in flight at once for this provider instance: over all its
-            calls, threads and event loops, sync and async together.
+        max_concurrency: Most requests in flight at once for this provider instance, over all
+            its calls, threads and event loops. Default: up to 8, starting at 4 and moving with
+            the server's answers (halved on a concurrency 429, grown back while answers flow);
+            a value given here is where it starts, and it never goes above it.
         max_batch_items: Texts per request (at most 2048, the API's limit).
-        max_batch_tokens: Estimated tokens per request (see :meth:`estimate_tokens`).
+        max_batch_tokens: Estimated tokens per request (see :meth:`estimate_tokens`). Default:
+            131,072, or a quarter of the key's learned per-minute token budget if smaller; a
+            value given here is kept, within the whole learned budget (a request larger than
+            the key's minute could never pass).
         wire_format: ``"float"`` or ``"base64"`` (a third of the bytes, same vectors).
         http_client: An ``httpx.Client`` to use (proxies, tests); never closed by us.
         async_http_client: An ``httpx.AsyncClient`` to use; never closed by us.
@@ -289,6 +186,9 @@ class JinaAPIProvider(BaseProvider):
             hybrid search (default: ``$JV3_TOKENIZER``, else the Hugging Face cache's copy of
             ``jinaai/jina-embeddings-v3``, if any). No embedding call needs it.
 
+    All arguments are keyword-only. What the provider learned of the key's limits is
+    :attr:`rate_limits`.
+
     Raises:
         ConfigurationError: a constructor argument that cannot work (no I/O is done here).
 
@@ -301,17 +201,17 @@ class JinaAPIProvider(BaseProvider):
 
     def __init__(
         self,
-        api_key: str | None = None,
         *,
+        api_key: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         model: str = MODEL_NAME,
         dimensions: int | None = None,
         timeout: float = 60.0,
         total_timeout: float | None = None,
         max_retries: int = 6,
-        max_concurrency: int = 4,
+        max_concurrency: int | None = None,
         max_batch_items: int = MAX_INPUTS,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_tokens: int | None = None,
         wire_format: str = "float",
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
@@ -330,10 +230,18 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
+        if model in MODELS:
+            self._info = MODELS[model]
+        elif self._official:
+            self._info = model_info(model)  # raises, naming the models Jina's API has
+        else:  # a compatible server may name its jina-embeddings-v3 otherwise
+            self._info = dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
         check_int("max_retries", max_retries, 0)
-        check_int("max_concurrency", max_concurrency, 1)
+        if max_concurrency is not None:
+            check_int("max_concurrency", max_concurrency, 1)
         check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
-        check_int("max_batch_tokens", max_batch_tokens, 1)
+        if max_batch_tokens is not None:
+            check_int("max_batch_tokens", max_batch_tokens, 1)
         for name, value in (
             ("timeout", timeout),
             ("backoff_base", backoff_base),
@@ -342,12 +250,14 @@ class JinaAPIProvider(BaseProvider):
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
         if timeout <= 0:
             raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
         if total_timeout is not None and (
             isinstance(total_timeout, bool)
             or not isinstance(total_timeout, (int, float))
-            or total_timeout <= 0
+            or not 0 < total_timeout < math.inf
         ):
             raise ConfigurationError(
                 f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
@@ -360,26 +270,33 @@ class JinaAPIProvider(BaseProvider):
         if max_dimensions is not None:
             check_int("max_dimensions", max_dimensions, 1)
         elif self._official:
-            max_dimensions = JINA_EMBEDDINGS_V3.dim
+            max_dimensions = self._info.dim
         self._max_dims: int | None = max_dimensions
         if dimensions is not None:
             check_int("dimensions", dimensions, 1, max_dimensions)
         self._dimensions = dimensions
         self._timeout = float(timeout)
         self._max_retries = max_retries
-        self._max_concurrency = max_concurrency
+        self._concurrency_option = max_concurrency
+        self._max_concurrency = max_concurrency or DEFAULT_MAX_CONCURRENCY
         self._max_batch_items = max_batch_items
-        self._max_batch_tokens = max_batch_tokens
+        self._batch_tokens_option = max_batch_tokens
+        self._max_batch_tokens = max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS
         self._wire_format = wire_format
         self._truncate = bool(truncate)
         self._backoff_base = float(backoff_base)
         self._backoff_max = float(backoff_max)
-        self._gate = _RateGate(float(rate_limit_pause))
+        self._rate_limit_pause = float(rate_limit_pause)
+        self._budget = RateBudget(
+            max_concurrency=self._max_concurrency,
+            start_concurrency=max_concurrency or min(START_CONCURRENCY, self._max_concurrency),
+            pause=self._rate_limit_pause,
+        )
         self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
-        self._slots = _Slots(max_concurrency)
         self._lock = threading.Lock()
         self._client: httpx.Client | None = http_client
         self._owns_client = http_client is None
+        self._bounded = False  # whether self._client bounds every byte itself (new_client)
         self._aclient: httpx.AsyncClient | None = async_http_client
         self._owns_aclient = async_http_client is None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
@@ -398,6 +315,16 @@ class JinaAPIProvider(BaseProvider):
         return self._model
 
     @property
+    def model(self) -> str:
+        """The model's name, as sent on the wire (same as :attr:`model_name`)."""
+        return self._model
+
+    @property
+    def model_info(self) -> ModelInfo:
+        """The model's facts: tasks, sizes, context length, late chunking (no I/O)."""
+        return self._info
+
+    @property
     def base_url(self) -> str:
         """The server's root URL (requests go to ``{base_url}/v1/embeddings``)."""
         return self._base_url
@@ -407,19 +334,30 @@ class JinaAPIProvider(BaseProvider):
         """The model's full output size: 1024 for Jina's API; a self-hosted server is asked.
 
         The answer of ``GET /v1/models`` is kept; a failed probe (after the usual retries of
-        429/5xx/network errors) raises and is never replaced by a guess.
+        429/5xx/network errors) raises and is never replaced by a guess. The probe ends within
+        ``timeout`` per attempt and ``total_timeout`` in all, however the server answers.
 
         Raises:
             APIError: the server could not tell (pass ``max_dimensions=`` to skip asking).
         """
         if self._max_dims is None:
-            self._max_dims = self._discover(self._get_client())
+            self._max_dims = self._discover(self._call_deadline())
         return self._max_dims
 
     @property
     def max_concurrency(self) -> int:
-        """Requests in flight at once (the ``max_concurrency`` it was built with)."""
+        """The most requests ever in flight at once (see :attr:`rate_limits` for the current)."""
         return self._max_concurrency
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """What this provider learned of its key's limits so far (read-only snapshot).
+
+        Learned from the ``X-RateLimit-Remaining-*`` headers and the 429 bodies of the server's
+        answers, shared by every thread and event loop using this provider; ``None`` fields
+        are not learned yet. ``concurrency`` is the number of requests allowed in flight now.
+        """
+        return self._budget.limits()
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
@@ -449,19 +387,19 @@ class JinaAPIProvider(BaseProvider):
             "timeout": self._timeout,
             "total_timeout": self._total_timeout,
             "max_retries": self._max_retries,
-            "max_concurrency": self._max_concurrency,
+            "max_concurrency": self._concurrency_option,
             "max_batch_items": self._max_batch_items,
-            "max_batch_tokens": self._max_batch_tokens,
+            "max_batch_tokens": self._batch_tokens_option,
             "wire_format": self._wire_format,
             "truncate": self._truncate,
             "max_dimensions": self._max_dims,
             "backoff_base": self._backoff_base,
             "backoff_max": self._backoff_max,
-            "rate_limit_pause": self._gate._pause,
+            "rate_limit_pause": self._rate_limit_pause,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(None, **state)  # type: ignore[misc]
+        self.__init__(**state)  # type: ignore[misc]
 
     # -- key and clients --------------------------------------------------------------------
 
@@ -497,32 +435,35 @@ class JinaAPIProvider(BaseProvider):
             max_keepalive_connections=self._max_concurrency + 2,
         )
 
-    def _new_client_options(self) -> dict[str, Any]:
+    def _tls(self) -> ssl.SSLContext:
         # One TLS context per provider: building one costs ~0.2 s, and async code run with
         # asyncio.run() needs a fresh AsyncClient per event loop.
         if self._ssl_context is None:
             self._ssl_context = httpx.create_ssl_context()
-        return {
-            "timeout": httpx.Timeout(self._timeout),
-            "limits": self._limits(),
-            "verify": self._ssl_context,
-        }
+        return self._ssl_context
 
     def _get_client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(**self._new_client_options())
+                self._client, self._bounded = new_client(
+                    timeout=self._timeout, limits=self._limits(), ssl_context=self._tls()
+                )
             return self._client
+
+    def _new_aclient(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout), limits=self._limits(), verify=self._tls()
+        )
 
     def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Lock]:
         loop = asyncio.get_running_loop()
         if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
             # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
-            self._aclient = httpx.AsyncClient(**self._new_client_options())
+            self._aclient = self._new_aclient()
             self._aclient_loop = loop
         client = self._aclient
         if client is None:  # closed while in use: start afresh on this loop
-            client = self._aclient = httpx.AsyncClient(**self._new_client_options())
+            client = self._aclient = self._new_aclient()
             self._aclient_loop = loop
         if self._aserial is None or self._aslots_loop is not loop:
             self._aserial = asyncio.Lock()
@@ -563,93 +504,70 @@ class JinaAPIProvider(BaseProvider):
         Raises:
             ConfigurationError: none is available; the message says how to get one.
         """
-        path = self._tokenizer_path
-        if path is None and os.environ.get("JV3_TOKENIZER", "").strip():
-            path = Path(os.environ["JV3_TOKENIZER"].strip())
-        if path is None:
-            path = _cached_tokenizer(JINA_EMBEDDINGS_V3.hub_id)
-        if path is None or not path.is_file():
-            where = f" ({path} is not a file)" if path is not None else ""
-            raise ConfigurationError(
-                f"hybrid search needs {self._model}'s tokenizer.json on this machine for its "
-                f"keyword vectors{where}; download it once (huggingface-cli download "
-                f"{JINA_EMBEDDINGS_V3.hub_id} tokenizer.json), then pass "
-                "JinaAPIProvider(tokenizer_file=PATH) or set JV3_TOKENIZER=PATH"
-            )
-        return path
+        return find_tokenizer(self._tokenizer_path, model=self._model, hub_id=self._info.hub_id)
 
     # -- model size discovery (self-hosted servers only) ---------------------------------------
 
     def _parse_models(self, response: httpx.Response) -> int:
-        """The model size from a ``/v1/models`` answer.
+        return parse_models(
+            response,
+            model=self._model,
+            default=JINA_EMBEDDINGS_V3.dim,
+            where=self._base_url + MODELS_PATH,
+            redact=self._redact(),
+        )
 
-        A server without the endpoint (404/405) or whose list does not give the size serves
-        the full-size model: 1024. Any other answer is no answer (never a guess).
-
-        Raises:
-            APIError: any other non-200 answer, or a body that is not the models list.
-        """
-        if response.status_code in (404, 405):
-            return JINA_EMBEDDINGS_V3.dim
-        if response.status_code != 200:
-            raise error_from_response(
-                response.status_code, response.headers, response.content, redact=self._redact()
-            )
-        try:
-            data = response.json().get("data", [])
-        except (ValueError, AttributeError):
-            raise APIResponseError(
-                f"GET {self._base_url}{MODELS_PATH} answered 200 with a body that is not the "
-                "models list; pass max_dimensions= to the provider",
-                status=200,
-            ) from None
-        for entry in data if isinstance(data, list) else []:
-            if not isinstance(entry, dict):
-                continue
-            name = str(entry.get("id", ""))
-            if name == self._model or name.endswith("/" + self._model):
-                size = entry.get("max_output_length")
-                if isinstance(size, int) and not isinstance(size, bool) and size > 0:
-                    return size
-        return JINA_EMBEDDINGS_V3.dim
-
-    def _probe_failed(self, attempt: int, error: APIError) -> float:
+    def _probe_failed(self, attempt: int, error: APIError, call_deadline: float | None) -> float:
         """The delay before probing again, or raise ``error`` (with the fix) if it is final."""
         retryable = not isinstance(error, _HostNotFoundError) and (
             error.status is None or error.status in RETRYABLE_STATUS
         )
-        if not retryable or attempt >= self._max_retries:
+        out_of_time = call_deadline is not None and time.monotonic() >= call_deadline
+        if not retryable or attempt >= self._max_retries or out_of_time:
             error.args = (
                 f"could not read the model size from {self._base_url}{MODELS_PATH}: {error} "
                 "(pass max_dimensions= to the provider to skip asking)",
             )
             raise error
-        return self._retry_delay(attempt, error, None)
+        delay = self._retry_delay(attempt, error, None)
+        if call_deadline is not None:
+            delay = min(delay, max(0.0, call_deadline - time.monotonic()))
+        return delay
 
-    def _discover(self, client: httpx.Client) -> int:
+    def _probe_end(self, call_deadline: float | None) -> float:
+        end = time.monotonic() + min(self._timeout, _PROBE_TIMEOUT)
+        return end if call_deadline is None else min(end, call_deadline)
+
+    def _discover(self, call_deadline: float | None) -> int:
+        client = self._get_client()
         for attempt in range(self._max_retries + 1):
             try:
-                response = client.get(
+                response = send(
+                    client,
+                    "GET",
                     self._base_url + MODELS_PATH,
                     headers=self._headers(),
-                    timeout=min(self._timeout, 10.0),
+                    end=self._probe_end(call_deadline),
+                    bounded=self._bounded,
                 )
                 return self._parse_models(response)
             except httpx.HTTPError as exc:
                 error: APIError = self._network_error(exc)
             except APIError as exc:
                 error = exc
-            self._sleep(self._probe_failed(attempt, error))
+            self._sleep(self._probe_failed(attempt, error, call_deadline))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _adiscover(self) -> None:
+    async def _adiscover(self, call_deadline: float | None) -> None:
         client, _ = self._get_aclient()
         for attempt in range(self._max_retries + 1):
             try:
-                response = await client.get(
+                response = await asend(
+                    client,
+                    "GET",
                     self._base_url + MODELS_PATH,
                     headers=self._headers(),
-                    timeout=min(self._timeout, 10.0),
+                    end=self._probe_end(call_deadline),
                 )
                 self._max_dims = self._parse_models(response)
                 return
@@ -657,7 +575,32 @@ class JinaAPIProvider(BaseProvider):
                 error: APIError = self._network_error(exc)
             except APIError as exc:
                 error = exc
-            await self._asleep(self._probe_failed(attempt, error))
+            await self._asleep(self._probe_failed(attempt, error, call_deadline))
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskLike = None,
+        dimensions: int | None = None,
+        normalized: bool = True,
+        late_chunking: bool = False,
+    ) -> Embeddings:
+        """Embed ``texts`` (see :meth:`BaseProvider.embed`); ``total_timeout`` bounds it all."""
+        task = self._model_task(task)
+        token = _CALL_DEADLINE.set(self._call_deadline())
+        try:
+            if self._max_dims is None:
+                self._max_dims = self._discover(_CALL_DEADLINE.get())
+            return super().embed(
+                texts,
+                task=task,
+                dimensions=dimensions,
+                normalized=normalized,
+                late_chunking=late_chunking,
+            )
+        finally:
+            _CALL_DEADLINE.reset(token)
 
     async def aembed(
         self,
@@ -669,58 +612,133 @@ class JinaAPIProvider(BaseProvider):
         late_chunking: bool = False,
     ) -> Embeddings:
         """Async twin of :meth:`embed` (same arguments, same result)."""
-        if self._max_dims is None:
-            await self._adiscover()
-        return await super().aembed(
-            texts,
-            task=task,
-            dimensions=dimensions,
-            normalized=normalized,
-            late_chunking=late_chunking,
-        )
+        task = self._model_task(task)
+        token = _CALL_DEADLINE.set(self._call_deadline())
+        try:
+            if self._max_dims is None:
+                await self._adiscover(_CALL_DEADLINE.get())
+            return await super().aembed(
+                texts,
+                task=task,
+                dimensions=dimensions,
+                normalized=normalized,
+                late_chunking=late_chunking,
+            )
+        finally:
+            _CALL_DEADLINE.reset(token)
+
+    # -- what the model can do (pure) -------------------------------------------------------
+
+    def _model_task(self, task: TaskLike) -> TaskLike:
+        """``task`` as a :class:`Task`, taking this model's own names (v5's ``clustering``)."""
+        if isinstance(task, str) and not isinstance(task, Task):
+            for member, wire in self._info.wire_task_names:
+                if task == wire:
+                    return member
+            if task in self._info.api_only_tasks:
+                raise InputError(
+                    f"{self._model}'s task {task!r} is offered by Jina's API but not by this "
+                    "client yet; use one of "
+                    + ", ".join(repr(self._info.wire_task(t)) for t in self._info.tasks)
+                )
+        return task
+
+    def _check_model(self, request: EmbedRequest) -> None:
+        """Refuse, before any request, what the model cannot do."""
+        info = self._info
+        if request.task is not None and request.task not in info.tasks:
+            names = ", ".join(repr(info.wire_task(t)) for t in info.tasks)
+            raise InputError(
+                f"{info.name} has no task {request.task.value!r}; it takes {names} (or None)"
+            )
+        if request.late_chunking and not info.late_chunking:
+            raise InputError(
+                f"{info.name} does not offer late_chunking through Jina's API; embed without "
+                "it, or use jina-embeddings-v3 or jina-embeddings-v4 for late chunking"
+            )
+        if not request.normalized and not info.normalized_option:
+            raise InputError(
+                f"{info.name} takes no normalized= option (its vectors always come back "
+                "normalized); call without normalized=False"
+            )
 
     # -- planning (pure) ----------------------------------------------------------------------
 
+    def _token_cap(self) -> int:
+        """Most estimated tokens per request now: the option, within what was learned."""
+        if self._batch_tokens_option is not None:
+            whole = self._budget.window_cap()
+            return self._max_batch_tokens if whole is None else min(self._max_batch_tokens, whole)
+        learned = self._budget.request_cap()
+        return self._max_batch_tokens if learned is None else min(self._max_batch_tokens, learned)
+
+    def _estimates(self, request: EmbedRequest, start: int, stop: int) -> list[int]:
+        out = [estimate_tokens(t) for t in request.texts[start:stop]]
+        if request.task is not None and start == 0 and stop > 0:
+            out[0] = estimate_tokens(request.texts[0], task=request.task)
+        return out
+
     def _plan(self, request: EmbedRequest) -> list[_Batch]:
+        self._check_model(request)
         texts = request.texts
-        estimates = [estimate_tokens(t) - 2 for t in texts]
-        if request.task is not None:
-            estimates[0] = estimate_tokens(texts[0], task=request.task) - 2
+        max_tokens = self._info.max_tokens
+        estimates = self._estimates(request, 0, len(texts))
         if request.late_chunking:
-            total = sum(estimates) + 2
+            total = sum(estimates) - 2 * (len(texts) - 1)
             if len(texts) > MAX_INPUTS:
                 raise InputError(
                     f"late_chunking sends one document in one request, but it has {len(texts)} "
                     f"chunks and the API takes at most {MAX_INPUTS}; use fewer, larger chunks, "
                     "or LocalProvider for long late chunking"
                 )
-            if total > MAX_TOKENS:
+            if total > max_tokens:
                 raise InputError(
                     f"late_chunking sends all {len(texts)} texts as one document in ONE request, "
                     f"but they come to about {total} tokens (conservative estimate) and the API "
-                    f"takes at most {MAX_TOKENS} per late-chunking request; split the document "
+                    f"takes at most {max_tokens} per late-chunking request; split the document "
                     "into smaller documents, or use LocalProvider, whose long late chunking "
                     "handles documents of any length"
                 )
+            self._check_fits(total, "this late-chunking document (sent as one request)")
             return [_Batch(0, len(texts), total, False)]
         n = len(texts)
-        per_round = self._max_concurrency * self._max_batch_items
+        workers = self._budget.slots.limit
+        per_round = workers * self._max_batch_items
         rounds = math.ceil(n / per_round)
-        target = math.ceil(n / (self._max_concurrency * rounds))
+        target = math.ceil(n / (workers * rounds))
         target = min(self._max_batch_items, max(_MIN_SPLIT, target))
         target = math.ceil(n / math.ceil(n / target))
+        return self._pack(estimates, 0, target, self._token_cap())
+
+    def _pack(self, estimates: list[int], offset: int, items: int, cap: int) -> list[_Batch]:
+        """Consecutive batches of at most ``items`` texts and ``cap`` estimated tokens."""
         batches: list[_Batch] = []
         start = tokens = 0
         long_text = False
-        for i, est in enumerate(estimates):
-            full = est + 2
-            if i > start and (i - start >= target or tokens + full > self._max_batch_tokens):
-                batches.append(_Batch(start, i, tokens, long_text))
+        for i, full in enumerate(estimates):
+            self._check_fits(full, f"text {offset + i}")
+            if i > start and (i - start >= items or tokens + full > cap):
+                batches.append(_Batch(offset + start, offset + i, tokens, long_text))
                 start, tokens, long_text = i, 0, False
             tokens += full
-            long_text = long_text or (self._truncate and full > MAX_TOKENS)
-        batches.append(_Batch(start, n, tokens, long_text))
+            long_text = long_text or (self._truncate and full > self._info.max_tokens)
+        batches.append(_Batch(offset + start, offset + len(estimates), tokens, long_text))
         return batches
+
+    def _check_fits(self, estimate: int, what: str) -> None:
+        """Refuse what can never pass the key's learned per-minute token budget."""
+        whole = self._budget.window_cap()
+        if whole is None or estimate <= whole:
+            return
+        if self._truncate and what.startswith("text ") and whole >= self._info.max_tokens:
+            return  # the server clips it to MAX_TOKENS, which fits
+        limits = self._budget.limits()
+        raise InputError(
+            f"{what} has about {estimate:,} tokens (conservative estimate), more than this "
+            f"API key allows per {limits.window_s:g} s ({limits.tokens_per_window:,} tokens, "
+            "as the server said), so no retry could pass: split it into smaller texts, or "
+            "use a key with a larger token budget"
+        )
 
     def _body(self, request: EmbedRequest, batch: _Batch) -> bytes:
         full = self.max_dimensions
@@ -734,13 +752,15 @@ class JinaAPIProvider(BaseProvider):
             embedding_type=self._wire_format,
             truncate=batch.truncate,
         )
+        if request.task is not None:
+            body["task"] = self._info.wire_task(request.task)
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _result(
         self, response: httpx.Response, request: EmbedRequest, batch: _Batch
     ) -> tuple[npt.NDArray[np.float32], int]:
-        self._gate.observe(response.headers)
         if response.status_code >= 300:
+            self._budget.observe(response.headers)
             raise error_from_response(
                 response.status_code, response.headers, response.content, redact=self._redact()
             )
@@ -766,37 +786,45 @@ class JinaAPIProvider(BaseProvider):
             raise
 
     def _retry_delay(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
-        if response is not None:
-            after = parse_retry_after(response.headers.get("retry-after"))
-            if after is not None:
-                return min(after, _MAX_RETRY_AFTER)
-        if error.code in _PER_MINUTE_CODES:
-            # A per-minute budget is spent: it frees over a 60 s window, so a retry in half a
-            # second only burns an attempt. Start at 10x the base delay, allow up to 2x the cap
-            # (defaults: 5, 10, 20, 40, 60, 60 s).
-            ceiling = min(2 * self._backoff_max, 10 * self._backoff_base * (2.0**attempt))
-        else:
-            ceiling = min(self._backoff_max, self._backoff_base * (2.0**attempt))
-        return ceiling * random.uniform(0.5, 1.0)
+        after = None if response is None else parse_retry_after(response.headers.get("retry-after"))
+        return retry_delay(
+            attempt,
+            base=self._backoff_base,
+            cap=self._backoff_max,
+            retry_after=after,
+            slow=error.code in _PER_MINUTE_CODES,
+        )
 
-    def _give_up(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
+    def _give_up(
+        self,
+        attempt: int,
+        error: APIError,
+        response: httpx.Response | None,
+        entry: Reservation | None,
+    ) -> float:
         """Raise ``error`` if it is final; else return the delay before the next attempt."""
         retryable = error.status is None or error.status in RETRYABLE_STATUS
         final = isinstance(error, APIResponseError | _HostNotFoundError)
+        if error.status == 429:
+            taught = self._budget.refused(error.code, error.detail or str(error), entry)
+        else:
+            taught = False
+            if entry is not None and error.status is not None:
+                self._budget.settle(entry, None, 0)  # answered, not counted
         if final or not retryable or attempt >= self._max_retries:
             raise error
-        delay = self._retry_delay(attempt, error, response)
-        if error.status == 429:
-            # Every request of this provider waits (the gate), not just this one.
-            self._gate.block(delay)
+        after = None if response is None else parse_retry_after(response.headers.get("retry-after"))
+        if taught and error.code in _PER_MINUTE_CODES and after is None:
+            delay = 0.0  # the learned budget paces the retry (RateBudget.reserve)
+        else:
+            delay = self._retry_delay(attempt, error, response)
+        if error.status == 429 and delay > 0:
+            # Every request of this provider waits (the budget's gate), not just this one.
+            self._budget.block(delay)
             delay = 0.0
-            if error.code in _PER_MINUTE_CODES:
-                # Until the window frees, only one request probes (and spends its retries);
-                # the others wait their turn instead of burning theirs on more 429s.
-                self._gate.start_serial(_BUDGET_WINDOW)
         logger.info(
             "embeddings request failed (%s); retry %d/%d in %.2f s",
-            error.status or type(error).__name__,
+            error.code or error.status or type(error).__name__,
             attempt + 1,
             self._max_retries,
             delay,
@@ -806,7 +834,7 @@ class JinaAPIProvider(BaseProvider):
     def _network_error(self, exc: httpx.HTTPError) -> APIError:
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(
-                f"the embeddings request to {self._base_url} timed out after {self._timeout} s "
+                f"the request to {self._base_url} timed out after {self._timeout:g} s "
                 f"({type(exc).__name__}); raise timeout= or lower max_batch_items"
             )
         if _name_not_resolved(exc):
@@ -820,19 +848,16 @@ class JinaAPIProvider(BaseProvider):
             f"could not reach {self._base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
         )
 
-    # -- sync I/O -----------------------------------------------------------------------------
-
-    def _pause(self, seconds: float, abort: threading.Event | None) -> None:
-        if abort is not None and self._sleep is time.sleep:
-            abort.wait(seconds)  # wakes at once when another batch of the call failed
-        else:
-            self._sleep(seconds)
+    # -- deadlines ----------------------------------------------------------------------------
 
     def _attempt_deadline(self, call_deadline: float | None) -> float:
         deadline = time.monotonic() + self._timeout
         return deadline if call_deadline is None else min(deadline, call_deadline)
 
     def _call_deadline(self) -> float | None:
+        current = _CALL_DEADLINE.get()
+        if current is not None:
+            return current  # inside embed(): the call's deadline covers discovery too
         return None if self._total_timeout is None else time.monotonic() + self._total_timeout
 
     def _check_call_deadline(self, call_deadline: float | None, error: APIError | None) -> None:
@@ -843,33 +868,29 @@ class JinaAPIProvider(BaseProvider):
                 + (f"; last error: {error}" if error is not None else "")
             )
 
-    def _post(
-        self, client: httpx.Client, url: str, content: bytes, headers: dict[str, str], end: float
-    ) -> httpx.Response:
-        """POST and read the whole answer before ``end`` (monotonic), however it trickles in."""
-        left = end - time.monotonic()
-        if left <= 0:
-            raise httpx.TimeoutException("the attempt's deadline passed")
-        with client.stream(
-            "POST", url, content=content, headers=headers, timeout=httpx.Timeout(left)
-        ) as streamed:
-            if streamed.is_stream_consumed:  # already in memory (an in-process transport)
-                streamed.read()
-                return streamed
-            body = bytearray()
-            for chunk in streamed.iter_raw():
-                body += chunk
-                if time.monotonic() > end:
-                    raise httpx.ReadTimeout(
-                        "the answer did not arrive within the attempt's deadline",
-                        request=streamed.request,
-                    )
-            return httpx.Response(
-                streamed.status_code,
-                headers=streamed.headers,
-                content=bytes(body),
-                request=streamed.request,
-            )
+    def _wait_left(self, seconds: float, call_deadline: float | None) -> float:
+        if call_deadline is None:
+            return seconds
+        return min(seconds, max(0.0, call_deadline - time.monotonic()) + 0.001)
+
+    def _split(self, request: EmbedRequest, batch: _Batch) -> list[_Batch] | None:
+        """``batch`` cut to what the learned budget allows now (``None``: it fits)."""
+        cap = self._token_cap()
+        if batch.tokens <= cap or request.late_chunking:
+            if request.late_chunking:
+                self._check_fits(batch.tokens, "this late-chunking document (one request)")
+            return None
+        estimates = self._estimates(request, batch.start, batch.stop)
+        pieces = self._pack(estimates, batch.start, self._max_batch_items, cap)
+        return pieces if len(pieces) > 1 else None
+
+    # -- sync I/O -----------------------------------------------------------------------------
+
+    def _pause(self, seconds: float, abort: threading.Event | None) -> None:
+        if abort is not None and self._sleep is time.sleep:
+            abort.wait(seconds)  # wakes at once when another batch of the call failed
+        else:
+            self._sleep(seconds)
 
     def _send(
         self,
@@ -878,44 +899,64 @@ class JinaAPIProvider(BaseProvider):
         abort: threading.Event | None = None,
         call_deadline: float | None = None,
     ) -> tuple[npt.NDArray[np.float32], int]:
+        pieces = self._split(request, batch)
+        if pieces is not None:  # the budget learned meanwhile is smaller: send it in pieces
+            parts = [self._send(request, p, abort, call_deadline) for p in pieces]
+            return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
         client = self._get_client()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
         attempt = 0
         serial = False  # holding self._serial: the one request allowed while a budget is spent
+        waited = False
         last: APIError | None = None
         try:
             while True:
                 if abort is not None and abort.is_set():
                     raise _Aborted
                 self._check_call_deadline(call_deadline, last)
-                if not serial and self._gate.serial():
+                pieces = self._split(request, batch)
+                if pieces is not None:
+                    parts = [self._send(request, p, abort, call_deadline) for p in pieces]
+                    return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
+                if not serial and self._budget.serial():
                     if not self._serial.acquire(timeout=0.2):
                         continue
                     serial = True
-                wait = self._gate.wait_time(batch.tokens)
-                if wait > 0:
-                    self._pause(wait, abort)
-                    if abort is not None and abort.is_set():
-                        raise _Aborted
+                wait, entry = self._budget.reserve(batch.tokens, waited)
+                if entry is None:
+                    self._pause(self._wait_left(wait, call_deadline), abort)
+                    waited = True
+                    continue
+                waited = False
                 response: httpx.Response | None = None
-                with self._slots.hold():
+                with self._budget.slots.hold():
+                    entry.started = time.monotonic()
                     try:
-                        end = self._attempt_deadline(call_deadline)
-                        response = self._post(client, url, content, headers, end)
-                        return self._result(response, request, batch)
+                        response = send(
+                            client,
+                            "POST",
+                            url,
+                            content=content,
+                            headers=headers,
+                            end=self._attempt_deadline(call_deadline),
+                            bounded=self._bounded,
+                        )
+                        vectors, counted = self._result(response, request, batch)
+                        self._budget.settle(entry, counted, batch.tokens)
+                        self._budget.observe(response.headers, entry)
+                        self._budget.answered()
+                        return vectors, counted
                     except httpx.HTTPError as exc:
                         error: APIError = self._network_error(exc)
                         error.__cause__ = exc
                     except APIError as exc:
                         error = exc
                 last = error
-                delay = self._give_up(attempt, error, response)
-                if call_deadline is not None:
-                    delay = min(delay, max(0.0, call_deadline - time.monotonic()))
+                delay = self._give_up(attempt, error, response, entry)
                 if delay > 0:
-                    self._pause(delay, abort)
+                    self._pause(self._wait_left(delay, call_deadline), abort)
                 attempt += 1
         finally:
             if serial:
@@ -958,46 +999,62 @@ class JinaAPIProvider(BaseProvider):
     async def _asend(
         self, request: EmbedRequest, batch: _Batch, call_deadline: float | None = None
     ) -> tuple[npt.NDArray[np.float32], int]:
+        pieces = self._split(request, batch)
+        if pieces is not None:
+            parts = [await self._asend(request, p, call_deadline) for p in pieces]
+            return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
         client, serial_lock = self._get_aclient()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
         attempt = 0
         serial = False
+        waited = False
         last: APIError | None = None
         try:
             while True:
                 self._check_call_deadline(call_deadline, last)
-                if not serial and self._gate.serial():
+                pieces = self._split(request, batch)
+                if pieces is not None:
+                    parts = [await self._asend(request, p, call_deadline) for p in pieces]
+                    return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
+                if not serial and self._budget.serial():
                     await serial_lock.acquire()
                     serial = True
-                wait_s = self._gate.wait_time(batch.tokens)
-                if wait_s > 0:
-                    await self._asleep(wait_s)
+                wait_s, entry = self._budget.reserve(batch.tokens, waited)
+                if entry is None:
+                    await self._asleep(self._wait_left(wait_s, call_deadline))
+                    waited = True
+                    continue
+                waited = False
                 response: httpx.Response | None = None
-                await self._slots.acquire()
+                await self._budget.slots.acquire()
                 try:
-                    end = self._attempt_deadline(call_deadline)
-                    async with asyncio.timeout(max(0.0, end - time.monotonic())):
-                        response = await client.post(url, content=content, headers=headers)
-                    return self._result(response, request, batch)
-                except TimeoutError:  # the whole attempt's deadline, however bytes trickle
-                    error = self._network_error(
-                        httpx.TimeoutException("the attempt's deadline passed")
+                    entry.started = time.monotonic()
+                    response = await asend(
+                        client,
+                        "POST",
+                        url,
+                        content=content,
+                        headers=headers,
+                        end=self._attempt_deadline(call_deadline),
                     )
+                    vectors, counted = self._result(response, request, batch)
+                    self._budget.settle(entry, counted, batch.tokens)
+                    self._budget.observe(response.headers, entry)
+                    self._budget.answered()
+                    return vectors, counted
                 except httpx.HTTPError as exc:
                     error = self._network_error(exc)
                     error.__cause__ = exc
                 except APIError as exc:
                     error = exc
                 finally:
-                    self._slots.release()
+                    self._budget.slots.release()
                 last = error
-                delay = self._give_up(attempt, error, response)
-                if call_deadline is not None:
-                    delay = min(delay, max(0.0, call_deadline - time.monotonic()))
+                delay = self._give_up(attempt, error, response, entry)
                 if delay > 0:
-                    await self._asleep(delay)
+                    await self._asleep(self._wait_left(delay, call_deadline))
                 attempt += 1
         finally:
             if serial:
@@ -1017,7 +1074,7 @@ class JinaAPIProvider(BaseProvider):
                 vectors, tokens[i] = await self._asend(request, batch, call_deadline)
                 out[batch.start : batch.stop] = vectors
 
-        # At most max_concurrency workers (and the provider-wide semaphore across calls).
+        # At most max_concurrency workers (and the provider-wide slots across calls).
         workers = [
             asyncio.ensure_future(worker()) for _ in range(min(self._max_concurrency, len(batches)))
         ]
@@ -1030,13 +1087,3 @@ class JinaAPIProvider(BaseProvider):
             raise
         total = sum(tokens)
         return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
-
-
-def _cached_tokenizer(repo: str) -> Path | None:
-    """``tokenizer.json`` of ``repo`` from the Hugging Face cache, if there (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
-    found = try_to_load_from_cache(repo, "tokenizer.json")
-    return Path(found) if isinstance(found, str) else None

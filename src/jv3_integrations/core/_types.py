@@ -64,16 +64,32 @@ def resolve_task(task: TaskLike) -> Task | None:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Facts about an embedding model, known without loading it."""
+    """Facts about an embedding model, known without loading it.
+
+    The fields after ``hub_id`` describe what Jina's API takes for the model (its request
+    schema): whether it offers late chunking and the ``normalized`` option, the wire names of
+    tasks that differ from :class:`Task` values (v5 says ``clustering`` where v3 says
+    ``separation``), tasks the API offers that :class:`Task` has no member for yet, and
+    whether this package can run the model locally (only jina-embeddings-v3).
+    """
 
     name: str
     dim: int
     max_tokens: int
     tasks: tuple[Task, ...]
     matryoshka_dimensions: tuple[int, ...]
-    languages: int
-    license: str
+    languages: int | None
+    license: str | None
     hub_id: str
+    late_chunking: bool = True
+    normalized_option: bool = True
+    wire_task_names: tuple[tuple[Task, str], ...] = ()
+    api_only_tasks: tuple[str, ...] = ()
+    local: bool = False
+
+    def wire_task(self, task: Task) -> str:
+        """The task's name in this model's requests."""
+        return dict(self.wire_task_names).get(task, task.value)
 
 
 JINA_EMBEDDINGS_V3 = ModelInfo(
@@ -85,6 +101,7 @@ JINA_EMBEDDINGS_V3 = ModelInfo(
     languages=89,
     license="cc-by-nc-4.0",
     hub_id="jinaai/jina-embeddings-v3",
+    local=True,
 )
 
 
