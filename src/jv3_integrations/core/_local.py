@@ -632,6 +632,7 @@ class LocalProvider(BaseProvider):
             grad,
             progress(None, "Embedding", enabled=self._progress_bar, unit="tok") as bar,
             Prefetcher(produce, depth=2) as batches,
+            net.reuse_buffers(),
         ):
             for n, batch in enumerate(batches):
                 if n == 0:
@@ -813,6 +814,7 @@ class LocalProvider(BaseProvider):
             self._lock,
             torch.inference_mode(),
             progress(None, "Late chunking", enabled=self._progress_bar, unit="tok") as bar,
+            net.reuse_buffers(),
         ):
             c = 0
             sections = enc.sections(texts, None if request.task is None else request.task.value)
