@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import torch
 
 from jv3_integrations import LocalProvider
 from jv3_integrations.core import _model
+from jv3_integrations.core._model import JinaEmbeddingsV3
 from tests.conftest import CONFORMANCE_DIR
 
 CASES: list[dict[str, Any]] = json.loads((CONFORMANCE_DIR / "expected.json").read_text())["cases"]
@@ -39,7 +40,7 @@ def test_int8_min_cosine_to_fp32_on_the_conformance_data(
 
 
 def test_int8_weights_are_per_output_channel(pair: tuple[LocalProvider, LocalProvider]) -> None:
-    net = pair[1].module
+    net = cast(JinaEmbeddingsV3, pair[1].module)
     for lin in net.linears():
         weight, _ = torch.ops.quantized.linear_unpack(lin.packed)
         assert weight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)

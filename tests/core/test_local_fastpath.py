@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from jv3_integrations import LocalProvider
-from jv3_integrations.core._model import Workspace
+from jv3_integrations.core._model import JinaEmbeddingsV3, Workspace
 from jv3_integrations.core._packed import RunAttention
 from jv3_integrations.core._pipeline import host_batch
 
@@ -30,11 +30,11 @@ TEXTS = [
 ]
 
 
-class _Ops(TorchDispatchMode):
+class _Ops(TorchDispatchMode):  # type: ignore[no-untyped-call,misc]
     """Counts the aten ops a block of code runs."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.ops: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
@@ -60,7 +60,7 @@ def test_a_text_gets_the_same_vector_alone_and_among_other_lengths(
 
 def test_padded_forward_equals_the_packed_forward(provider: LocalProvider) -> None:
     """``forward(ids, mask)`` (late chunking, callers with a padded grid) drops the padding."""
-    net = provider.module
+    net = cast(JinaEmbeddingsV3, provider.module)
     seqs = provider.encode_ids(TEXTS, task="classification")
     longest = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), longest), 1, dtype=torch.long)
@@ -85,7 +85,7 @@ def test_runs_group_consecutive_texts_of_equal_length() -> None:
 
 
 def test_forward_has_no_scatter_fill_or_index_round_trips(provider: LocalProvider) -> None:
-    net = provider.module
+    net = cast(JinaEmbeddingsV3, provider.module)
     layers = net.cfg.num_layers
     seqs = provider.encode_ids(TEXTS, task="retrieval.passage")
     batch = host_batch(list(range(len(seqs))), seqs, pin=False)
@@ -133,7 +133,7 @@ def test_buffers_are_reused_from_layer_to_layer_and_freed_after_the_call(
     assert a.data_ptr() == b.data_ptr()
     c = ws.get("f", 8, 8, like)  # grown
     assert c.numel() == 64
-    net = provider.module
+    net = cast(JinaEmbeddingsV3, provider.module)
     assert net._ws is None
     with net.reuse_buffers():
         held = net._ws
