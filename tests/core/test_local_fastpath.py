@@ -146,12 +146,16 @@ def test_buffers_are_reused_from_layer_to_layer_and_freed_after_the_call(
 
 def test_layer_norm_in_slices_equals_one_layer_norm() -> None:
     ws = Workspace()
+    ws.FRESH_BYTES = 1 << 20  # type: ignore[misc]
+    ws.SLICE = 1 << 18  # type: ignore[misc]
     x = torch.randn(3000, 512)
     w, b = torch.randn(512), torch.randn(512)
     want = torch.nn.functional.layer_norm(x, (512,), w, b, 1e-5)
-    got = ws.layer_norm(x, w, b, 1e-5, "x")  # 1.5M elements: sliced into the buffer
+    got = ws.layer_norm(x, w, b, 1e-5, "x")  # 6 MiB: sliced into the buffer
     torch.testing.assert_close(got, want)
     assert got.data_ptr() == ws.get("x", 3000, 512, x).data_ptr()
+    small = ws.layer_norm(x[:100], w, b, 1e-5, "x")  # heap-sized: a plain layer norm
+    torch.testing.assert_close(small, want[:100])
 
 
 def test_the_provider_keeps_torchs_thread_count(conformance_dir: Path) -> None:

@@ -273,8 +273,10 @@ class Workspace:
     and running GELU in place avoids that; memory stays bounded by the batch size.
     """
 
-    # a layer norm over more rows is run in slices of this many elements (heap-sized outputs)
-    SLICE = 1 << 20
+    # a layer norm whose output would be a fresh mapping (over 32 MiB) runs in slices of this
+    # many elements into a buffer (heap-sized outputs); a smaller one is served by the heap
+    SLICE = 1 << 22
+    FRESH_BYTES = 32 << 20
 
     def __init__(self) -> None:
         self._bufs: dict[str, Tensor] = {}
@@ -297,7 +299,8 @@ class Workspace:
     def layer_norm(self, x: Tensor, w: Tensor, b: Tensor, eps: float, name: str | None) -> Tensor:
         """``F.layer_norm`` over the last dim, into buffer ``name`` (``None``: a new tensor)."""
         hidden = x.shape[-1]
-        if name is None or x.device.type != "cpu" or x.numel() <= self.SLICE:
+        fresh = x.numel() * x.element_size() > self.FRESH_BYTES
+        if name is None or x.device.type != "cpu" or not fresh:
             return F.layer_norm(x, (hidden,), w, b, eps)
         out = self.get(name, x.shape[0], hidden, x)
         step = max(1, self.SLICE // hidden)

@@ -164,9 +164,16 @@ class RunAttention:
         o1.addcmul_(x2, self.sin, value=-1)
         torch.mul(x2, self.cos, out=o2)
         o2.addcmul_(x1, self.sin)
+        scale = d**-0.5
+        if len(self.runs) == 1 and self.runs[0][1] * self.runs[0][2] * hidden <= _SDPA_ELEMENTS:
+            _, count, length = self.runs[0]  # one call: its output is the context, no copy
+            q = qk[:, 0].view(count, length, heads, d).transpose(1, 2)
+            k = qk[:, 1].view(count, length, heads, d).transpose(1, 2)
+            v = qkv4[:, 2].view(count, length, heads, d).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+            return out.transpose(1, 2).reshape(n, hidden)
         # the "h1" buffer is free until norm1 writes it, after the output projection
         ctx = self.ws.get("h1", n, hidden, qkv)
-        scale = d**-0.5
         for first, count, length in self.runs:
             step = max(1, _SDPA_ELEMENTS // (length * hidden))  # texts per SDPA call
             for s in range(0, count, step):
