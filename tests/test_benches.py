@@ -142,6 +142,10 @@ def test_local_throughput() -> None:
     assert "fraction_of_best_fp32_peak" not in out["ours_int8"]
     assert "fraction_of_best_fp32_peak" not in out["peer_transformers_int8"]
     assert "vs_peer_transformers_int8" in out["ours_int8"]
+    # ONNX Runtime (FastEmbed's engine): the same export, the same vectors; its int8 too
+    assert out["peer_onnx"]["min_cosine_to_ours_default"] > 0.999
+    assert out["peer_onnx_int8"]["min_cosine_to_ours_default"] > 0.99
+    assert "vs_peer_onnx_int8" in out["ours_int8"]
 
 
 def test_store_choice() -> None:

@@ -17,7 +17,7 @@ In ``"lowrank"`` mode Linears never merge: base weight plus the rank-r side path
 
 from __future__ import annotations
 
-import math
+import contextlib
 import warnings
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -29,7 +29,7 @@ from ._checkpoint import ModelConfig
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._packed import PackedAttention
+    from ._packed import Attention
 
 __all__ = ["AdapterMode", "JinaEmbeddingsV3", "storage_dtype"]
 
@@ -107,12 +107,25 @@ class LoRALinear(nn.Module):
         if quantize != self.quantized or (merge and task != self.merged_task):
             self._materialize(task if merge else self.merged_task, quantize=quantize)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``[N, in]`` (tokens flattened)."""
+    def forward(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """``x``: ``[N, in]`` (tokens flattened); ``out``: a ``[N, out]`` buffer to write to.
+
+        The bias is added by the matmul itself (``addmm``), and with ``out`` no new tensor is
+        allocated (on CPU a fresh large tensor costs page faults: ~15 % of a big matmul).
+        """
         if self.packed is not None:
-            out = cast(Tensor, torch.ops.quantized.linear_dynamic(x, self.packed, True))
+            rows = max(1, _INT8_OUT_ELEMENTS // self.bias.shape[0])
+            if out is None or x.shape[0] <= rows:
+                out = _int8_linear(x, self.packed)
+            else:
+                for s in range(0, x.shape[0], rows):
+                    out[s : s + rows] = _int8_linear(x[s : s + rows], self.packed)
         else:
-            out = F.linear(x, self.merged if self.merged is not None else self.weight, self.bias)
+            weight = self.merged if self.merged is not None else self.weight
+            if out is None or weight.dtype != x.dtype:
+                out = F.linear(x, weight, self.bias)
+            else:
+                out = torch.addmm(self.bias, x, weight.t(), out=out)
         if self.task != self.merged_task:  # rank-r side paths on top of the dense weight
             a_parts, b_parts = [], []
             if self.task is not None:
@@ -123,8 +136,39 @@ class LoRALinear(nn.Module):
                 b_parts.append(-self.lora_b[self.merged_task])
             a = torch.cat(a_parts, 0).to(x.dtype)  # [k*r, in]
             b = torch.cat(b_parts, 1).to(x.dtype)  # [out, k*r]
-            out = torch.addmm(out, F.linear(x, a), b.t(), alpha=self.scaling)
+            out = out.addmm_(F.linear(x, a), b.t(), alpha=self.scaling)
         return out
+
+
+def _has_vnni() -> bool:
+    """Whether this x86 CPU multiplies u8 x s8 with 32-bit accumulation (AVX-512/AVX VNNI).
+
+    Without VNNI, fbgemm sums pairs of u8 x s8 products in 16 bits, which can saturate with
+    full-range activations; it then needs ``reduce_range`` (7-bit activations). Linux reports
+    the flags in /proc/cpuinfo; elsewhere (or when unreadable) the safe choice is taken.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512_vnni" in line or "avx_vnni" in line
+    except OSError:
+        pass
+    return False
+
+
+# 7-bit activations only where 8-bit ones could saturate (measured on the full-width random
+# model: min cosine 0.99976 with 8-bit, 0.99973 with 7-bit activations; 7-bit weights instead
+# cost far more, 0.99916)
+_REDUCE_RANGE = not _has_vnni()
+# rows per int8 matmul call: each call quantizes its activations with its own scale (finer
+# than one scale for the whole batch) and its output stays heap-sized (no page faults)
+_INT8_OUT_ELEMENTS = 1 << 22
+
+
+def _int8_linear(x: Tensor, packed: Any) -> Tensor:
+    """Dynamic int8 matmul: activations quantized per call (per tensor), weights per channel."""
+    return cast(Tensor, torch.ops.quantized.linear_dynamic(x, packed, _REDUCE_RANGE))
 
 
 def _int8_pack(weight: Tensor, bias: Tensor) -> Any:
@@ -198,72 +242,71 @@ class Block(nn.Module):
     def linears(self) -> list[LoRALinear]:
         return [self.wqkv, self.out_proj, self.fc1, self.fc2]
 
-    def forward(
-        self,
-        x: Tensor,
-        cos: Tensor,
-        sin: Tensor,
-        mask: Tensor | None,
-        index: Tensor | None,
-        batch: int,
-        packed: PackedAttention | None = None,
-    ) -> Tensor:
-        """``x``: ``[N, H]`` real tokens only; attention runs on the padded ``[B, L]`` layout.
+    def forward(self, x: Tensor, attention: Attention, ws: Workspace, last: bool = False) -> Tensor:
+        """One block on the packed real tokens ``x [N, H]`` (no padding anywhere).
 
         Args:
-            x: Hidden states of the real tokens (row-major over the batch).
-            cos / sin: Rotary tables ``[L, 1, d/2]``.
-            mask: ``[B, 1, 1, L]`` key mask, or ``None`` when nothing is padded.
-            index: Positions of the real tokens in the flattened ``[B * L]`` layout (``None``
-                when nothing is padded).
-            batch: B.
-            packed: Varlen attention over the packed tokens instead (then cos/sin/mask/index
-                are unused: the rotary tables are per token, in ``packed``).
+            x: Hidden states of the real tokens (text after text).
+            attention: The batch's attention layout (rotary tables included).
+            ws: Activation buffers reused from layer to layer.
+            last: The last block: its output is a fresh tensor, not a workspace buffer.
         """
-        qkv = self.wqkv(x)
-        if packed is not None:
-            return self._mlp(x, packed.attend(qkv, self.heads))
-        hidden = x.shape[-1]
-        n = cos.shape[0]
-        d = hidden // self.heads
-        if index is not None:  # scatter into the padded layout for attention only
-            qkv = qkv.new_zeros(batch * n, 3 * hidden).index_copy_(0, index, qkv)
-        q, k, v = qkv.view(batch, n, 3, self.heads, d).unbind(2)  # each [B, L, h, d]
-        q = _rotate(q, cos, sin).transpose(1, 2)
-        k = _rotate(k, cos, sin).transpose(1, 2)
-        ctx = F.scaled_dot_product_attention(
-            q, k, v.transpose(1, 2), attn_mask=mask, scale=1.0 / math.sqrt(d)
-        )
-        ctx = ctx.transpose(1, 2).reshape(batch * n, hidden)
-        if index is not None:
-            ctx = ctx.index_select(0, index)
-        return self._mlp(x, ctx)
-
-    def _mlp(self, x: Tensor, ctx: Tensor) -> Tensor:
-        """Output projection, residual + norm1, MLP, residual + norm2 (on ``[N, H]``)."""
-        hidden = x.shape[-1]
-        h1 = F.layer_norm(x + self.out_proj(ctx), (hidden,), self.norm1_w, self.norm1_b, self.eps)
-        m = self.fc2(F.gelu(self.fc1(h1)))
-        return F.layer_norm(h1 + m, (hidden,), self.norm2_w, self.norm2_b, self.eps)
+        n, hidden = x.shape
+        qkv = self.wqkv(x, ws.get("qkv", n, 3 * hidden, x))
+        ctx = attention.attend(qkv, self.heads)
+        # residual + norm1: the output projection is written to a buffer, the residual added
+        # in place, then one layer norm (PyTorch has no fused add + layer norm on CPU)
+        a = self.out_proj(ctx, ws.get("a", n, hidden, x)).add_(x)
+        h1 = ws.layer_norm(a, self.norm1_w, self.norm1_b, self.eps, "h1")
+        f = self.fc1(h1, ws.get("f", n, self.fc1.bias.shape[0], x))
+        f = torch.ops.aten.gelu_(f)  # bias came with the matmul, exact GELU in place
+        m = self.fc2(f, ws.get("a", n, hidden, x)).add_(h1)
+        return ws.layer_norm(m, self.norm2_w, self.norm2_b, self.eps, None if last else "x")
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """NeoX rotate-half rotary on [B, L, h, d] with cos/sin of shape [L, 1, d/2].
+class Workspace:
+    """Activation buffers for one forward (or one call), reused from layer to layer.
 
-    Written in place into a ``[B, h, L, d]`` buffer (returned as its ``[B, L, h, d]`` view),
-    so the caller's ``.transpose(1, 2)`` hands attention contiguous heads, with no temporaries
-    and no ``cat`` copy (rotary took about a quarter of a long-window pass before).
+    On CPU a freshly allocated large tensor is paid in page faults on first touch (glibc
+    maps every allocation over 32 MiB anew): measured, a new ``[8192, 4096]`` fp32 GELU
+    output costs ~4x the GELU itself. Writing the matmuls into these buffers (``addmm(out=)``)
+    and running GELU in place avoids that; memory stays bounded by the batch size.
     """
-    batch, n, heads, d = x.shape
-    half = d // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    out = torch.empty((batch, heads, n, d), dtype=x.dtype, device=x.device).transpose(1, 2)
-    o1, o2 = out[..., :half], out[..., half:]
-    torch.mul(x1, cos, out=o1)
-    o1.addcmul_(x2, sin, value=-1)
-    torch.mul(x2, cos, out=o2)
-    o2.addcmul_(x1, sin)
-    return out
+
+    # a layer norm whose output would be a fresh mapping (over 32 MiB) runs in slices of this
+    # many elements into a buffer (heap-sized outputs); a smaller one is served by the heap
+    SLICE = 1 << 22
+    FRESH_BYTES = 32 << 20
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int, like: Tensor) -> Tensor:
+        """A ``[rows, cols]`` buffer named ``name`` (grown when too small; contents undefined)."""
+        buf = self._bufs.get(name)
+        size = rows * cols
+        if (
+            buf is None
+            or buf.numel() < size
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            self._bufs.pop(name, None)  # free the old one first
+            buf = torch.empty(size, dtype=like.dtype, device=like.device)
+            self._bufs[name] = buf
+        return buf[:size].view(rows, cols)
+
+    def layer_norm(self, x: Tensor, w: Tensor, b: Tensor, eps: float, name: str | None) -> Tensor:
+        """``F.layer_norm`` over the last dim, into buffer ``name`` (``None``: a new tensor)."""
+        hidden = x.shape[-1]
+        fresh = x.numel() * x.element_size() > self.FRESH_BYTES
+        if name is None or x.device.type != "cpu" or not fresh:
+            return F.layer_norm(x, (hidden,), w, b, eps)
+        out = self.get(name, x.shape[0], hidden, x)
+        step = max(1, self.SLICE // hidden)
+        for s in range(0, x.shape[0], step):
+            out[s : s + step] = F.layer_norm(x[s : s + step], (hidden,), w, b, eps)
+        return out
 
 
 class JinaEmbeddingsV3(nn.Module):
@@ -321,6 +364,7 @@ class JinaEmbeddingsV3(nn.Module):
         inv = 1.0 / (cfg.rotary_base ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
         self.register_buffer("inv_freq", inv.to(self.emb_ln_w.device), persistent=False)
         self._rope: tuple[Tensor, Tensor] | None = None
+        self._ws: Workspace | None = None
         self._layers: Any = self._run_layers
 
     # -- adapters ---------------------------------------------------------------------------
@@ -355,37 +399,37 @@ class JinaEmbeddingsV3(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------
 
-    def _rotary(self, n: int) -> tuple[Tensor, Tensor]:
-        if self._rope is None or self._rope[0].shape[0] < n:
-            size = max(n, 64)
+    def _rotary(self, positions: Tensor, max_len: int) -> tuple[Tensor, Tensor]:
+        """cos/sin at each token's position, ``[N, d/2]`` in the compute dtype.
+
+        The tables are computed in fp32 once and cached (in the compute dtype) up to the
+        longest length seen; a forward only gathers its tokens' rows, once for all layers.
+        """
+        if self._rope is None or self._rope[0].shape[0] < max_len:
+            size = max(max_len, 64)
             t = torch.arange(size, dtype=torch.float32, device=self.inv_freq.device)
             freqs = torch.outer(t, self.inv_freq)
-            self._rope = (freqs.cos(), freqs.sin())
+            self._rope = (freqs.cos().to(self.dtype), freqs.sin().to(self.dtype))
         cos, sin = self._rope
-        return (
-            cos[:n, None, :].to(self.dtype),
-            sin[:n, None, :].to(self.dtype),
-        )
+        return cos.index_select(0, positions), sin.index_select(0, positions)
 
-    def _run_layers(
-        self,
-        x: Tensor,
-        cos: Tensor,
-        sin: Tensor,
-        mask: Tensor | None,
-        index: Tensor | None,
-        batch: int,
-        packed: PackedAttention | None = None,
-    ) -> Tensor:
-        for blk in self.blocks:
-            x = blk(x, cos, sin, mask, index, batch, packed)
+    def _run_layers(self, x: Tensor, attention: Attention, ws: Workspace) -> Tensor:
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, attention, ws, i == last)
         return x
+
+    def reuse_buffers(self) -> contextlib.AbstractContextManager[None]:
+        """Keep the activation buffers from one forward to the next until the block exits.
+
+        A call of many batches then allocates its buffers once; they are freed on exit.
+        """
+        return _Reuse(self)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Hidden states of the real tokens, ``[N, H]`` in the compute dtype.
 
-        Linear layers, LayerNorms and the MLP run on the real tokens only (no padding waste);
-        only attention uses the padded layout.
+        The batch is packed (padding dropped) and run like :meth:`forward_packed`.
 
         Args:
             ids: ``[B, L]`` token ids (right-padded).
@@ -395,21 +439,17 @@ class JinaEmbeddingsV3(nn.Module):
             ``[N, H]``: row r's tokens are contiguous, rows in order (N = real tokens).
         """
         batch, n = ids.shape
-        hidden = self.cfg.hidden_size
-        flat = ids.reshape(-1)
-        index = None
-        if mask is not None:
-            index = mask.reshape(-1).nonzero().squeeze(1)
-            flat = flat.index_select(0, index)
-        x = self.word(flat, self.task) + self.token_type(
-            torch.zeros(1, dtype=torch.long, device=ids.device), self.task
-        )
-        x = F.layer_norm(
-            x, (hidden,), self.emb_ln_w.float(), self.emb_ln_b.float(), self.cfg.layer_norm_eps
-        ).to(self.dtype)
-        cos, sin = self._rotary(n)
-        attn = None if mask is None else mask[:, None, None, :]
-        return cast(Tensor, self._layers(x, cos, sin, attn, index, batch))
+        if mask is None:
+            lengths = torch.full((batch,), n, dtype=torch.int64, device=ids.device)
+            flat = ids.reshape(-1)
+        else:
+            lengths = mask.sum(1)
+            flat = ids[mask]  # row-major: each row's real tokens, rows in order
+        cu = torch.zeros(batch + 1, dtype=torch.int32, device=ids.device)
+        torch.cumsum(lengths, 0, out=cu[1:])
+        starts = torch.repeat_interleave(cu[:-1].long(), lengths, output_size=flat.shape[0])
+        positions = torch.arange(flat.shape[0], device=ids.device) - starts
+        return self.forward_packed(flat, positions, cu, n, "padded")
 
     def forward_packed(
         self,
@@ -421,30 +461,18 @@ class JinaEmbeddingsV3(nn.Module):
     ) -> Tensor:
         """Hidden states of a packed batch, ``[N, H]`` in the compute dtype (text order kept).
 
+        No padding anywhere: the Linears, norms and MLP run on the real tokens, and so does
+        attention (``"varlen"``/``"nested"`` kernels over ``cu_seqlens``, or ``"padded"``:
+        SDPA on each run of equal-length texts, viewed in place, no mask).
+
         Args:
             ids: ``[N]`` token ids of every text, concatenated.
             positions: ``[N]`` each token's position in its text (0 = ``<s>``).
             cu_seqlens: ``[B + 1]`` int32 text starts (``cu[0] = 0``, ``cu[B] = N``).
             max_len: The longest text.
-            attention: ``"varlen"``/``"nested"`` (attention on the packed tokens) or
-                ``"padded"`` (scatter into ``[B, max_len]`` and run :meth:`forward`).
+            attention: ``"varlen"``, ``"nested"`` or ``"padded"`` (see :mod:`._packed`).
         """
-        batch = cu_seqlens.shape[0] - 1
-        if attention == "padded":
-            rows = torch.repeat_interleave(
-                torch.arange(batch, device=ids.device),
-                (cu_seqlens[1:] - cu_seqlens[:-1]).long(),
-                output_size=ids.shape[0],
-            )
-            index = rows * max_len + positions
-            if index.shape[0] == batch * max_len:  # every text is max_len long: no padding
-                return cast(Tensor, self(ids.view(batch, max_len)))
-            # padding ids are never embedded (forward drops them by the mask): any id will do
-            grid = ids.new_zeros(batch * max_len).index_copy_(0, index, ids)
-            mask = torch.zeros(batch * max_len, dtype=torch.bool, device=ids.device)
-            mask.index_fill_(0, index, True)
-            return cast(Tensor, self(grid.view(batch, max_len), mask.view(batch, max_len)))
-        from ._packed import PackedAttention
+        from ._packed import PackedAttention, RunAttention
 
         hidden = self.cfg.hidden_size
         x = self.word(ids, self.task) + self.token_type(
@@ -453,12 +481,16 @@ class JinaEmbeddingsV3(nn.Module):
         x = F.layer_norm(
             x, (hidden,), self.emb_ln_w.float(), self.emb_ln_b.float(), self.cfg.layer_norm_eps
         ).to(self.dtype)
-        self._rotary(max_len)
-        assert self._rope is not None
-        cos = self._rope[0].index_select(0, positions)[:, None, :].to(self.dtype)
-        sin = self._rope[1].index_select(0, positions)[:, None, :].to(self.dtype)
-        packed = PackedAttention(attention, cu_seqlens, cu_seqlens.long(), max_len, cos, sin)
-        return cast(Tensor, self._layers(x, cos, sin, None, None, batch, packed))
+        cos, sin = self._rotary(positions, max_len)
+        ws = self._ws if self._ws is not None else Workspace()
+        layout: Attention
+        if attention == "padded":
+            layout = RunAttention.of(cu_seqlens, cos, sin, ws)
+        else:
+            layout = PackedAttention(
+                attention, cu_seqlens, cu_seqlens.long(), max_len, cos[:, None], sin[:, None]
+            )
+        return cast(Tensor, self._layers(x, layout, ws))
 
     # -- accounting -------------------------------------------------------------------------
 
@@ -477,3 +509,20 @@ class JinaEmbeddingsV3(nn.Module):
                 w, _ = torch.ops.quantized.linear_unpack(lin.packed)
                 total += w.numel()  # int8 payload
         return total
+
+
+class _Reuse:
+    """The context of :meth:`JinaEmbeddingsV3.reuse_buffers` (re-entrant: the outer one owns)."""
+
+    def __init__(self, net: JinaEmbeddingsV3) -> None:
+        self.net = net
+        self.owner = False
+
+    def __enter__(self) -> None:
+        if self.net._ws is None:
+            self.net._ws = Workspace()
+            self.owner = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owner:
+            self.net._ws = None

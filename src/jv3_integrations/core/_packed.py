@@ -9,7 +9,9 @@ Three ways to run attention on it:
 - ``"nested"``: ``scaled_dot_product_attention`` on jagged nested tensors (CUDA uses the
   flash / memory-efficient kernels on the offsets, any float dtype; CPU runs the math kernel
   per text, which is how CI checks the packed layout);
-- ``"padded"``: the padded ``[B, L]`` SDPA with a key mask (the model's original path).
+- ``"padded"`` (the name kept from when it padded): SDPA on each run of equal-length texts,
+  viewed in place in the packed tensors, no mask and no padding (:class:`RunAttention`); any
+  device, the CPU default.
 
 ``"auto"`` picks varlen on CUDA in half precision, else nested on CUDA, else padded.
 Imported only with the model (torch needed).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -28,10 +30,15 @@ from torch import Tensor
 
 from ._errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from ._model import Workspace
+
 __all__ = [
     "ATTENTION_KINDS",
+    "Attention",
     "AttentionKind",
     "PackedAttention",
+    "RunAttention",
     "first_working",
     "resolve_attention",
 ]
@@ -91,6 +98,93 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Attention(Protocol):
+    """The attention layout of one packed batch, shared by every layer of a forward."""
+
+    def attend(self, qkv: Tensor, heads: int) -> Tensor:
+        """Rotary + bidirectional attention within each text: ``qkv [N, 3H]`` -> ``[N, H]``."""
+        ...
+
+
+# SDPA is called on at most this many elements of output at once: its output is a new tensor,
+# and on CPU tensors over 32 MiB are fresh mappings paid in page faults
+_SDPA_ELEMENTS = 1 << 22
+
+
+@dataclass(frozen=True)
+class RunAttention:
+    """Attention over packed tokens, one SDPA call per run of equal-length texts.
+
+    Texts of one length that follow each other are viewed in place as a ``[c, L, h, d]``
+    batch (the projections are never scattered into a padded grid, nothing is masked or
+    zero-filled). Rotary is applied to q and k together in one pass per layer, into a
+    workspace buffer, with cos/sin gathered once per forward. Each run's context goes
+    straight into the packed ``[N, H]`` context buffer.
+
+    Attributes:
+        runs: ``(first token, texts, length)`` per run of equal-length texts.
+        cos / sin: ``[N, 1, 1, d/2]`` rotary tables at each token's position.
+        ws: The forward's activation buffers.
+    """
+
+    runs: tuple[tuple[int, int, int], ...]
+    cos: Tensor
+    sin: Tensor
+    ws: Workspace
+
+    @classmethod
+    def of(cls, cu_seqlens: Tensor, cos: Tensor, sin: Tensor, ws: Workspace) -> RunAttention:
+        """The layout of a batch with text starts ``cu_seqlens`` (read on the host)."""
+        cu = cu_seqlens.tolist()
+        runs: list[tuple[int, int, int]] = []
+        for b in range(len(cu) - 1):
+            length = cu[b + 1] - cu[b]
+            if runs and runs[-1][2] == length:
+                first, count, _ = runs[-1]
+                runs[-1] = (first, count + 1, length)
+            else:
+                runs.append((cu[b], 1, length))
+        return cls(tuple(runs), cos[:, None, None, :], sin[:, None, None, :], ws)
+
+    def attend(self, qkv: Tensor, heads: int) -> Tensor:
+        """Rotary on q/k, then attention within each text: ``qkv [N, 3H]`` -> ``[N, H]``."""
+        n, width = qkv.shape
+        hidden = width // 3
+        d = hidden // heads
+        half = d // 2
+        qkv4 = qkv.view(n, 3, heads, d)
+        src = qkv4[:, :2]  # q and k: [N, 2, h, d]
+        # the "f" buffer (MLP activations) is free until fc1 runs: q/k live there meanwhile
+        qk = self.ws.get("f", n, 2 * hidden, qkv).view(n, 2, heads, d)
+        x1, x2 = src[..., :half], src[..., half:]
+        o1, o2 = qk[..., :half], qk[..., half:]
+        torch.mul(x1, self.cos, out=o1)
+        o1.addcmul_(x2, self.sin, value=-1)
+        torch.mul(x2, self.cos, out=o2)
+        o2.addcmul_(x1, self.sin)
+        scale = d**-0.5
+        if len(self.runs) == 1 and self.runs[0][1] * self.runs[0][2] * hidden <= _SDPA_ELEMENTS:
+            _, count, length = self.runs[0]  # one call: its output is the context, no copy
+            q = qk[:, 0].view(count, length, heads, d).transpose(1, 2)
+            k = qk[:, 1].view(count, length, heads, d).transpose(1, 2)
+            v = qkv4[:, 2].view(count, length, heads, d).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+            return out.transpose(1, 2).reshape(n, hidden)
+        # the "h1" buffer is free until norm1 writes it, after the output projection
+        ctx = self.ws.get("h1", n, hidden, qkv)
+        for first, count, length in self.runs:
+            step = max(1, _SDPA_ELEMENTS // (length * hidden))  # texts per SDPA call
+            for s in range(0, count, step):
+                c = min(step, count - s)
+                a, b = first + s * length, first + (s + c) * length
+                q = qk[a:b, 0].view(c, length, heads, d).transpose(1, 2)
+                k = qk[a:b, 1].view(c, length, heads, d).transpose(1, 2)
+                v = qkv4[a:b, 2].view(c, length, heads, d).transpose(1, 2)
+                out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+                ctx[a:b].view(c, length, heads, d).copy_(out.transpose(1, 2))
+        return ctx
 
 
 @dataclass(frozen=True)
