@@ -128,7 +128,9 @@ def test_remaining_tokens_headers_steer_pacing() -> None:
         with pytest.raises(Waited):
             client.embed(texts[:10])  # 220 more would overdraw the 120 left: it waits
         client.close()
-    assert waits == [1.0]  # rate_limit_pause, then one request may find out
+    # it waits (at most rate_limit_pause, then one request may find out) instead of sending;
+    # how long depends on how much of the window the first requests took on a loaded machine
+    assert len(waits) == 1 and 0 < waits[0] <= 1.0, waits
     assert api.refused() == [] and len(api.log) == 4, "it sent into a spent budget"
 
 
