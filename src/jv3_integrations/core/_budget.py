@@ -271,7 +271,11 @@ class RateBudget:
             self._expire(now)
             if tokens_left is not None:
                 in_flight = sum(r.tokens for r in self._log if not r.settled and r is not answered)
-                self._left = tokens_left - in_flight
+                left = tokens_left - in_flight
+                # Concurrent answers arrive in any order: an answer the server wrote earlier
+                # says more is left than a later one did. Keep the lowest; it is reset when a
+                # request is let through to find out (see reserve()).
+                self._left = left if self._left is None else min(self._left, left)
             if tokens_left is not None and answered is not None:
                 # What the server had counted when it answered: the requests sent up to this one.
                 # What the server had surely counted when it answered: this request and those
