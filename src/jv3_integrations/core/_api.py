@@ -149,6 +149,47 @@ def _name_not_resolved(exc: BaseException) -> bool:
     return False
 
 
+def _model_info(model: str, *, official: bool) -> ModelInfo:
+    if model in MODELS:
+        return MODELS[model]
+    if official:
+        return model_info(model)  # raises, naming the models Jina's API has
+    # a compatible server may name its jina-embeddings-v3 otherwise
+    return dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
+
+
+def _check_times(
+    *,
+    timeout: float,
+    total_timeout: float | None,
+    backoff_base: float,
+    backoff_max: float,
+    rate_limit_pause: float,
+) -> None:
+    """The constructor's durations: finite numbers >= 0 (``timeout`` > 0, ``total_timeout``
+    > 0 or None)."""
+    for name, value in (
+        ("timeout", timeout),
+        ("backoff_base", backoff_base),
+        ("backoff_max", backoff_max),
+        ("rate_limit_pause", rate_limit_pause),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    if timeout <= 0:
+        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if total_timeout is not None and (
+        isinstance(total_timeout, bool)
+        or not isinstance(total_timeout, (int, float))
+        or not 0 < total_timeout < math.inf
+    ):
+        raise ConfigurationError(
+            f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
+        )
+
+
 class JinaAPIProvider(BaseProvider):
     """jina-embeddings-v3 through Jina's API or a compatible server (``jv3 serve``).
 
@@ -230,38 +271,20 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
-        if model in MODELS:
-            self._info = MODELS[model]
-        elif self._official:
-            self._info = model_info(model)  # raises, naming the models Jina's API has
-        else:  # a compatible server may name its jina-embeddings-v3 otherwise
-            self._info = dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
+        self._info = _model_info(model, official=self._official)
         check_int("max_retries", max_retries, 0)
         if max_concurrency is not None:
             check_int("max_concurrency", max_concurrency, 1)
         check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
         if max_batch_tokens is not None:
             check_int("max_batch_tokens", max_batch_tokens, 1)
-        for name, value in (
-            ("timeout", timeout),
-            ("backoff_base", backoff_base),
-            ("backoff_max", backoff_max),
-            ("rate_limit_pause", rate_limit_pause),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if total_timeout is not None and (
-            isinstance(total_timeout, bool)
-            or not isinstance(total_timeout, (int, float))
-            or not 0 < total_timeout < math.inf
-        ):
-            raise ConfigurationError(
-                f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
-            )
+        _check_times(
+            timeout=timeout,
+            total_timeout=total_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            rate_limit_pause=rate_limit_pause,
+        )
         self._total_timeout = None if total_timeout is None else float(total_timeout)
         if wire_format not in _WIRE_FORMATS:
             raise ConfigurationError(
