@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._models import MODELS, model_info
 from ._provider import BaseProvider, EmbedRequest
-from ._retry import CALL_DEADLINE, HostNotFoundError, Retrier, Sent
+from ._retry import CALL_DEADLINE, Retrier, Sent
 from ._transport import asend, new_client, send
 from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, TaskLike, TokenCount, Usage
 from ._validate import check_int
@@ -52,7 +52,6 @@ from ._wire import (
     MAX_INPUTS,
     MODEL_NAME,
     MODELS_PATH,
-    RETRYABLE_STATUS,
     build_request,
     error_from_response,
     estimate_tokens,
@@ -521,37 +520,17 @@ class JinaAPIProvider(BaseProvider):
             redact=self._redact(),
         )
 
-    def _probe_failed(self, attempt: int, error: APIError, call_deadline: float | None) -> float:
-        """The delay before probing again, or raise ``error`` (with the fix) if it is final."""
-        retryable = not isinstance(error, HostNotFoundError) and (
-            error.status is None or error.status in RETRYABLE_STATUS
-        )
-        out_of_time = call_deadline is not None and time.monotonic() >= call_deadline
-        if not retryable or attempt >= self._max_retries or out_of_time:
-            error.args = (
-                f"could not read the model size from {self._base_url}{MODELS_PATH}: {error} "
-                "(pass max_dimensions= to the provider to skip asking)",
-            )
-            raise error
-        delay = self._retry.retry_delay(attempt, error, None)
-        if call_deadline is not None:
-            delay = min(delay, max(0.0, call_deadline - time.monotonic()))
-        return delay
-
-    def _probe_end(self, call_deadline: float | None) -> float:
-        end = time.monotonic() + min(self._timeout, _PROBE_TIMEOUT)
-        return end if call_deadline is None else min(end, call_deadline)
-
     def _discover(self, call_deadline: float | None) -> int:
         client = self._get_client()
+        where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
                 response = send(
                     client,
                     "GET",
-                    self._base_url + MODELS_PATH,
+                    where,
                     headers=self._headers(),
-                    end=self._probe_end(call_deadline),
+                    end=self._retry.probe_deadline(call_deadline, _PROBE_TIMEOUT),
                     bounded=self._bounded,
                 )
                 return self._parse_models(response)
@@ -559,19 +538,20 @@ class JinaAPIProvider(BaseProvider):
                 error: APIError = self._retry.network_error(exc)
             except APIError as exc:
                 error = exc
-            self._sleep(self._probe_failed(attempt, error, call_deadline))
+            self._sleep(self._retry.probe_failed(attempt, error, call_deadline, where))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _adiscover(self, call_deadline: float | None) -> None:
         client, _ = self._get_aclient()
+        where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
                 response = await asend(
                     client,
                     "GET",
-                    self._base_url + MODELS_PATH,
+                    where,
                     headers=self._headers(),
-                    end=self._probe_end(call_deadline),
+                    end=self._retry.probe_deadline(call_deadline, _PROBE_TIMEOUT),
                 )
                 self._max_dims = self._parse_models(response)
                 return
@@ -579,7 +559,7 @@ class JinaAPIProvider(BaseProvider):
                 error: APIError = self._retry.network_error(exc)
             except APIError as exc:
                 error = exc
-            await self._asleep(self._probe_failed(attempt, error, call_deadline))
+            await self._asleep(self._retry.probe_failed(attempt, error, call_deadline, where))
 
     def embed(
         self,

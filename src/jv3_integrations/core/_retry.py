@@ -147,7 +147,32 @@ class Retrier:
             f"could not reach {self.base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
         )
 
+    def probe_failed(
+        self, attempt: int, error: APIError, call_deadline: float | None, where: str
+    ) -> float:
+        """The delay before probing ``where`` (``GET /v1/models``) again, or raise ``error``
+        (with the fix) if it is final."""
+        retryable = not isinstance(error, HostNotFoundError) and (
+            error.status is None or error.status in RETRYABLE_STATUS
+        )
+        out_of_time = call_deadline is not None and time.monotonic() >= call_deadline
+        if not retryable or attempt >= self.max_retries or out_of_time:
+            error.args = (
+                f"could not read the model size from {where}: {error} "
+                "(pass max_dimensions= to the provider to skip asking)",
+            )
+            raise error
+        delay = self.retry_delay(attempt, error, None)
+        if call_deadline is not None:
+            delay = min(delay, max(0.0, call_deadline - time.monotonic()))
+        return delay
+
     # -- deadlines ----------------------------------------------------------------------------
+
+    def probe_deadline(self, call_deadline: float | None, cap: float) -> float:
+        """The end of one probe attempt: ``timeout`` but at most ``cap`` seconds."""
+        end = time.monotonic() + min(self.timeout, cap)
+        return end if call_deadline is None else min(end, call_deadline)
 
     def attempt_deadline(self, call_deadline: float | None) -> float:
         deadline = time.monotonic() + self.timeout
