@@ -377,6 +377,31 @@ def _demo_subset(corpus: dict[str, Any], drop: set[str]) -> dict[str, Any]:
     return {**corpus, "passages": passages, "queries": queries}
 
 
+def _demo_readable(
+    corpus: dict[str, Any], spec: str, *, quiet: bool
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The demo corpus less the languages a local test checkpoint cannot read, and what left."""
+    model_dir = spec[len("local:") :].strip() if spec.startswith("local:") else ""
+    if not model_dir:
+        return corpus, None
+    drop = _unreadable_languages(model_dir, corpus)
+    if not drop:
+        return corpus, None
+    readable = _demo_subset(corpus, drop)
+    left_out: dict[str, Any] = {
+        "languages": sorted(drop),
+        "passages": len(corpus["passages"]) - len(readable["passages"]),
+        "queries": len(corpus["queries"]) - len(readable["queries"]),
+    }
+    if not quiet:
+        print(
+            f"Left out {left_out['passages']} passages and {left_out['queries']} "
+            f"queries in {', '.join(left_out['languages'])}: this checkpoint's "
+            "tokenizer has no pieces for their script (the official model reads them)."
+        )
+    return readable, left_out
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._cli.indexer import IndexOptions, run_index, stderr_warn
     from ._cli.output import format_hits, use_color
@@ -390,23 +415,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if note and not args.json:
         print(f"Note: {note}.")
     left_out: dict[str, Any] | None = None
-    model_dir = spec[len("local:") :].strip() if spec.startswith("local:") else ""
-    if note and model_dir:  # a test checkpoint: ask only what its tokenizer can read
-        drop = _unreadable_languages(model_dir, corpus)
-        if drop:
-            full = corpus
-            corpus = _demo_subset(full, drop)
-            left_out = {
-                "languages": sorted(drop),
-                "passages": len(full["passages"]) - len(corpus["passages"]),
-                "queries": len(full["queries"]) - len(corpus["queries"]),
-            }
-            if not args.json:
-                print(
-                    f"Left out {left_out['passages']} passages and {left_out['queries']} "
-                    f"queries in {', '.join(left_out['languages'])}: this checkpoint's "
-                    "tokenizer has no pieces for their script (the official model reads them)."
-                )
+    if note:  # a test checkpoint: ask only what its tokenizer can read
+        corpus, left_out = _demo_readable(corpus, spec, quiet=args.json)
     provider = make_provider(spec, None)  # loaded once, used to index and to search
     kind = args.store_kind or parse_store_uri(default_store()).kind
     results = []

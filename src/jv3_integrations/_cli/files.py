@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -97,22 +97,32 @@ def discover(paths: Sequence[str | os.PathLike[str]], *, include_hidden: bool = 
             else:
                 skip("unsupported type")
             continue
-        for dirpath, dirnames, filenames in os.walk(resolved):
-            if not include_hidden:
-                skip("hidden folder", sum(1 for d in dirnames if _hidden(d)))
-                dirnames[:] = [d for d in dirnames if not _hidden(d)]
-            if SPHINX_SOURCES in dirnames:
-                skip(_SPHINX_REASON)
-                dirnames.remove(SPHINX_SOURCES)
-            dirnames.sort()
-            for name in sorted(filenames):
-                if _hidden(name) and not include_hidden:
-                    skip("hidden file")
-                elif Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
-                    found[Path(dirpath) / name] = None
-                else:
-                    skip("unsupported type")
+        _walk(resolved, include_hidden, found, skip)
     return Discovery(files=sorted(found), roots=roots, missing=missing, ignored=ignored)
+
+
+def _walk(
+    folder: Path,
+    include_hidden: bool,
+    found: dict[Path, None],
+    skip: Callable[..., None],
+) -> None:
+    """Add the supported files under ``folder`` to ``found`` in a stable order; count skips."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        if not include_hidden:
+            skip("hidden folder", sum(1 for d in dirnames if _hidden(d)))
+            dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        if SPHINX_SOURCES in dirnames:
+            skip(_SPHINX_REASON)
+            dirnames.remove(SPHINX_SOURCES)
+        dirnames.sort()
+        for name in sorted(filenames):
+            if _hidden(name) and not include_hidden:
+                skip("hidden file")
+            elif Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                found[Path(dirpath) / name] = None
+            else:
+                skip("unsupported type")
 
 
 def nothing_to_index(paths: Sequence[str | os.PathLike[str]], found: Discovery) -> str:

@@ -13,13 +13,11 @@ Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import json
 import logging
 import math
 import os
-import socket
 import ssl
 import threading
 import time
@@ -34,19 +32,18 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from ._budget import RateBudget, RateLimits, Reservation
+from ._budget import RateBudget, RateLimits
 from ._discovery import find_tokenizer, parse_models
 from ._errors import (
-    APIConnectionError,
     APIError,
     APIResponseError,
-    APITimeoutError,
     ConfigurationError,
     InputError,
 )
 from ._models import MODELS, model_info
 from ._provider import BaseProvider, EmbedRequest
-from ._transport import asend, new_client, retry_delay, send
+from ._retry import CALL_DEADLINE, Retrier, Sent
+from ._transport import asend, new_client, send
 from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, TaskLike, TokenCount, Usage
 from ._validate import check_int
 from ._wire import (
@@ -55,12 +52,10 @@ from ._wire import (
     MAX_INPUTS,
     MODEL_NAME,
     MODELS_PATH,
-    RETRYABLE_STATUS,
     build_request,
     error_from_response,
     estimate_tokens,
     parse_embeddings_response,
-    parse_retry_after,
 )
 
 __all__ = ["JinaAPIProvider"]
@@ -71,11 +66,7 @@ DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
 DEFAULT_MAX_CONCURRENCY: Final = 8
 START_CONCURRENCY: Final = 4  # requests in flight before the server said anything
 _MIN_SPLIT: Final = 64
-_PER_MINUTE_CODES: Final = frozenset({"RATE_TOKEN_LIMIT_EXCEEDED", "RATE_REQUEST_LIMIT_EXCEEDED"})
 _PROBE_TIMEOUT: Final = 10.0  # seconds per GET /v1/models attempt, at most
-_CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "jv3_call_deadline", default=None
-)
 _WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
 
@@ -129,24 +120,45 @@ class _Batch:
     truncate: bool
 
 
-class _Aborted(Exception):
-    """Another batch of the same call failed: this one stops (never reaches the caller)."""
+def _model_info(model: str, *, official: bool) -> ModelInfo:
+    if model in MODELS:
+        return MODELS[model]
+    if official:
+        return model_info(model)  # raises, naming the models Jina's API has
+    # a compatible server may name its jina-embeddings-v3 otherwise
+    return dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
 
 
-class _HostNotFoundError(APIConnectionError):
-    """The host name does not resolve: final, never retried (still an APIConnectionError)."""
-
-
-def _name_not_resolved(exc: BaseException) -> bool:
-    """Whether a connection error comes from a failed DNS lookup (``socket.gaierror``)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, socket.gaierror):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
+def _check_times(
+    *,
+    timeout: float,
+    total_timeout: float | None,
+    backoff_base: float,
+    backoff_max: float,
+    rate_limit_pause: float,
+) -> None:
+    """The constructor's durations: finite numbers >= 0 (``timeout`` > 0, ``total_timeout``
+    > 0 or None)."""
+    for name, value in (
+        ("timeout", timeout),
+        ("backoff_base", backoff_base),
+        ("backoff_max", backoff_max),
+        ("rate_limit_pause", rate_limit_pause),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    if timeout <= 0:
+        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if total_timeout is not None and (
+        isinstance(total_timeout, bool)
+        or not isinstance(total_timeout, (int, float))
+        or not 0 < total_timeout < math.inf
+    ):
+        raise ConfigurationError(
+            f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
+        )
 
 
 class JinaAPIProvider(BaseProvider):
@@ -230,38 +242,20 @@ class JinaAPIProvider(BaseProvider):
         if not isinstance(model, str) or not model:
             raise ConfigurationError("model must be a non-empty string, e.g. 'jina-embeddings-v3'")
         self._model = model
-        if model in MODELS:
-            self._info = MODELS[model]
-        elif self._official:
-            self._info = model_info(model)  # raises, naming the models Jina's API has
-        else:  # a compatible server may name its jina-embeddings-v3 otherwise
-            self._info = dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
+        self._info = _model_info(model, official=self._official)
         check_int("max_retries", max_retries, 0)
         if max_concurrency is not None:
             check_int("max_concurrency", max_concurrency, 1)
         check_int("max_batch_items", max_batch_items, 1, MAX_INPUTS)
         if max_batch_tokens is not None:
             check_int("max_batch_tokens", max_batch_tokens, 1)
-        for name, value in (
-            ("timeout", timeout),
-            ("backoff_base", backoff_base),
-            ("backoff_max", backoff_max),
-            ("rate_limit_pause", rate_limit_pause),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if total_timeout is not None and (
-            isinstance(total_timeout, bool)
-            or not isinstance(total_timeout, (int, float))
-            or not 0 < total_timeout < math.inf
-        ):
-            raise ConfigurationError(
-                f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
-            )
+        _check_times(
+            timeout=timeout,
+            total_timeout=total_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            rate_limit_pause=rate_limit_pause,
+        )
         self._total_timeout = None if total_timeout is None else float(total_timeout)
         if wire_format not in _WIRE_FORMATS:
             raise ConfigurationError(
@@ -291,6 +285,15 @@ class JinaAPIProvider(BaseProvider):
             max_concurrency=self._max_concurrency,
             start_concurrency=max_concurrency or min(START_CONCURRENCY, self._max_concurrency),
             pause=self._rate_limit_pause,
+        )
+        self._retry = Retrier(
+            budget=self._budget,
+            base_url=self._base_url,
+            timeout=self._timeout,
+            total_timeout=self._total_timeout,
+            max_retries=max_retries,
+            backoff_base=self._backoff_base,
+            backoff_max=self._backoff_max,
         )
         self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
         self._lock = threading.Lock()
@@ -341,7 +344,7 @@ class JinaAPIProvider(BaseProvider):
             APIError: the server could not tell (pass ``max_dimensions=`` to skip asking).
         """
         if self._max_dims is None:
-            self._max_dims = self._discover(self._call_deadline())
+            self._max_dims = self._discover(self._retry.call_deadline())
         return self._max_dims
 
     @property
@@ -517,65 +520,46 @@ class JinaAPIProvider(BaseProvider):
             redact=self._redact(),
         )
 
-    def _probe_failed(self, attempt: int, error: APIError, call_deadline: float | None) -> float:
-        """The delay before probing again, or raise ``error`` (with the fix) if it is final."""
-        retryable = not isinstance(error, _HostNotFoundError) and (
-            error.status is None or error.status in RETRYABLE_STATUS
-        )
-        out_of_time = call_deadline is not None and time.monotonic() >= call_deadline
-        if not retryable or attempt >= self._max_retries or out_of_time:
-            error.args = (
-                f"could not read the model size from {self._base_url}{MODELS_PATH}: {error} "
-                "(pass max_dimensions= to the provider to skip asking)",
-            )
-            raise error
-        delay = self._retry_delay(attempt, error, None)
-        if call_deadline is not None:
-            delay = min(delay, max(0.0, call_deadline - time.monotonic()))
-        return delay
-
-    def _probe_end(self, call_deadline: float | None) -> float:
-        end = time.monotonic() + min(self._timeout, _PROBE_TIMEOUT)
-        return end if call_deadline is None else min(end, call_deadline)
-
     def _discover(self, call_deadline: float | None) -> int:
         client = self._get_client()
+        where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
                 response = send(
                     client,
                     "GET",
-                    self._base_url + MODELS_PATH,
+                    where,
                     headers=self._headers(),
-                    end=self._probe_end(call_deadline),
+                    end=self._retry.probe_deadline(call_deadline, _PROBE_TIMEOUT),
                     bounded=self._bounded,
                 )
                 return self._parse_models(response)
             except httpx.HTTPError as exc:
-                error: APIError = self._network_error(exc)
+                error: APIError = self._retry.network_error(exc)
             except APIError as exc:
                 error = exc
-            self._sleep(self._probe_failed(attempt, error, call_deadline))
+            self._sleep(self._retry.probe_failed(attempt, error, call_deadline, where))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _adiscover(self, call_deadline: float | None) -> None:
         client, _ = self._get_aclient()
+        where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
                 response = await asend(
                     client,
                     "GET",
-                    self._base_url + MODELS_PATH,
+                    where,
                     headers=self._headers(),
-                    end=self._probe_end(call_deadline),
+                    end=self._retry.probe_deadline(call_deadline, _PROBE_TIMEOUT),
                 )
                 self._max_dims = self._parse_models(response)
                 return
             except httpx.HTTPError as exc:
-                error: APIError = self._network_error(exc)
+                error: APIError = self._retry.network_error(exc)
             except APIError as exc:
                 error = exc
-            await self._asleep(self._probe_failed(attempt, error, call_deadline))
+            await self._asleep(self._retry.probe_failed(attempt, error, call_deadline, where))
 
     def embed(
         self,
@@ -588,10 +572,10 @@ class JinaAPIProvider(BaseProvider):
     ) -> Embeddings:
         """Embed ``texts`` (see :meth:`BaseProvider.embed`); ``total_timeout`` bounds it all."""
         task = self._model_task(task)
-        token = _CALL_DEADLINE.set(self._call_deadline())
+        token = CALL_DEADLINE.set(self._retry.call_deadline())
         try:
             if self._max_dims is None:
-                self._max_dims = self._discover(_CALL_DEADLINE.get())
+                self._max_dims = self._discover(CALL_DEADLINE.get())
             return super().embed(
                 texts,
                 task=task,
@@ -600,7 +584,7 @@ class JinaAPIProvider(BaseProvider):
                 late_chunking=late_chunking,
             )
         finally:
-            _CALL_DEADLINE.reset(token)
+            CALL_DEADLINE.reset(token)
 
     async def aembed(
         self,
@@ -613,10 +597,10 @@ class JinaAPIProvider(BaseProvider):
     ) -> Embeddings:
         """Async twin of :meth:`embed` (same arguments, same result)."""
         task = self._model_task(task)
-        token = _CALL_DEADLINE.set(self._call_deadline())
+        token = CALL_DEADLINE.set(self._retry.call_deadline())
         try:
             if self._max_dims is None:
-                await self._adiscover(_CALL_DEADLINE.get())
+                await self._adiscover(CALL_DEADLINE.get())
             return await super().aembed(
                 texts,
                 task=task,
@@ -625,7 +609,7 @@ class JinaAPIProvider(BaseProvider):
                 late_chunking=late_chunking,
             )
         finally:
-            _CALL_DEADLINE.reset(token)
+            CALL_DEADLINE.reset(token)
 
     # -- what the model can do (pure) -------------------------------------------------------
 
@@ -785,94 +769,6 @@ class JinaAPIProvider(BaseProvider):
             exc.request_id = response.headers.get("x-request-id")
             raise
 
-    def _retry_delay(self, attempt: int, error: APIError, response: httpx.Response | None) -> float:
-        after = None if response is None else parse_retry_after(response.headers.get("retry-after"))
-        return retry_delay(
-            attempt,
-            base=self._backoff_base,
-            cap=self._backoff_max,
-            retry_after=after,
-            slow=error.code in _PER_MINUTE_CODES,
-        )
-
-    def _give_up(
-        self,
-        attempt: int,
-        error: APIError,
-        response: httpx.Response | None,
-        entry: Reservation | None,
-    ) -> float:
-        """Raise ``error`` if it is final; else return the delay before the next attempt."""
-        retryable = error.status is None or error.status in RETRYABLE_STATUS
-        final = isinstance(error, APIResponseError | _HostNotFoundError)
-        if error.status == 429:
-            taught = self._budget.refused(error.code, error.detail or str(error), entry)
-        else:
-            taught = False
-            if entry is not None and error.status is not None:
-                self._budget.settle(entry, None, 0)  # answered, not counted
-        if final or not retryable or attempt >= self._max_retries:
-            raise error
-        after = None if response is None else parse_retry_after(response.headers.get("retry-after"))
-        if taught and error.code in _PER_MINUTE_CODES and after is None:
-            delay = 0.0  # the learned budget paces the retry (RateBudget.reserve)
-        else:
-            delay = self._retry_delay(attempt, error, response)
-        if error.status == 429 and delay > 0:
-            # Every request of this provider waits (the budget's gate), not just this one.
-            self._budget.block(delay)
-            delay = 0.0
-        logger.info(
-            "embeddings request failed (%s); retry %d/%d in %.2f s",
-            error.code or error.status or type(error).__name__,
-            attempt + 1,
-            self._max_retries,
-            delay,
-        )
-        return delay
-
-    def _network_error(self, exc: httpx.HTTPError) -> APIError:
-        if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(
-                f"the request to {self._base_url} timed out after {self._timeout:g} s "
-                f"({type(exc).__name__}); raise timeout= or lower max_batch_items"
-            )
-        if _name_not_resolved(exc):
-            # No DNS answer for the host (offline, or a typo): retrying for 45 s cannot help.
-            host = httpx.URL(self._base_url).host
-            return _HostNotFoundError(
-                f"could not reach {self._base_url}: the host name {host!r} does not resolve "
-                "(offline, or a typo in the URL)"
-            )
-        return APIConnectionError(
-            f"could not reach {self._base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
-        )
-
-    # -- deadlines ----------------------------------------------------------------------------
-
-    def _attempt_deadline(self, call_deadline: float | None) -> float:
-        deadline = time.monotonic() + self._timeout
-        return deadline if call_deadline is None else min(deadline, call_deadline)
-
-    def _call_deadline(self) -> float | None:
-        current = _CALL_DEADLINE.get()
-        if current is not None:
-            return current  # inside embed(): the call's deadline covers discovery too
-        return None if self._total_timeout is None else time.monotonic() + self._total_timeout
-
-    def _check_call_deadline(self, call_deadline: float | None, error: APIError | None) -> None:
-        if call_deadline is not None and time.monotonic() >= call_deadline:
-            raise APITimeoutError(
-                f"the embeddings call to {self._base_url} did not finish within total_timeout="
-                f"{self._total_timeout:g} s (retries included)"
-                + (f"; last error: {error}" if error is not None else "")
-            )
-
-    def _wait_left(self, seconds: float, call_deadline: float | None) -> float:
-        if call_deadline is None:
-            return seconds
-        return min(seconds, max(0.0, call_deadline - time.monotonic()) + 0.001)
-
     def _split(self, request: EmbedRequest, batch: _Batch) -> list[_Batch] | None:
         """``batch`` cut to what the learned budget allows now (``None``: it fits)."""
         cap = self._token_cap()
@@ -898,76 +794,59 @@ class JinaAPIProvider(BaseProvider):
         batch: _Batch,
         abort: threading.Event | None = None,
         call_deadline: float | None = None,
-    ) -> tuple[npt.NDArray[np.float32], int]:
+    ) -> Sent:
         pieces = self._split(request, batch)
         if pieces is not None:  # the budget learned meanwhile is smaller: send it in pieces
-            parts = [self._send(request, p, abort, call_deadline) for p in pieces]
-            return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
+            return self._send_pieces(request, pieces, abort, call_deadline)
         client = self._get_client()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
-        attempt = 0
-        serial = False  # holding self._serial: the one request allowed while a budget is spent
-        waited = False
-        last: APIError | None = None
-        try:
-            while True:
-                if abort is not None and abort.is_set():
-                    raise _Aborted
-                self._check_call_deadline(call_deadline, last)
-                pieces = self._split(request, batch)
-                if pieces is not None:
-                    parts = [self._send(request, p, abort, call_deadline) for p in pieces]
-                    return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
-                if not serial and self._budget.serial():
-                    if not self._serial.acquire(timeout=0.2):
-                        continue
-                    serial = True
-                wait, entry = self._budget.reserve(batch.tokens, waited)
-                if entry is None:
-                    self._pause(self._wait_left(wait, call_deadline), abort)
-                    waited = True
-                    continue
-                waited = False
-                response: httpx.Response | None = None
-                with self._budget.slots.hold():
-                    entry.started = time.monotonic()
-                    try:
-                        response = send(
-                            client,
-                            "POST",
-                            url,
-                            content=content,
-                            headers=headers,
-                            end=self._attempt_deadline(call_deadline),
-                            bounded=self._bounded,
-                        )
-                        vectors, counted = self._result(response, request, batch)
-                        self._budget.settle(entry, counted, batch.tokens)
-                        self._budget.observe(response.headers, entry)
-                        self._budget.answered()
-                        return vectors, counted
-                    except httpx.HTTPError as exc:
-                        error: APIError = self._network_error(exc)
-                        error.__cause__ = exc
-                    except APIError as exc:
-                        error = exc
-                last = error
-                delay = self._give_up(attempt, error, response, entry)
-                if delay > 0:
-                    self._pause(self._wait_left(delay, call_deadline), abort)
-                attempt += 1
-        finally:
-            if serial:
-                self._serial.release()
+
+        def split() -> Sent | None:
+            pieces = self._split(request, batch)
+            if pieces is None:
+                return None
+            return self._send_pieces(request, pieces, abort, call_deadline)
+
+        def post(end: float) -> httpx.Response:
+            return send(
+                client,
+                "POST",
+                url,
+                content=content,
+                headers=headers,
+                end=end,
+                bounded=self._bounded,
+            )
+
+        return self._retry.run(
+            tokens=batch.tokens,
+            split=split,
+            post=post,
+            parse=lambda response: self._result(response, request, batch),
+            serial_lock=self._serial,
+            pause=self._pause,
+            abort=abort,
+            call_deadline=call_deadline,
+        )
+
+    def _send_pieces(
+        self,
+        request: EmbedRequest,
+        pieces: list[_Batch],
+        abort: threading.Event | None,
+        call_deadline: float | None,
+    ) -> Sent:
+        parts = [self._send(request, p, abort, call_deadline) for p in pieces]
+        return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
 
     def _embed(self, request: EmbedRequest) -> Embeddings:
         batches = self._plan(request)
         self._headers()  # a missing key fails here, before any request
         out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
         total = 0
-        call_deadline = self._call_deadline()
+        call_deadline = self._retry.call_deadline()
         if len(batches) == 1:
             vectors, total = self._send(request, batches[0], None, call_deadline)
             out[:] = vectors
@@ -998,67 +877,42 @@ class JinaAPIProvider(BaseProvider):
 
     async def _asend(
         self, request: EmbedRequest, batch: _Batch, call_deadline: float | None = None
-    ) -> tuple[npt.NDArray[np.float32], int]:
+    ) -> Sent:
         pieces = self._split(request, batch)
         if pieces is not None:
-            parts = [await self._asend(request, p, call_deadline) for p in pieces]
-            return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
+            return await self._asend_pieces(request, pieces, call_deadline)
         client, serial_lock = self._get_aclient()
         url = self._base_url + EMBEDDINGS_PATH
         content = self._body(request, batch)
         headers = self._headers()
-        attempt = 0
-        serial = False
-        waited = False
-        last: APIError | None = None
-        try:
-            while True:
-                self._check_call_deadline(call_deadline, last)
-                pieces = self._split(request, batch)
-                if pieces is not None:
-                    parts = [await self._asend(request, p, call_deadline) for p in pieces]
-                    return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
-                if not serial and self._budget.serial():
-                    await serial_lock.acquire()
-                    serial = True
-                wait_s, entry = self._budget.reserve(batch.tokens, waited)
-                if entry is None:
-                    await self._asleep(self._wait_left(wait_s, call_deadline))
-                    waited = True
-                    continue
-                waited = False
-                response: httpx.Response | None = None
-                await self._budget.slots.acquire()
-                try:
-                    entry.started = time.monotonic()
-                    response = await asend(
-                        client,
-                        "POST",
-                        url,
-                        content=content,
-                        headers=headers,
-                        end=self._attempt_deadline(call_deadline),
-                    )
-                    vectors, counted = self._result(response, request, batch)
-                    self._budget.settle(entry, counted, batch.tokens)
-                    self._budget.observe(response.headers, entry)
-                    self._budget.answered()
-                    return vectors, counted
-                except httpx.HTTPError as exc:
-                    error = self._network_error(exc)
-                    error.__cause__ = exc
-                except APIError as exc:
-                    error = exc
-                finally:
-                    self._budget.slots.release()
-                last = error
-                delay = self._give_up(attempt, error, response, entry)
-                if delay > 0:
-                    await self._asleep(self._wait_left(delay, call_deadline))
-                attempt += 1
-        finally:
-            if serial:
-                serial_lock.release()
+
+        async def split() -> Sent | None:
+            pieces = self._split(request, batch)
+            if pieces is None:
+                return None
+            return await self._asend_pieces(request, pieces, call_deadline)
+
+        async def post(end: float) -> httpx.Response:
+            return await asend(client, "POST", url, content=content, headers=headers, end=end)
+
+        async def sleep(seconds: float) -> None:
+            await self._asleep(seconds)  # read at each wait (tests replace it)
+
+        return await self._retry.arun(
+            tokens=batch.tokens,
+            split=split,
+            post=post,
+            parse=lambda response: self._result(response, request, batch),
+            serial_lock=serial_lock,
+            sleep=sleep,
+            call_deadline=call_deadline,
+        )
+
+    async def _asend_pieces(
+        self, request: EmbedRequest, pieces: list[_Batch], call_deadline: float | None
+    ) -> Sent:
+        parts = [await self._asend(request, p, call_deadline) for p in pieces]
+        return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
 
     async def _aembed(self, request: EmbedRequest) -> Embeddings:
         batches = self._plan(request)
@@ -1066,7 +920,7 @@ class JinaAPIProvider(BaseProvider):
         out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
         tokens = [0] * len(batches)
         pending = iter(range(len(batches)))
-        call_deadline = self._call_deadline()
+        call_deadline = self._retry.call_deadline()
 
         async def worker() -> None:
             for i in pending:  # one shared iterator: each batch is taken by one worker

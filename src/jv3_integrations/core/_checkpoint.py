@@ -259,21 +259,7 @@ class ModelSource:
         except LocalEntryNotFoundError as exc:
             if name not in _REQUIRED:
                 return None
-            fix = f"hf download {self.model} {' '.join(MODEL_FILES)}"
-            if unreachable:
-                why = f"the Hugging Face Hub ({hub_endpoint()}) cannot be reached (offline?)"
-            elif offline:
-                why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True)"
-            else:
-                why = "it could not be downloaded"
-            raise ModelLoadError(
-                f"{name} of {self.model!r} is not in the Hugging Face cache and {why}. "
-                f"Download it once with `{fix}` "
-                f"(or huggingface_hub.snapshot_download), or point model= at a local directory "
-                "holding those files.",
-                summary=f"the model {self.model} is not downloaded and {why}",
-                fix=fix,
-            ) from exc
+            raise self._not_downloaded(name, offline=offline, unreachable=unreachable) from exc
         except EntryNotFoundError as exc:
             if name not in _REQUIRED:
                 return None
@@ -286,6 +272,24 @@ class ModelSource:
         except OSError as exc:
             raise ModelLoadError(f"could not fetch {name} of {self.model!r}: {exc}") from exc
         return Path(result)
+
+    def _not_downloaded(self, name: str, *, offline: bool, unreachable: bool) -> ModelLoadError:
+        """The error for a required file neither in the cache nor downloadable, and why."""
+        fix = f"hf download {self.model} {' '.join(MODEL_FILES)}"
+        if unreachable:
+            why = f"the Hugging Face Hub ({hub_endpoint()}) cannot be reached (offline?)"
+        elif offline:
+            why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True)"
+        else:
+            why = "it could not be downloaded"
+        return ModelLoadError(
+            f"{name} of {self.model!r} is not in the Hugging Face cache and {why}. "
+            f"Download it once with `{fix}` "
+            f"(or huggingface_hub.snapshot_download), or point model= at a local directory "
+            "holding those files.",
+            summary=f"the model {self.model} is not downloaded and {why}",
+            fix=fix,
+        )
 
     def config(self) -> ModelConfig:
         """Read and validate config.json (cached; fetches only that file for a Hub id)."""

@@ -136,13 +136,7 @@ def _plan_windows(
     windows: list[_Window] = []
     s = 0
     while s < n:
-        # context before: whole chunks back from s, up to `context` tokens (at least one)
-        lo, before = s, 0
-        while lo > 0 and before + counts[lo - 1] <= context and s - lo < cap // 3:
-            lo -= 1
-            before += counts[lo]
-        if lo == s and s > 0:
-            lo, before = s - 1, counts[s - 1]
+        lo, before = _context_before(counts, s, context, cap)
         # the first kept chunk and its right neighbour must fit: drop far context first
         nxt = counts[s + 1] if s + 1 < n else 0
         while lo < s and before + counts[s] + nxt > budget:
@@ -160,21 +154,40 @@ def _plan_windows(
                 break
             used += counts[end]
             end += 1
-        # context after: whole chunks up to `context` tokens (at least one if it fits)
-        hi, after = end, 0
-        while (
-            hi < n
-            and after + counts[hi] <= context
-            and used + after + counts[hi] <= budget
-            and hi - lo < cap
-        ):
-            after += counts[hi]
-            hi += 1
-        if hi == end and end < n and used + counts[end] <= budget and hi - lo < cap:
-            hi = end + 1
+        hi = _context_after(counts, lo, end, used, budget, context, cap)
         windows.append(_Window(lo, s, end, hi))
         s = end
     return windows
+
+
+def _context_before(counts: Sequence[int], s: int, context: int, cap: int) -> tuple[int, int]:
+    """``(lo, tokens)``: whole chunks back from ``s``, up to ``context`` tokens (at least one)."""
+    lo, before = s, 0
+    while lo > 0 and before + counts[lo - 1] <= context and s - lo < cap // 3:
+        lo -= 1
+        before += counts[lo]
+    if lo == s and s > 0:
+        lo, before = s - 1, counts[s - 1]
+    return lo, before
+
+
+def _context_after(
+    counts: Sequence[int], lo: int, end: int, used: int, budget: int, context: int, cap: int
+) -> int:
+    """``hi``: whole chunks after ``end``, up to ``context`` tokens (at least one if it fits)."""
+    n = len(counts)
+    hi, after = end, 0
+    while (
+        hi < n
+        and after + counts[hi] <= context
+        and used + after + counts[hi] <= budget
+        and hi - lo < cap
+    ):
+        after += counts[hi]
+        hi += 1
+    if hi == end and end < n and used + counts[end] <= budget and hi - lo < cap:
+        hi = end + 1
+    return hi
 
 
 # -- the pipeline ------------------------------------------------------------------------
@@ -315,29 +328,14 @@ def _make_plan(
     resolved = resolve_task(task)
     if dimensions is not None:
         validate_dimensions(dimensions, provider.max_dimensions)
-    for name, value in (
-        ("window_tokens", window_tokens),
-        ("context_tokens", context_tokens),
-        ("max_concurrency", max_concurrency),
-    ):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InputTypeError(f"{name} must be an int or None, not {type(value).__name__}")
-    if max_concurrency is not None and max_concurrency < 1:
-        raise InputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    _check_plan_options(window_tokens, context_tokens, max_concurrency)
     docs, from_text = _prepare_docs(documents, chunker)
     native = provider.supports_long_late_chunking and window_tokens is None
     # Per-chunk counts without <s>/</s> (the empty text's count is exactly those); the
     # overhead of one request is <s>, </s> and the task instruction.
     base = provider.count_tokens([""]).counts[0]
     overhead = provider.count_tokens([""], task=resolved).counts[0]
-    counts: list[list[int]] = []
-    for doc in docs:
-        counted = provider.count_tokens(doc.texts) if doc.texts else None
-        floor = 0 if counted is None or counted.exact else 1  # an estimate is never zero
-        counts.append([max(floor, c - base) for c in counted.counts] if counted else [])
-    _merge_zero_token_chunks(docs, from_text, counts)
-    for doc, doc_counts in zip(docs, counts, strict=True):
-        doc.counts = doc_counts
+    counts = _count_chunks(provider, docs, from_text, base)
 
     jobs: list[_Job] = []
     budget = context = 0
@@ -349,27 +347,9 @@ def _make_plan(
         ]
     else:
         window = provider.max_tokens if window_tokens is None else window_tokens
-        budget = window - overhead
-        if budget < 1:
-            raise InputError(
-                f"window_tokens must be more than {overhead} (room for the special tokens and "
-                f"the task instruction), got {window}"
-            )
-        if context_tokens is None:
-            context = min(_DEFAULT_CONTEXT_TOKENS, budget // 4)
-        elif context_tokens < 0:
-            raise InputError(f"context_tokens must be >= 0, got {context_tokens}")
-        else:
-            context = context_tokens
+        budget, context = _window_budget(window, overhead, context_tokens)
         for d, doc in enumerate(docs):
-            for i, c in enumerate(counts[d]):
-                if c > budget:
-                    raise InputError(
-                        f"chunk {i} of documents[{doc.index}] has about {c} tokens, more than "
-                        f"fit in one late-chunking request ({window} tokens including special "
-                        "tokens and the task instruction); use a smaller chunker, e.g. "
-                        "TokenChunker(tokenizer, tokens=512) or SentenceChunker(max_chars=2000)"
-                    )
+            _check_chunks_fit(doc, counts[d], budget, window)
             windows = _plan_windows(counts[d], budget, context, _MAX_ITEMS)
             jobs.extend(_Job(d, w) for w in windows)
     conc = max(1, provider.max_concurrency) if max_concurrency is None else max_concurrency
@@ -382,6 +362,61 @@ def _make_plan(
     else:
         expect_progress(sum(map(sum, counts)))
     return _Plan(docs, jobs, resolved, dimensions, bool(normalized), conc, native, budget, context)
+
+
+def _check_plan_options(
+    window_tokens: int | None, context_tokens: int | None, max_concurrency: int | None
+) -> None:
+    for name, value in (
+        ("window_tokens", window_tokens),
+        ("context_tokens", context_tokens),
+        ("max_concurrency", max_concurrency),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputTypeError(f"{name} must be an int or None, not {type(value).__name__}")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise InputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+
+
+def _count_chunks(
+    provider: EmbeddingProvider, docs: list[_Doc], from_text: list[bool], base: int
+) -> list[list[int]]:
+    """Each document's chunk token counts (no special tokens), stored on the documents too."""
+    counts: list[list[int]] = []
+    for doc in docs:
+        counted = provider.count_tokens(doc.texts) if doc.texts else None
+        floor = 0 if counted is None or counted.exact else 1  # an estimate is never zero
+        counts.append([max(floor, c - base) for c in counted.counts] if counted else [])
+    _merge_zero_token_chunks(docs, from_text, counts)
+    for doc, doc_counts in zip(docs, counts, strict=True):
+        doc.counts = doc_counts
+    return counts
+
+
+def _window_budget(window: int, overhead: int, context_tokens: int | None) -> tuple[int, int]:
+    """``(chunk tokens per request, context tokens on each side)`` for a window size."""
+    budget = window - overhead
+    if budget < 1:
+        raise InputError(
+            f"window_tokens must be more than {overhead} (room for the special tokens and "
+            f"the task instruction), got {window}"
+        )
+    if context_tokens is None:
+        return budget, min(_DEFAULT_CONTEXT_TOKENS, budget // 4)
+    if context_tokens < 0:
+        raise InputError(f"context_tokens must be >= 0, got {context_tokens}")
+    return budget, context_tokens
+
+
+def _check_chunks_fit(doc: _Doc, counts: list[int], budget: int, window: int) -> None:
+    for i, c in enumerate(counts):
+        if c > budget:
+            raise InputError(
+                f"chunk {i} of documents[{doc.index}] has about {c} tokens, more than "
+                f"fit in one late-chunking request ({window} tokens including special "
+                "tokens and the task instruction); use a smaller chunker, e.g. "
+                "TokenChunker(tokenizer, tokens=512) or SentenceChunker(max_chars=2000)"
+            )
 
 
 def _job_texts(plan: _Plan, job: _Job) -> list[str]:

@@ -731,27 +731,8 @@ class LocalProvider(BaseProvider):
         task = self._task_index(request.task)
         net = self._load()
         device = self.device
-        # chunk spans [start, end) in document tokens, filled as sections are tokenized
-        span_start = np.zeros(n, dtype=np.int64)
-        span_end = np.zeros(n, dtype=np.int64)
-        acc = np.zeros(self.max_dimensions, dtype=np.float64)  # the open chunk's running sum
-        state = {"chunk": 0, "done": 0}  # next chunk to finish; chunks finished
-
-        def pool(kept: npt.NDArray[np.float32], first: int) -> None:
-            """Add the kept states of document tokens ``first:first+len(kept)``."""
-            last = first + kept.shape[0]
-            c = state["chunk"]
-            while c < n and span_start[c] < last:
-                a = max(int(span_start[c]), first) - first
-                b = min(int(span_end[c]), last) - first
-                np.add(acc, kept[a:b].sum(axis=0, dtype=np.float64), out=acc)
-                if span_end[c] > last:
-                    break  # continues in the next window
-                out[c] = acc / float(span_end[c] - span_start[c])
-                acc[:] = 0.0
-                c += 1
-            state["chunk"] = c
-
+        pooler = _ChunkPooler(n, out)
+        span_start, span_end = pooler.span_start, pooler.span_end
         budget = self._budget
         per_batch = max(1, budget // window)
         starts: list[int] = []  # document offset of each pending window
@@ -760,35 +741,14 @@ class LocalProvider(BaseProvider):
 
         def run(seqs: list[npt.NDArray[np.int64]], offsets: list[int], bar: ProgressBar) -> None:
             nonlocal windows
-            lengths = [len(q) for q in seqs]
-            for batch in _pack(lengths, budget):
-                longest = lengths[batch[0]]
-                ids = torch.full((len(batch), longest), enc.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), longest), dtype=torch.bool)
-                for row, i in enumerate(batch):
-                    ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
-                    mask[row, : lengths[i]] = True
-                padded = not bool(mask.all())
-                states = net(ids.to(device), mask.to(device) if padded else None)
-                row_at = 0
-                for i in batch:
-                    part = states[row_at : row_at + lengths[i]]
-                    row_at += lengths[i]
-                    skip = 0 if offsets[i] == 0 else overlap
-                    kept = part[skip:].float().cpu().numpy()
-                    pool(kept, offsets[i] + skip)
-                    windows += 1
-                    report_progress(kept.shape[0])
-                    bar.update(kept.shape[0])
+            windows += _encode_windows(
+                net, enc.pad_id, device, budget, overlap, seqs, offsets, pooler, bar
+            )
 
         from ._model import MERGE_MIN_TOKENS
 
         def check(total: int) -> None:
-            if total > window and overlap >= window:
-                raise ConfigurationError(
-                    f"this document has more than max_length={window} tokens, so it is "
-                    f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
-                )
+            _check_overlap(total, window, overlap)
 
         buf = np.zeros(0, dtype=np.int64)  # document tokens buf_at:buf_at+len(buf)
         buf_at = 0
@@ -803,16 +763,9 @@ class LocalProvider(BaseProvider):
             c = 0
             sections = enc.sections(texts, None if request.task is None else request.task.value)
             for k, pieces in enumerate(sections):
-                lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-                flat = [enc.bos_id] if k == 0 else []
-                for piece in pieces:
-                    flat.extend(piece)
-                new = np.asarray(flat, dtype=np.int64)
-                del flat, pieces
-                ends = total + (1 if k == 0 else 0) + np.cumsum(lengths)
-                span_end[c : c + len(lengths)] = ends
-                span_start[c : c + len(lengths)] = np.concatenate(([total], ends[:-1]))
-                c += len(lengths)
+                new = pooler.add_section(pieces, c, total, enc.bos_id if k == 0 else None)
+                c += len(pieces)
+                del pieces
                 total += len(new)
                 buf = np.concatenate((buf, new))
                 del new
@@ -847,8 +800,8 @@ class LocalProvider(BaseProvider):
             if not windows:
                 net.set_task(task, sum(len(q) for q in pending))
             run(pending, starts, bar)
-        if state["chunk"] != n:  # pragma: no cover - window arithmetic invariant
-            raise RuntimeError(f"late chunking pooled {state['chunk']} of {n} chunks")
+        if pooler.chunk != n:  # pragma: no cover - window arithmetic invariant
+            raise RuntimeError(f"late chunking pooled {pooler.chunk} of {n} chunks")
         if windows > 1:
             logger.info("late chunking: %d tokens in %d windows", total, windows)
         return out, total
@@ -863,3 +816,96 @@ class LocalProvider(BaseProvider):
     def resident_bytes(self) -> int:
         """Bytes of model weights currently held (0 before loading)."""
         return 0 if self._net is None else self._net.resident_bytes()
+
+
+class _ChunkPooler:
+    """Mean-pools chunks from window states as they finish (long late chunking).
+
+    ``span_start``/``span_end`` hold each chunk's ``[start, end)`` in document tokens (filled
+    as sections are tokenized); the open chunk's states are summed in float64.
+    """
+
+    def __init__(self, n: int, out: npt.NDArray[np.float32]) -> None:
+        self.n = n
+        self.out = out
+        self.span_start = np.zeros(n, dtype=np.int64)
+        self.span_end = np.zeros(n, dtype=np.int64)
+        self.acc = np.zeros(out.shape[1], dtype=np.float64)  # the open chunk's running sum
+        self.chunk = 0  # next chunk to finish
+
+    def add_section(
+        self, pieces: Sequence[Sequence[int]], c: int, total: int, bos: int | None
+    ) -> npt.NDArray[np.int64]:
+        """Record the spans of chunks ``c:c+len(pieces)`` (a section starting at document
+        token ``total``, with ``bos`` first when given) and return the section's tokens."""
+        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
+        flat = [] if bos is None else [bos]
+        for piece in pieces:
+            flat.extend(piece)
+        ends = total + (0 if bos is None else 1) + np.cumsum(lengths)
+        self.span_end[c : c + len(lengths)] = ends
+        self.span_start[c : c + len(lengths)] = np.concatenate(([total], ends[:-1]))
+        return np.asarray(flat, dtype=np.int64)
+
+    def add(self, kept: npt.NDArray[np.float32], first: int) -> None:
+        """Add the kept states of document tokens ``first:first+len(kept)``."""
+        last = first + kept.shape[0]
+        c = self.chunk
+        acc, span_start, span_end = self.acc, self.span_start, self.span_end
+        while c < self.n and span_start[c] < last:
+            a = max(int(span_start[c]), first) - first
+            b = min(int(span_end[c]), last) - first
+            np.add(acc, kept[a:b].sum(axis=0, dtype=np.float64), out=acc)
+            if span_end[c] > last:
+                break  # continues in the next window
+            self.out[c] = acc / float(span_end[c] - span_start[c])
+            acc[:] = 0.0
+            c += 1
+        self.chunk = c
+
+
+def _encode_windows(
+    net: JinaEmbeddingsV3,
+    pad_id: int,
+    device: torch.device,
+    budget: int,
+    overlap: int,
+    seqs: list[npt.NDArray[np.int64]],
+    offsets: list[int],
+    pooler: _ChunkPooler,
+    bar: ProgressBar,
+) -> int:
+    """Encode windows (document offsets ``offsets``) in token-budget batches; pool their
+    states less the overlap with the previous window. Returns the number of windows."""
+    import torch
+
+    lengths = [len(q) for q in seqs]
+    windows = 0
+    for batch in _pack(lengths, budget):
+        longest = lengths[batch[0]]
+        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.bool)
+        for row, i in enumerate(batch):
+            ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
+            mask[row, : lengths[i]] = True
+        padded = not bool(mask.all())
+        states = net(ids.to(device), mask.to(device) if padded else None)
+        row_at = 0
+        for i in batch:
+            part = states[row_at : row_at + lengths[i]]
+            row_at += lengths[i]
+            skip = 0 if offsets[i] == 0 else overlap
+            kept = part[skip:].float().cpu().numpy()
+            pooler.add(kept, offsets[i] + skip)
+            windows += 1
+            report_progress(kept.shape[0])
+            bar.update(kept.shape[0])
+    return windows
+
+
+def _check_overlap(total: int, window: int, overlap: int) -> None:
+    if total > window and overlap >= window:
+        raise ConfigurationError(
+            f"this document has more than max_length={window} tokens, so it is "
+            f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
+        )

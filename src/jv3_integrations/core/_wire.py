@@ -211,24 +211,8 @@ def decode_embedding(value: Any, embedding_type: str, dimensions: int) -> npt.ND
         vec = b64_decode_f32(value)
     elif isinstance(value, list):
         if embedding_type in ("ubinary", "binary"):
-            n_bytes = (dimensions + 7) // 8
-            if len(value) != n_bytes:
-                raise ValueError(
-                    f"{embedding_type} embedding has {len(value)} bytes; "
-                    f"{dimensions} dimensions need {n_bytes}"
-                )
-            if embedding_type == "ubinary":
-                packed = np.asarray(_int_list(value, 0, 255, "ubinary"), dtype=np.uint8)
-            else:
-                packed = binary_to_ubinary(_int_list(value, -128, 127, "binary"))
-            return unpack_bits(packed, dimensions)
-        try:
-            raw = np.array(value)
-        except (TypeError, ValueError):
-            raw = np.array([], dtype=object)
-        if raw.dtype.kind not in "fiu" or raw.ndim != 1:
-            raise ValueError("embedding is not a flat list of numbers")
-        vec = raw.astype(np.float32)
+            return _decode_packed(value, embedding_type, dimensions)
+        vec = _float_list(value)
     else:
         raise ValueError(f"embedding is a {type(value).__name__}, not a list or base64 string")
     if vec.ndim != 1 or vec.shape[0] != dimensions:
@@ -236,6 +220,34 @@ def decode_embedding(value: Any, embedding_type: str, dimensions: int) -> npt.ND
     if not np.all(np.isfinite(vec)):
         raise ValueError("embedding holds non-finite values")
     return vec
+
+
+def _decode_packed(
+    value: list[Any], embedding_type: str, dimensions: int
+) -> npt.NDArray[np.float32]:
+    """Packed ``ubinary`` (0..255) or ``binary`` (-128..127) bytes, unpacked to ±1."""
+    n_bytes = (dimensions + 7) // 8
+    if len(value) != n_bytes:
+        raise ValueError(
+            f"{embedding_type} embedding has {len(value)} bytes; "
+            f"{dimensions} dimensions need {n_bytes}"
+        )
+    if embedding_type == "ubinary":
+        packed = np.asarray(_int_list(value, 0, 255, "ubinary"), dtype=np.uint8)
+    else:
+        packed = binary_to_ubinary(_int_list(value, -128, 127, "binary"))
+    return unpack_bits(packed, dimensions)
+
+
+def _float_list(value: list[Any]) -> npt.NDArray[np.float32]:
+    """A flat list of numbers as float32 (its length and finiteness are checked by the caller)."""
+    try:
+        raw = np.array(value)
+    except (TypeError, ValueError):
+        raw = np.array([], dtype=object)
+    if raw.dtype.kind not in "fiu" or raw.ndim != 1:
+        raise ValueError("embedding is not a flat list of numbers")
+    return raw.astype(np.float32)
 
 
 NORM_TOLERANCE: Final = 1e-3  # |norm - 1| allowed for a vector asked for normalized
@@ -286,41 +298,58 @@ def parse_embeddings_response(
     out = np.empty((n_items, dimensions), dtype=np.float32)
     seen = [False] * n_items
     for pos, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise APIResponseError(f"data[{pos}] is not an object")
-        index = item.get("index")
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_items:
-            raise APIResponseError(
-                f"data[{pos}].index is {index!r}, not an input position in 0..{n_items - 1}"
-            )
+        index = _item_index(item, pos, n_items)
         if seen[index]:
             raise APIResponseError(f"the server returned two embeddings for input {index}")
         seen[index] = True
-        value = item.get("embedding", item.get("embeddings"))
-        if embedding_type in ("float", "base64"):
-            mismatch = _wire_shape_error(value, embedding_type)
-            if mismatch is not None:
-                raise APIResponseError(f"data[{pos}] (input {index}): the embedding {mismatch}")
-            if isinstance(value, dict):
-                value = value[embedding_type]
-        try:
-            out[index] = decode_embedding(value, embedding_type, dimensions)
-        except ValueError as exc:
-            raise APIResponseError(f"data[{pos}] (input {index}): {exc}") from None
+        out[index] = _item_vector(item, pos, index, embedding_type, dimensions)
     if normalized and n_items:
-        norms = np.linalg.norm(out.astype(np.float64), axis=1)
-        bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
-        if bad.size:
-            i = int(bad[0])
-            raise APIResponseError(
-                f"the server returned {bad.size} embedding(s) that are not unit vectors though "
-                f"normalized ones were asked for (input {i} has norm {norms[i]:.4g}); refusing "
-                "them"
-            )
+        _check_unit_norms(out)
     usage = payload.get("usage")
     total = usage.get("total_tokens", 0) if isinstance(usage, dict) else 0
     total_tokens = total if isinstance(total, int) and not isinstance(total, bool) else 0
     return out, total_tokens
+
+
+def _item_index(item: Any, pos: int, n_items: int) -> int:
+    """The input position ``data[pos]`` names, checked to be in range."""
+    if not isinstance(item, dict):
+        raise APIResponseError(f"data[{pos}] is not an object")
+    index = item.get("index")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_items:
+        raise APIResponseError(
+            f"data[{pos}].index is {index!r}, not an input position in 0..{n_items - 1}"
+        )
+    return index
+
+
+def _item_vector(
+    item: dict[str, Any], pos: int, index: int, embedding_type: str, dimensions: int
+) -> npt.NDArray[np.float32]:
+    """``data[pos]``'s embedding, in the encoding asked for, decoded."""
+    value = item.get("embedding", item.get("embeddings"))
+    if embedding_type in ("float", "base64"):
+        mismatch = _wire_shape_error(value, embedding_type)
+        if mismatch is not None:
+            raise APIResponseError(f"data[{pos}] (input {index}): the embedding {mismatch}")
+        if isinstance(value, dict):
+            value = value[embedding_type]
+    try:
+        return decode_embedding(value, embedding_type, dimensions)
+    except ValueError as exc:
+        raise APIResponseError(f"data[{pos}] (input {index}): {exc}") from None
+
+
+def _check_unit_norms(out: npt.NDArray[np.float32]) -> None:
+    norms = np.linalg.norm(out.astype(np.float64), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+    if bad.size:
+        i = int(bad[0])
+        raise APIResponseError(
+            f"the server returned {bad.size} embedding(s) that are not unit vectors though "
+            f"normalized ones were asked for (input {i} has norm {norms[i]:.4g}); refusing "
+            "them"
+        )
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -365,57 +394,67 @@ def describe_error_body(
     ``{"detail": {"message", "code"}}``; the 422 ``{"detail", "errors": [{"field", "message"}]}``;
     ``{"detail": "extra fields not permitted: [...]"}``; and non-JSON (an HTML error page).
     """
-    headers = headers or {}
+    text = content.decode("utf-8", errors="replace")
     code: str | None = None
     request_id: str | None = None
-    text = content.decode("utf-8", errors="replace")
     try:
         body: Any = json.loads(text) if text.strip() else None
     except ValueError:
-        body = None
-        stripped = text.strip()
-        if "<" in stripped and ">" in stripped:
-            title = _TITLE.search(stripped)
-            page = html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", stripped)))
-            detail = _shorten(title.group(1)) if title else ""
-            rest = _shorten(page)
-            if detail and rest.startswith(detail):
-                rest = rest[len(detail) :].strip()
-            detail = f"{detail}: {rest}" if detail and rest else detail or rest
-        else:
-            detail = _shorten(stripped)
+        detail = _describe_text(text.strip())
     else:
         if isinstance(body, dict):
-            raw = body.get("detail", body.get("message", body.get("error")))
-            if isinstance(raw, list):
-                detail = "; ".join(_loc_msg(i) for i in raw)
-            elif isinstance(raw, dict):
-                detail = _text_of(raw)
-                inner = raw.get("code")
-                code = inner if isinstance(inner, str) else None
-            elif raw is None:
-                detail = _text_of(body)
-            else:
-                detail = str(raw)
-            errors = body.get("errors")
-            if isinstance(errors, list) and errors:
-                detail = f"{detail}: " + "; ".join(_loc_msg(e) for e in errors)
-            if isinstance(body.get("code"), str):
-                code = body["code"]
-            if isinstance(body.get("request_id"), str):
-                request_id = body["request_id"]
-            detail = _shorten(detail, 2000)
+            detail, code, request_id = _describe_json(body)
         elif body is None:
             detail = ""
         else:
             detail = _shorten(_text_of(body))
     if request_id is None:
-        for name in ("x-request-id", "request-id", "x-jina-request-id"):
-            value = _header(headers, name)
-            if value:
-                request_id = value
-                break
+        request_id = _request_id_header(headers or {})
     return detail, code, request_id
+
+
+def _describe_text(stripped: str) -> str:
+    """The detail of a body that is not JSON: an HTML page's title and text, or the text."""
+    if "<" in stripped and ">" in stripped:
+        title = _TITLE.search(stripped)
+        page = html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", stripped)))
+        detail = _shorten(title.group(1)) if title else ""
+        rest = _shorten(page)
+        if detail and rest.startswith(detail):
+            rest = rest[len(detail) :].strip()
+        return f"{detail}: {rest}" if detail and rest else detail or rest
+    return _shorten(stripped)
+
+
+def _describe_json(body: dict[str, Any]) -> tuple[str, str | None, str | None]:
+    """``(detail, code, request_id)`` of a JSON object error body."""
+    code: str | None = None
+    raw = body.get("detail", body.get("message", body.get("error")))
+    if isinstance(raw, list):
+        detail = "; ".join(_loc_msg(i) for i in raw)
+    elif isinstance(raw, dict):
+        detail = _text_of(raw)
+        inner = raw.get("code")
+        code = inner if isinstance(inner, str) else None
+    elif raw is None:
+        detail = _text_of(body)
+    else:
+        detail = str(raw)
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        detail = f"{detail}: " + "; ".join(_loc_msg(e) for e in errors)
+    if isinstance(body.get("code"), str):
+        code = body["code"]
+    request_id = body["request_id"] if isinstance(body.get("request_id"), str) else None
+    return _shorten(detail, 2000), code, request_id
+
+
+def _request_id_header(headers: Mapping[str, str]) -> str | None:
+    for name in ("x-request-id", "request-id", "x-jina-request-id"):
+        value = _header(headers, name)
+        if value:
+            return value
+    return None
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -593,32 +593,10 @@ def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | No
         return None
 
     def answer(data: bytes, received: float) -> tuple[bytes, bool] | None:
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
+        parsed = _parse_plain_request(data)
+        if parsed is None:
             return None
-        lines = data[:end].split(b"\r\n")
-        request_line = lines[0].split(b" ")
-        if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":
-            return None
-        method, target = request_line[0], request_line[1]
-        headers: list[tuple[bytes, bytes]] = []
-        seen: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or not _TOKEN_CHARS.issuperset(name):
-                return None
-            name = name.lower()
-            if name in seen and name in (b"content-length", b"authorization", b"host"):
-                return None
-            value = value.strip(b" \t")
-            seen[name] = value
-            headers.append((name, value))
-        if b"host" not in seen or b"transfer-encoding" in seen or b"expect" in seen:
-            return None
-        length = seen.get(b"content-length", b"0")
-        if not length.isdigit() or len(data) - end - 4 != int(length):
-            return None  # the body is not all here (or more follows): the ordinary way
-        close = seen.get(b"connection", b"").lower() == b"close"
+        method, target, headers, length, close = parsed
         if method == b"GET" and target == b"/health" and length == b"0":
             status, body, extra = 200, _HEALTH_BODY, _JSON_HEADERS
         elif method == b"POST" and target == b"/v1/embeddings":
@@ -629,14 +607,7 @@ def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | No
             status, body, extra = refusal
         else:
             return None
-        ms = (time.perf_counter() - received) * 1000
-        out = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
-        out += [b"%s: %s" % (k, v) for k, v in extra]
-        out.append(b"content-length: %d" % len(body))
-        out.append(b"server-timing: total;dur=%.2f" % ms)
-        if close:
-            out.append(b"connection: close")
-        return b"\r\n".join(out) + b"\r\n\r\n" + body, close
+        return _raw_response(status, body, extra, received, close), close
 
     def release() -> None:
         """A request counted as arriving never reached the app (the HTTP parser refused it)."""
@@ -644,6 +615,65 @@ def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | No
 
     answer.release = release  # type: ignore[attr-defined]
     return answer
+
+
+_PlainRequest = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool]
+
+
+def _parse_plain_request(data: bytes) -> _PlainRequest | None:
+    """``(method, target, headers, content-length, close)`` of one complete, plain request.
+
+    None when ``data`` holds anything else (an incomplete or pipelined request, a repeated
+    sensitive header, chunked encoding, ``Expect``): the ordinary way answers those.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":
+        return None
+    headers = _parse_headers(lines[1:])
+    if headers is None:
+        return None
+    seen = dict(headers)
+    if b"host" not in seen or b"transfer-encoding" in seen or b"expect" in seen:
+        return None
+    length = seen.get(b"content-length", b"0")
+    if not length.isdigit() or len(data) - end - 4 != int(length):
+        return None  # the body is not all here (or more follows): the ordinary way
+    close = seen.get(b"connection", b"").lower() == b"close"
+    return request_line[0], request_line[1], headers, length, close
+
+
+def _parse_headers(lines: list[bytes]) -> list[tuple[bytes, bytes]] | None:
+    """Header lines as ``(lowercase name, value)``; None for a malformed or risky repeat."""
+    headers: list[tuple[bytes, bytes]] = []
+    seen: set[bytes] = set()
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or not _TOKEN_CHARS.issuperset(name):
+            return None
+        name = name.lower()
+        if name in seen and name in (b"content-length", b"authorization", b"host"):
+            return None
+        seen.add(name)
+        headers.append((name, value.strip(b" \t")))
+    return headers
+
+
+def _raw_response(
+    status: int, body: bytes, extra: list[tuple[bytes, bytes]], received: float, close: bool
+) -> bytes:
+    """The bytes of a complete HTTP/1.1 response, with its Server-Timing since ``received``."""
+    ms = (time.perf_counter() - received) * 1000
+    out = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
+    out += [b"%s: %s" % (k, v) for k, v in extra]
+    out.append(b"content-length: %d" % len(body))
+    out.append(b"server-timing: total;dur=%.2f" % ms)
+    if close:
+        out.append(b"connection: close")
+    return b"\r\n".join(out) + b"\r\n\r\n" + body
 
 
 async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -328,11 +328,7 @@ class DynamicBatcher:
                 vectors = await loop.run_in_executor(executor, self._forward, texts, task, late)
             except Exception as exc:  # the pass failed: every request in it gets the error
                 logger.exception("forward pass of %d texts failed", len(texts))
-                for job, _, _ in work:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                    if job in self._pending:
-                        self._pending.remove(job)
+                self._fail(work, exc)
                 continue
             self.passes += 1
             elapsed = max(time.perf_counter() - started, 1e-6)
@@ -340,20 +336,32 @@ class DynamicBatcher:
             self._tokens_per_s = (
                 rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
             )
-            row = 0
-            for job, a, b in work:
-                count = b - a
-                if job.future.done():
-                    row += count
-                    continue
-                if job.out is None:
-                    job.out = np.empty((len(job.texts), vectors.shape[1]), dtype=np.float32)
-                job.out[a:b] = vectors[row : row + count]
+            self._deliver(work, vectors)
+
+    def _fail(self, work: list[tuple[_Job, int, int]], exc: Exception) -> None:
+        """A forward pass failed: every request with texts in it gets the error."""
+        for job, _, _ in work:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            if job in self._pending:
+                self._pending.remove(job)
+
+    def _deliver(self, work: list[tuple[_Job, int, int]], vectors: npt.NDArray[np.float32]) -> None:
+        """Copy a pass's rows into their requests; a request with all its rows is answered."""
+        row = 0
+        for job, a, b in work:
+            count = b - a
+            if job.future.done():
                 row += count
-                job.done += count
-                done_tokens = sum(job.tokens[a:b])
-                if job.remaining_tokens >= 0:
-                    job.remaining_tokens -= done_tokens
-                    self._queued_tokens -= done_tokens
-                if job.done == len(job.texts):
-                    job.future.set_result(job.out)
+                continue
+            if job.out is None:
+                job.out = np.empty((len(job.texts), vectors.shape[1]), dtype=np.float32)
+            job.out[a:b] = vectors[row : row + count]
+            row += count
+            job.done += count
+            done_tokens = sum(job.tokens[a:b])
+            if job.remaining_tokens >= 0:
+                job.remaining_tokens -= done_tokens
+                self._queued_tokens -= done_tokens
+            if job.done == len(job.texts):
+                job.future.set_result(job.out)

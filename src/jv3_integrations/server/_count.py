@@ -91,23 +91,42 @@ def count_capped(
         flush()
         if late and total + base > limit:
             break
-        have = used = 0  # a long text: section by section, only while it can still fit
-        for k, piece in enumerate(sections(text)):
-            have += count([piece], task_of(i) if k == 0 else None, False)[0] - base
-            used += len(piece)
-            if (total if late else 0) + have + base > limit:
-                break
+        have, used = _count_sections(count, text, task_of(i), total if late else 0, base, limit)
         content.append(have)
         total += have
         if used < len(text):
             cut[i] = text[:used]
     flush()
     if late:
-        over = total + base > limit
-        counts = content + [0] * (len(texts) - len(content))
-        if counts and not over:
-            counts[0] += 1  # <s>
-            counts[-1] += 1  # </s>
-        return Counted(counts, over, cut)
+        return _late_counted(content, total, base, limit, len(texts), cut)
     counts = [c + base for c in content]
     return Counted(counts, any(c > limit for c in counts), cut)
+
+
+def _count_sections(
+    count: Count, text: str, task: Task | None, before: int, base: int, limit: int
+) -> tuple[int, int]:
+    """A long text's content tokens and the characters counted, section by section.
+
+    It stops at the first section past ``limit`` (``before`` tokens already count against it),
+    so a text far over the limit is never tokenized in full.
+    """
+    have = used = 0
+    for k, piece in enumerate(sections(text)):
+        have += count([piece], task if k == 0 else None, False)[0] - base
+        used += len(piece)
+        if before + have + base > limit:
+            break
+    return have, used
+
+
+def _late_counted(
+    content: list[int], total: int, base: int, limit: int, n: int, cut: list[str]
+) -> Counted:
+    """Late chunking's result: one sequence, the special tokens on its first and last input."""
+    over = total + base > limit
+    counts = content + [0] * (n - len(content))
+    if counts and not over:
+        counts[0] += 1  # <s>
+        counts[-1] += 1  # </s>
+    return Counted(counts, over, cut)
