@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,9 @@ def _quiet_ray() -> Iterator[None]:
     printed = context.print_on_execution_start
     context.print_on_execution_start = False
     try:
-        yield
+        with warnings.catch_warnings():  # Ray Data's advice (e.g. "fewer inputs than actors")
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         context.print_on_execution_start = printed
         for item, level in reversed(changed):
@@ -101,7 +104,10 @@ def _ray_started_here(ray: Any, address: str | None, debug: bool) -> Iterator[No
     if not debug and saved is None:
         os.environ["RAY_BACKEND_LOG_LEVEL"] = _QUIET_BACKEND_LEVEL
     try:
-        ray.init(**options)
+        with contextlib.ExitStack() as quiet:
+            if not debug:  # Ray's C++ core prints to fd 2 while it starts
+                quiet.enter_context(_stderr_to_devnull())
+            ray.init(**options)
     except Exception as exc:
         _stop_reaper(reaper)
         if debug:
@@ -127,6 +133,21 @@ def _ray_started_here(ray: Any, address: str | None, debug: bool) -> Iterator[No
             ray.shutdown()
         finally:
             _stop_reaper(reaper)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null (native code writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:

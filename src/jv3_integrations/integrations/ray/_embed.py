@@ -422,15 +422,15 @@ def embed_dataset(
         raise InputError(
             f"the Dataset already has a column {output_column!r}; pass another output_column="
         )
+    if "num_cpus" not in remote:  # the actors share what the rest of the plan leaves
+        cpus = _actor_cpus(concurrency, late_chunking)
+        if cpus is not None:
+            remote["num_cpus"] = cpus
     if validate:
         extra = [c for c in (document_column, order_column) if late_chunking and c]
         _validate_rows(ds, text_column, extra, late_chunking, remote)
     _check_provider_on_workers(spec, options, resolved, dimensions, num_gpus, remote)
 
-    if "num_cpus" not in remote:  # the actors share what the rest of the plan leaves
-        cpus = _actor_cpus(concurrency, late_chunking)
-        if cpus is not None:
-            remote["num_cpus"] = cpus
     compute = ray.data.ActorPoolStrategy(size=concurrency)
     remote.setdefault("max_restarts", max_retries)
     remote.setdefault("max_task_retries", max_retries)
