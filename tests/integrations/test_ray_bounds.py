@@ -114,8 +114,6 @@ def test_late_chunking_on_one_cpu_is_refused_before_any_work(spec: str) -> None:
     try:
         ds = ray.data.from_items([{"doc": "a", "pos": 0, "text": "one"}])
         with pytest.raises(ConfigurationError, match="at least 2 CPUs"):
-            embed_dataset(
-                ds, spec, late_chunking=True, document_column="doc", order_column="pos"
-            )
+            embed_dataset(ds, spec, late_chunking=True, document_column="doc", order_column="pos")
     finally:
         ray.shutdown()
