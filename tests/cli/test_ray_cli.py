@@ -19,8 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from jv3_integrations._cli._ray_reaper import _descendants, _start_time
-
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="walks /proc"),
@@ -29,6 +27,36 @@ pytestmark = [
 RUN_TIMEOUT_S = 300
 #: How long the cluster may outlive a kill -9 of the command (the issue: > 60 s, forever).
 GONE_WITHIN_S = 30
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (None once it ended or is a zombie): pid reuse safe."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(errors="replace").rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in {"Z", "X"} else fields[19]
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int(
+                    (entry / "stat").read_text(errors="replace").rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 def _jv3(*args: str) -> list[str]:

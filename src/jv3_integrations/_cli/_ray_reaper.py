@@ -6,11 +6,12 @@ the GCS and the raylet to the driver's life, but not the raylet's children: afte
 on. This process (``python -m jv3_integrations._cli._ray_reaper PARENT_PID TEMP_DIR``, started
 by the CLI before ``ray.init(_temp_dir=TEMP_DIR)``, in its own session) waits until its stdin
 reaches end of file, which happens when the CLI closes the pipe or dies in any way, then kills
-every process of that cluster and removes ``TEMP_DIR``. It finds them two ways: the
-descendants of the CLI it saw while the CLI lived (polled; an entry is its pid and start time,
-so a reused pid is never killed), and any process with a file open under ``TEMP_DIR`` (Ray's
-workers and agents write their logs there; their command lines are rewritten, so those cannot
-be matched). Linux only (``/proc``); elsewhere it only removes the folder.
+every process of that cluster and removes ``TEMP_DIR``. It finds them two ways: the CLI's
+descendants that belong to the cluster, seen while the CLI lived (polled; an entry is a pid
+and its start time, so a reused pid is never killed), and any process with a file open under
+``TEMP_DIR`` (Ray's workers and agents write their logs there; their command lines are
+rewritten, so they cannot be matched by name). It never kills the CLI itself (which waits
+for it on a clean exit). Linux only (``/proc``); elsewhere it only removes the folder.
 """
 
 from __future__ import annotations
@@ -51,17 +52,30 @@ def _parents() -> dict[int, int]:
     return out
 
 
-def _descendants(root: int) -> set[int]:
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ray_descendants(root: int, folder: str) -> set[int]:
+    """The CLI's descendants that belong to its Ray cluster: those whose command line names
+    ``folder`` (GCS, raylet, dashboard, log monitor) and everything under them (the raylet's
+    agents and workers). Other children of the CLI (a Milvus Lite server) are not Ray's."""
     children: dict[int, list[int]] = {}
     for pid, ppid in _parents().items():
         children.setdefault(ppid, []).append(pid)
     found: set[int] = set()
-    todo = [root]
+    todo = [(root, False)]
     while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
+        pid, under_ray = todo.pop()
+        for child in children.get(pid, []):
+            ray = under_ray or folder in _cmdline(child)
+            if ray:
                 found.add(child)
-                todo.append(child)
+            todo.append((child, ray))
     return found
 
 
@@ -100,7 +114,7 @@ def main(argv: list[str]) -> int:
     seen: dict[int, str | None] = {}
     while True:  # until the CLI closes our stdin or dies (both: end of file)
         if linux:
-            for pid in _descendants(parent) - {os.getpid()}:
+            for pid in _ray_descendants(parent, folder) - {os.getpid()}:
                 seen.setdefault(pid, _start_time(pid))
         ready, _, _ = select.select([sys.stdin], [], [], _POLL_S)
         if ready and not os.read(sys.stdin.fileno(), 1024):
