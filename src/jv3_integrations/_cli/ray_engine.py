@@ -88,7 +88,7 @@ def _ray_started_here(ray: Any, address: str | None, debug: bool) -> Iterator[No
         "logging_level": logging.INFO if debug else logging.ERROR,
     }
     reaper: subprocess.Popen[bytes] | None = None
-    if local:
+    if local and os.name == "posix":  # the watchdog waits on a pipe with select()
         # short: Ray's socket paths (AF_UNIX, 107 bytes) live under it
         root = "/tmp" if os.path.isdir("/tmp") else None
         folder = tempfile.mkdtemp(prefix="jv3-ray-", dir=root)
