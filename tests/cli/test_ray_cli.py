@@ -212,3 +212,22 @@ def test_start_up_failure_is_one_line(tmp_path: Path, docs: Path, conformance_di
         args, env=_env(JV3_DEBUG="1"), capture_output=True, timeout=RUN_TIMEOUT_S
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr.decode()
+
+
+def test_local_start_up_failure_is_one_line_and_leaves_nothing(
+    tmp_path: Path, docs: Path, conformance_dir: Path
+) -> None:
+    # a real local start-up failure: Ray refuses an object store larger than the machine
+    before = set(Path("/tmp").glob("jv3-ray-*"))
+    done = subprocess.run(
+        _index(docs, tmp_path / "store", conformance_dir),
+        env=_env(RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="50"),
+        capture_output=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    assert err.startswith("jv3: error: Ray could not start on this machine (ValueError: "), err
+    assert "free memory" in err and "JV3_DEBUG=1" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert set(Path("/tmp").glob("jv3-ray-*")) <= before  # the watchdog removed its folder
