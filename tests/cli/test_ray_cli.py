@@ -221,7 +221,10 @@ def test_local_start_up_failure_is_one_line_and_leaves_nothing(
     before = set(Path("/tmp").glob("jv3-ray-*"))
     done = subprocess.run(
         _index(docs, tmp_path / "store", conformance_dir),
-        env=_env(RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="50"),
+        env=_env(
+            RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="50",
+            RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(10**18),  # no 200 GB cap
+        ),
         capture_output=True,
         timeout=RUN_TIMEOUT_S,
     )
