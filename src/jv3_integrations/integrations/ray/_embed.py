@@ -8,6 +8,7 @@ actor, the model loaded once), and the document-true grouping for late chunking
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_TOKENS = 16384
 #: Rows Ray hands an embedding actor at once (one provider call; the provider batches them).
 ROWS_PER_BATCH = 512
+#: The share of the cluster's CPUs Ray Data's hash shuffle may give its aggregators.
+SHUFFLE_CPU_SHARE = 0.25
+#: The fewest CPUs a cluster needs for late chunking (a 1-CPU shuffle task and aggregators).
+MIN_LATE_CHUNKING_CPUS = 2
 #: ``load_provider`` options that are secrets: they must reach workers through the environment.
 _SECRET_OPTIONS = frozenset({"api_key", "token", "key"})
 
@@ -188,6 +193,33 @@ def _check_provider_on_workers(
         ) from None
 
 
+def _actor_cpus(concurrency: int, late_chunking: bool) -> float | None:
+    """CPUs per embedding actor so that the whole plan fits the cluster's CPUs.
+
+    The actors live for the whole run; beside them Ray must still run one task of 1 CPU at a
+    time (the upstream map tasks, the shuffle's map and reduce tasks) and, for late chunking,
+    the hash shuffle's aggregators (at most a quarter of the cluster's CPUs, Ray Data's own
+    cap). Actors asking for a whole CPU each took them all on a small cluster and the shuffle
+    waited forever, so the actors share what is left: ``min(1, (CPUs - reserved) /
+    concurrency)`` each (0 is allowed: Ray then only counts them for placement; the model
+    still uses the CPU, Ray's CPU count is a scheduling token). None (Ray's default) when the
+    cluster reports no CPUs yet (an autoscaling cluster whose head has none).
+    """
+    total = float(_ray().cluster_resources().get("CPU", 0))
+    if total <= 0:
+        return None
+    reserved = 1.0 + (SHUFFLE_CPU_SHARE * total if late_chunking else 0.0)
+    if late_chunking and total < MIN_LATE_CHUNKING_CPUS:
+        raise ConfigurationError(
+            f"late chunking on Ray needs at least {MIN_LATE_CHUNKING_CPUS} CPUs in the cluster "
+            f"(it has {total:g}): the group-by shuffle runs 1-CPU tasks beside its aggregators "
+            "and the embedding actors; start Ray with more CPUs (ray.init(num_cpus=2)) or embed "
+            "without late chunking"
+        )
+    share = max(0.0, total - reserved) / concurrency
+    return min(1.0, math.floor(share * 100) / 100)
+
+
 def _redact(spec: str) -> str:
     return repr(ProviderSpec.parse(spec).describe())
 
@@ -325,7 +357,10 @@ def embed_dataset(
         late_chunking: Embed each document's chunks together (needs the two columns below).
         document_column: Column naming each row's document (late chunking).
         order_column: Column giving each chunk's position in its document (late chunking).
-        concurrency: Number of embedding actors.
+        concurrency: Number of embedding actors. They share the cluster's CPUs that the
+            rest of the plan leaves: ``min(1, (CPUs - 1 - shuffle) / concurrency)`` CPUs each,
+            where ``shuffle`` is a quarter of the CPUs with late chunking (Ray Data's hash
+            shuffle), else 0; ``ray_remote_args={"num_cpus": ...}`` overrides it.
         num_gpus: GPUs per actor (e.g. 1; the local model then runs on CUDA).
         batch_tokens: The provider's token budget: the local model's ``batch_tokens`` (padded
             tokens per forward batch), the API client's ``max_batch_tokens`` (per request).
@@ -346,7 +381,8 @@ def embed_dataset(
         InputError: a missing column, a bad argument, late chunking without its columns.
         InputTypeError: a text that is not a str.
         ConfigurationError: the provider spec does not load on the workers; a secret in
-            ``provider_options``; more GPUs asked for than the cluster has.
+            ``provider_options``; more GPUs asked for than the cluster has; late chunking on
+            a cluster with fewer than 2 CPUs.
 
     Example:
         >>> ds = ray.data.from_items([{"id": "a", "text": "Berlin is..."}])  # doctest: +SKIP
@@ -386,6 +422,10 @@ def embed_dataset(
         raise InputError(
             f"the Dataset already has a column {output_column!r}; pass another output_column="
         )
+    if "num_cpus" not in remote:  # the actors share what the rest of the plan leaves
+        cpus = _actor_cpus(concurrency, late_chunking)
+        if cpus is not None:
+            remote["num_cpus"] = cpus
     if validate:
         extra = [c for c in (document_column, order_column) if late_chunking and c]
         _validate_rows(ds, text_column, extra, late_chunking, remote)
