@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core import EmbeddingProvider, Task
 from ..core._errors import ConfigurationError
+from ..core._spec import ProviderSpec
 from .state import FileEntry
 
 __all__ = ["RayEngine"]
@@ -97,6 +98,7 @@ class RayEngine:
         from ..stores import chunk_point_id
 
         docs = to_embed  # the indexer has dealt with empty files (they only lose old chunks)
+        local = ProviderSpec.parse(spec).is_local
         if not docs:
             return
         started = False
@@ -126,6 +128,8 @@ class RayEngine:
                 spec,
                 dimensions=dimensions,
                 late_chunking=late,
+                # the workers build their providers from the spec: the same --model as here
+                provider_options=None if local else {"model": provider.model_name},
                 document_column="doc_id",
                 order_column="chunk_index",
                 concurrency=self.workers,
