@@ -522,7 +522,7 @@ class JinaAPIProvider(BaseProvider):
         return parse_models(
             response,
             model=self._model,
-            default=JINA_EMBEDDINGS_V3.dim,
+            default=self._info.dim,  # a server without the list serves the model's full size
             where=self._base_url + MODELS_PATH,
             redact=self._redact(),
         )
