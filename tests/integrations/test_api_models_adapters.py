@@ -182,9 +182,7 @@ def test_haystack_document_embedder_on_v5_refuses_late_chunking_before_any_reque
     )
 
     api, provider = api_for(V5)
-    docs = [
-        Document(content=t, meta={"source_id": "s", "split_id": i}) for i, t in enumerate(DOCS)
-    ]
+    docs = [Document(content=t, meta={"source_id": "s", "split_id": i}) for i, t in enumerate(DOCS)]
     late = JinaV3DocumentEmbedder(provider=provider, late_chunking=True)
     with pytest.raises(InputError) as err:
         late.run(documents=docs)
