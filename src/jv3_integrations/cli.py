@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--late-chunking",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="embed each document once and pool each chunk in context (default: on)",
+        help="embed each document once and pool each chunk in context (default: on where "
+        "the model offers it, off for v5)",
     )
     p.add_argument(
         "--chunker",
