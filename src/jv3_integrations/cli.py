@@ -65,6 +65,12 @@ _PROVIDER_HELP = (
     "local:jinaai/jina-embeddings-v3)"
 )
 
+_MODEL_HELP = (
+    "model on Jina's API or a server: jina-embeddings-v3 (default), "
+    "jina-embeddings-v5-text-small, jina-embeddings-v5-text-nano or jina-embeddings-v4 "
+    "(text); the local provider runs only jina-embeddings-v3"
+)
+
 _FIX_PROVIDER = (
     "set JINA_API_KEY to use Jina's API, pass --provider local:DIR for a model already on "
     "disk, or run once with network access so the model can be downloaded"
@@ -121,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (recursive)")
     _add_store_args(p, store)
     p.add_argument("--provider", metavar="SPEC", help=_PROVIDER_HELP)
+    p.add_argument("--model", metavar="NAME", help=_MODEL_HELP + "; fixed per index")
     p.add_argument(
         "--dimensions",
         type=_positive_int,
@@ -131,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--late-chunking",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="embed each document once and pool each chunk in context (default: on)",
+        help="embed each document once and pool each chunk in context (default: on where "
+        "the model offers it, off for v5)",
     )
     p.add_argument(
         "--chunker",
@@ -191,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", metavar="SPEC", help="override the provider the index was built with"
     )
     p.add_argument(
+        "--model", metavar="NAME", help="the index's model (default; another is refused)"
+    )
+    p.add_argument(
         "--mode",
         choices=["hybrid", "dense", "keyword"],
         help="dense vectors, keyword (BM25) or both fused (default: hybrid if the index was "
@@ -225,9 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts; '-' reads stdin lines")
     p.add_argument(
         "--task",
-        choices=[t.value for t in Task],
+        choices=[t.value for t in Task] + ["clustering"],
         default=None,
-        help="task adapter (default: none, like the Jina API)",
+        help="task adapter (default: none, like the Jina API; 'clustering' is v5's 'separation')",
     )
     p.add_argument("--dimensions", type=_positive_int, metavar="N", help="Matryoshka size")
     p.add_argument(
@@ -237,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["json", "npy"], default="json", help="output format")
     p.add_argument("--provider", metavar="SPEC", help=_PROVIDER_HELP)
+    p.add_argument("--model", metavar="NAME", help=_MODEL_HELP)
 
     p = sub.add_parser(
         "serve",
@@ -289,6 +301,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             store=args.store,
             collection=args.collection,
             provider=args.provider,
+            model=args.model,
             dimensions=args.dimensions,
             late_chunking=args.late_chunking,
             chunker=args.chunker,
@@ -318,6 +331,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
             store=args.store,
             collection=args.collection,
             provider=args.provider,
+            model=args.model,
             k=args.k,
             mode=args.mode,
         ),
@@ -516,7 +530,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     texts = _read_texts(args)
     if args.format == "npy" and sys.stdout.isatty():
         raise InputError("--format npy writes binary data; redirect it: jv3 embed ... > out.npy")
-    provider = make_provider(args.provider or default_provider_spec(), None)
+    provider = make_provider(args.provider or default_provider_spec(), None, args.model)
     try:
         emb = provider.embed(
             texts, task=args.task, dimensions=args.dimensions, late_chunking=args.late_chunking

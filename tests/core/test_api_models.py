@@ -40,7 +40,7 @@ FACTS = {  # name: (full size, context, late chunking, wire tasks)
         2048,
         32768,
         True,
-        {"retrieval.query", "retrieval.passage", "text-matching"},
+        {"retrieval.query", "retrieval.passage", "text-matching", "code.query", "code.passage"},
     ),
     "jina-embeddings-v5-text-small": (
         1024,
@@ -131,7 +131,7 @@ def test_v5_takes_clustering_by_its_own_name() -> None:
         ("jina-embeddings-v4", {"normalized": False}, ["v4", "normalized"]),
         ("jina-embeddings-v4", {"task": "separation"}, ["v4", "separation"]),
         ("jina-embeddings-v4", {"task": "classification"}, ["v4", "classification"]),
-        ("jina-embeddings-v4", {"task": "code.query"}, ["v4", "code.query"]),
+        ("jina-embeddings-v5-text-small", {"task": "code.query"}, ["v5-text-small", "code.query"]),
         ("jina-embeddings-v5-text-nano", {"dimensions": 1024}, ["768"]),
     ],
 )

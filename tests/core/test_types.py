@@ -28,6 +28,8 @@ def test_task_values_and_strings() -> None:
         "separation",
         "classification",
         "text-matching",
+        "code.query",  # jina-embeddings-v4's, through Jina's API only
+        "code.passage",
     ]
     assert resolve_task("text-matching") is Task.TEXT_MATCHING
     assert resolve_task(None) is None

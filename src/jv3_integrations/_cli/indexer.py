@@ -28,7 +28,10 @@ from ..core import (
     TokenChunker,
     default_provider_spec,
 )
+from ..core._models import MODELS
 from ..core._progress import progress, report_to
+from ..core._provider import check_late_chunking
+from ..core._spec import ProviderSpec
 from ..core._tokenize import sections
 from ..core._validate import check_int
 from .files import (
@@ -195,6 +198,8 @@ class IndexOptions:
     store: str
     collection: str = "jv3"
     provider: str | None = None
+    #: ``--model`` (API and servers; None: as the index was built, else the provider's).
+    model: str | None = None
     dimensions: int | None = None
     late_chunking: bool | None = None
     chunker: str | None = None
@@ -285,6 +290,21 @@ def _resolve_settings(
     return spec, dims, chunker, late
 
 
+def _resolve_model(
+    wanted: str | None, prior: IndexSettings | None, spec: str, store: str, collection: str
+) -> str | None:
+    """``--model``, else the API model the index was built with (None: the provider's)."""
+    if prior is None:
+        return wanted
+    if wanted is not None and wanted != prior.model:
+        raise ConfigurationError(
+            f"collection {collection!r} in {store} was built with model {prior.model!r}, not "
+            f"{wanted!r}; index without --model, or into another --collection"
+        )
+    local = ProviderSpec.parse(spec).is_local  # a local model's name is its folder's
+    return prior.model if prior.model in MODELS and not local else wanted
+
+
 def _resolve_hybrid(
     wanted: bool | None, prior: IndexSettings | None, store: str, collection: str
 ) -> bool:
@@ -336,7 +356,12 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         warn(report.warnings[-1])
         if not coll.files:
             return report
-    provider = opts.provider_instance or make_provider(spec, dims)
+    model = _resolve_model(opts.model, prior, spec, report.store, opts.collection)
+    provider = opts.provider_instance or make_provider(spec, dims, model)
+    if opts.late_chunking is None and prior is None:  # default: where the model offers it
+        late = provider.supports_late_chunking
+    if late:
+        check_late_chunking(provider, "--late-chunking", "--no-late-chunking")
     settings = IndexSettings(
         model=provider.model_name,
         provider=redact_spec(_absolute_local(spec)),

@@ -7,10 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-from ..core import JINA_EMBEDDINGS_V3, APIConnectionError, EmbeddingProvider, load_provider
+from ..core import (
+    JINA_EMBEDDINGS_V3,
+    APIConnectionError,
+    ConfigurationError,
+    EmbeddingProvider,
+    load_provider,
+)
 from ..core._spec import ProviderSpec, redact_url
 
-__all__ = ["first_download_notice", "make_provider", "random_weights_notice"]
+__all__ = ["check_model", "first_download_notice", "make_provider", "random_weights_notice"]
 
 
 def _absolute_local(spec: str) -> str:
@@ -104,12 +110,32 @@ def _check_host_resolves(spec: str) -> None:
         ) from None
 
 
-def make_provider(spec: str, dimensions: int | None) -> EmbeddingProvider:
-    """``load_provider(spec)`` with the Matryoshka size, if any."""
+def check_model(spec: str, model: str | None) -> str | None:
+    """The ``--model`` to pass to the provider of ``spec`` (None: the provider's default).
+
+    Raises:
+        ConfigurationError: another model than jina-embeddings-v3 asked of a local provider.
+    """
+    if model is None or not ProviderSpec.parse(spec).is_local:
+        return model
+    if model != JINA_EMBEDDINGS_V3.name:
+        raise ConfigurationError(
+            f"--model {model}: the local provider runs only {JINA_EMBEDDINGS_V3.name}; use "
+            "--provider api (Jina's API, JINA_API_KEY) or a server URL for other models"
+        )
+    return None
+
+
+def make_provider(spec: str, dimensions: int | None, model: str | None = None) -> EmbeddingProvider:
+    """``load_provider(spec)`` with the Matryoshka size and the model (``--model``), if any."""
+    model = check_model(spec, model)
     notice = first_download_notice(spec)
     if notice:
         print(f"jv3: {notice}", file=sys.stderr)
     _check_host_resolves(spec)
-    if dimensions is None:
-        return load_provider(spec)
-    return load_provider(spec, dimensions=dimensions)
+    kwargs: dict[str, object] = {}
+    if dimensions is not None:
+        kwargs["dimensions"] = dimensions
+    if model is not None:
+        kwargs["model"] = model
+    return load_provider(spec, **kwargs)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core import EmbeddingProvider, Task
 from ..core._errors import ConfigurationError
+from ..core._spec import ProviderSpec
 from .state import FileEntry
 
 __all__ = ["RayEngine"]
@@ -231,6 +232,7 @@ class RayEngine:
         from ..stores import chunk_point_id
 
         docs = to_embed  # the indexer has dealt with empty files (they only lose old chunks)
+        local = ProviderSpec.parse(spec).is_local
         if not docs:
             return
         debug = os.environ.get("JV3_DEBUG", "").strip() not in {"", "0"}
@@ -248,6 +250,8 @@ class RayEngine:
                 dimensions=dimensions,
                 late=late,
                 show_progress=show_progress,
+                # the workers build their providers from the spec: the same --model as here
+                provider_options=None if local else {"model": provider.model_name},
             )
         for key, text, digest in docs:
             count = result.chunks.get(key, 0)
@@ -280,6 +284,7 @@ class RayEngine:
         dimensions: int | None,
         late: bool,
         show_progress: bool,
+        provider_options: dict[str, Any] | None = None,
     ) -> Any:
         from ..ray import embed_dataset, write_store
 
@@ -299,6 +304,7 @@ class RayEngine:
             spec,
             dimensions=dimensions,
             late_chunking=late,
+            provider_options=provider_options,
             document_column="doc_id",
             order_column="chunk_index",
             concurrency=self.workers,

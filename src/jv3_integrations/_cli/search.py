@@ -14,6 +14,8 @@ from ..core import (
     Jv3Error,
     default_provider_spec,
 )
+from ..core._models import MODELS
+from ..core._spec import ProviderSpec
 from .indexer import Warn, _display, close_store, open_store
 from .output import DisplayHit
 from .providers import make_provider
@@ -31,6 +33,8 @@ class SearchOptions:
     store: str
     collection: str = "jv3"
     provider: str | None = None
+    #: ``--model``: must be the index's (None: the model the index was built with).
+    model: str | None = None
     k: int = 5
     provider_instance: EmbeddingProvider | None = None
     #: ``hybrid``, ``dense`` or ``keyword``; None: hybrid if the index was built with it.
@@ -59,9 +63,17 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
             f"nothing is indexed in {uri.display()} [{opts.collection}]; run "
             "`jv3 index PATH...` first (or pass the --store you indexed into)"
         )
+    if settings is not None and opts.model is not None and opts.model != settings.model:
+        raise ConfigurationError(
+            f"{uri.display()} [{opts.collection}] was built with model {settings.model!r}, not "
+            f"{opts.model!r}; search without --model (queries must use the index's model)"
+        )
     spec = opts.provider or (settings.provider if settings else None) or default_provider_spec()
+    model = opts.model
+    if model is None and settings is not None and settings.model in MODELS:
+        model = settings.model if not ProviderSpec.parse(spec).is_local else None
     provider = opts.provider_instance or make_provider(
-        spec, settings.dimensions if settings else None
+        spec, settings.dimensions if settings else None, model
     )
     if settings is not None and provider.model_name != settings.model:
         raise ConfigurationError(

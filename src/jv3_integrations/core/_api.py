@@ -328,6 +328,16 @@ class JinaAPIProvider(BaseProvider):
         return self._info
 
     @property
+    def supports_late_chunking(self) -> bool:
+        """Whether the model offers late chunking through the API (Jina's v5 models do not)."""
+        return self._info.late_chunking
+
+    @property
+    def max_tokens(self) -> int:
+        """The model's context length (8192 for v3 and v5-nano, 32768 for v4 and v5-small)."""
+        return self._info.max_tokens
+
+    @property
     def base_url(self) -> str:
         """The server's root URL (requests go to ``{base_url}/v1/embeddings``)."""
         return self._base_url
@@ -515,7 +525,7 @@ class JinaAPIProvider(BaseProvider):
         return parse_models(
             response,
             model=self._model,
-            default=JINA_EMBEDDINGS_V3.dim,
+            default=self._info.dim,  # a server without the list serves the model's full size
             where=self._base_url + MODELS_PATH,
             redact=self._redact(),
         )

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from ._chunkers import Chunk, Chunker, SentenceChunker, _is_blank, _merge, _model_text
 from ._errors import APIError, BadRequestError, InputError, InputTypeError
 from ._progress import expect_progress, report_progress
-from ._provider import EmbeddingProvider, validate_dimensions
+from ._provider import EmbeddingProvider, check_late_chunking, validate_dimensions
 from ._types import Embeddings, Task, TaskLike, Usage, resolve_task
 
 __all__ = [
@@ -325,6 +325,7 @@ def _make_plan(
     max_concurrency: int | None,
 ) -> _Plan:
     """Everything that can fail on input, before any model or network call."""
+    check_late_chunking(provider)
     resolved = resolve_task(task)
     if dimensions is not None:
         validate_dimensions(dimensions, provider.max_dimensions)

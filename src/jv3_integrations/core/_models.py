@@ -29,14 +29,19 @@ JINA_EMBEDDINGS_V4: Final = ModelInfo(
     name="jina-embeddings-v4",
     dim=2048,
     max_tokens=32_768,
-    tasks=(Task.RETRIEVAL_QUERY, Task.RETRIEVAL_PASSAGE, Task.TEXT_MATCHING),
+    tasks=(
+        Task.RETRIEVAL_QUERY,
+        Task.RETRIEVAL_PASSAGE,
+        Task.TEXT_MATCHING,
+        Task.CODE_QUERY,
+        Task.CODE_PASSAGE,
+    ),
     matryoshka_dimensions=(),  # the API takes any size in 1..2048
     languages=None,
     license=None,
     hub_id="jinaai/jina-embeddings-v4",
     late_chunking=True,
     normalized_option=False,  # EmbeddingsV4Request has no "normalized" field
-    api_only_tasks=("code.query", "code.passage"),
 )
 
 _V5_TASKS: Final = (

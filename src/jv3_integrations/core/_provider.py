@@ -24,6 +24,7 @@ from ._wire import MAX_TOKENS, estimate_tokens
 __all__ = [
     "BaseProvider",
     "EmbedRequest",
+    "check_late_chunking",
     "EmbeddingProvider",
     "validate_dimensions",
     "validate_texts",
@@ -42,7 +43,8 @@ class EmbeddingProvider(Protocol):
     full output size), ``max_concurrency`` (calls it serves well at once), ``max_tokens`` (the
     token limit of one text or late-chunking pass), ``count_tokens`` (exact or estimated) and
     ``supports_long_late_chunking`` (it late-chunks documents longer than ``max_tokens``
-    itself). ``load`` loads what the provider needs now (a no-op for remote providers).
+    itself), ``supports_late_chunking`` (its model offers late chunking at all: Jina's v5
+    models do not). ``load`` loads what the provider needs now (a no-op for remote providers).
     """
 
     @property
@@ -62,6 +64,9 @@ class EmbeddingProvider(Protocol):
 
     @property
     def supports_long_late_chunking(self) -> bool: ...
+
+    @property
+    def supports_late_chunking(self) -> bool: ...
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False
@@ -177,6 +182,24 @@ def validate_dimensions(dimensions: object, max_dimensions: int) -> int:
     return dimensions
 
 
+def check_late_chunking(
+    provider: EmbeddingProvider,
+    option: str = "late_chunking=True",
+    off: str = "late_chunking=False",
+) -> None:
+    """Refuse late chunking (before any request) when the provider's model does not offer it.
+
+    Raises:
+        InputError: naming the model and the option, and what to do instead.
+    """
+    if not provider.supports_late_chunking:
+        raise InputError(
+            f"{provider.model_name} does not offer late chunking ({option}); use {off} to "
+            "embed each chunk on its own, or jina-embeddings-v3 or jina-embeddings-v4 for "
+            "late chunking"
+        )
+
+
 @dataclass(frozen=True)
 class EmbedRequest:
     """A validated embedding call, as providers receive it."""
@@ -226,6 +249,11 @@ class BaseProvider(abc.ABC):
     def supports_long_late_chunking(self) -> bool:
         """True when the provider late-chunks documents longer than ``max_tokens`` itself."""
         return False
+
+    @property
+    def supports_late_chunking(self) -> bool:
+        """True when the model offers late chunking at all (jina-embeddings-v3 does)."""
+        return True
 
     def count_tokens(
         self, texts: Sequence[str], *, task: TaskLike = None, late_chunking: bool = False

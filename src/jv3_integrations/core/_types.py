@@ -24,13 +24,19 @@ __all__ = [
 
 
 class Task(enum.StrEnum):
-    """The five task adapters of jina-embeddings-v3 (plain strings work wherever a Task does)."""
+    """The five task adapters of jina-embeddings-v3 (plain strings work wherever a Task does).
+
+    ``CODE_QUERY`` and ``CODE_PASSAGE`` are jina-embeddings-v4's code tasks, through Jina's API
+    only; :attr:`ModelInfo.tasks` says which model takes which (the others refuse them).
+    """
 
     RETRIEVAL_QUERY = "retrieval.query"
     RETRIEVAL_PASSAGE = "retrieval.passage"
     SEPARATION = "separation"
     CLASSIFICATION = "classification"
     TEXT_MATCHING = "text-matching"
+    CODE_QUERY = "code.query"
+    CODE_PASSAGE = "code.passage"
 
     @classmethod
     def _missing_(cls, value: object) -> Task:
@@ -96,7 +102,13 @@ JINA_EMBEDDINGS_V3 = ModelInfo(
     name="jina-embeddings-v3",
     dim=1024,
     max_tokens=8192,
-    tasks=tuple(Task),
+    tasks=(
+        Task.RETRIEVAL_QUERY,
+        Task.RETRIEVAL_PASSAGE,
+        Task.SEPARATION,
+        Task.CLASSIFICATION,
+        Task.TEXT_MATCHING,
+    ),
     matryoshka_dimensions=(32, 64, 128, 256, 512, 768, 1024),
     languages=89,
     license="cc-by-nc-4.0",

@@ -92,6 +92,8 @@ TASK_INSTRUCTIONS: Final[Mapping[Task, str]] = {
     Task.SEPARATION: "",
     Task.CLASSIFICATION: "",
     Task.TEXT_MATCHING: "",
+    Task.CODE_QUERY: "",  # jina-embeddings-v4 through Jina's API: the server adds its own
+    Task.CODE_PASSAGE: "",
 }
 
 # -- token estimate -----------------------------------------------------------------------

@@ -187,11 +187,11 @@ class SyncStore(StoreCore, abc.ABC):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         *,
-        late_chunking: bool = True,
+        late_chunking: bool | None = None,
         chunker: Any = None,
         batch_size: int | None = None,
     ) -> list[list[str]]:
-        """Chunk documents, embed their chunks (late chunking by default) and store them.
+        """Chunk documents, embed their chunks (late chunking where offered) and store them.
 
         Each chunk is stored with ``doc_id``, ``chunk_index`` and its character span
         (``start``, ``end``) in its metadata and a deterministic id (uuid5 of document id and
@@ -203,7 +203,8 @@ class SyncStore(StoreCore, abc.ABC):
             ids: One id per document (default: derived from its text).
             metadatas: One dict per document, copied onto each of its chunks.
             late_chunking: Encode each document once and pool each chunk's span (True), or
-                embed chunks independently (False).
+                embed chunks independently (False); default: True where the provider's model
+                offers late chunking (jina-embeddings-v3 and v4), else False (v5).
             chunker: A :class:`~jv3_integrations.core.Chunker` (default ``SentenceChunker()``).
             batch_size: About this many chunks per upsert (whole documents per batch; one
                 document is never split across batches).
@@ -212,6 +213,7 @@ class SyncStore(StoreCore, abc.ABC):
             The stored chunk ids of each document, in input order (``ids[d][j]`` is chunk
             ``j`` of ``documents[d]``).
         """
+        late_chunking = self._resolve_late(late_chunking)
         plans = self._plan_documents(documents, ids, metadatas, chunker)
         size = (
             self.batch_size
@@ -441,11 +443,12 @@ class AsyncStore(StoreCore, abc.ABC):
         ids: Sequence[str] | None = None,
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
         *,
-        late_chunking: bool = True,
+        late_chunking: bool | None = None,
         chunker: Any = None,
         batch_size: int | None = None,
     ) -> list[list[str]]:
         """Async twin of :meth:`SyncStore.add_documents`."""
+        late_chunking = self._resolve_late(late_chunking)
         plans = self._plan_documents(documents, ids, metadatas, chunker)
         size = (
             self.batch_size

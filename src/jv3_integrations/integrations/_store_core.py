@@ -9,7 +9,12 @@ import numpy as np
 
 from ..core._errors import ConfigurationError, InputError, InputTypeError
 from ..core._load import load_provider
-from ..core._provider import EmbeddingProvider, validate_dimensions, validate_texts
+from ..core._provider import (
+    EmbeddingProvider,
+    check_late_chunking,
+    validate_dimensions,
+    validate_texts,
+)
 from ..core._sparse import TermEncoder
 from ..core._validate import check_int
 from ..core._vecmath import matryoshka
@@ -260,6 +265,18 @@ class StoreCore:
     @staticmethod
     def _check_k(k: object) -> int:
         return check_int("k", k, error=InputError)
+
+    def _resolve_late(self, late_chunking: object) -> bool:
+        """``late_chunking`` of add_documents: None = where the model offers it (no I/O)."""
+        if late_chunking is None:
+            return self.provider.supports_late_chunking
+        if not isinstance(late_chunking, bool):
+            raise InputTypeError(
+                f"late_chunking must be True, False or None, not {type(late_chunking).__name__}"
+            )
+        if late_chunking:
+            check_late_chunking(self.provider)
+        return late_chunking
 
     def _embed_kwargs(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions}

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..core._types import Task
+from ..core._types import JINA_EMBEDDINGS_V3, Task
 from ..core._wire import (
     EMBEDDING_TYPES,
     ENCODING_TYPE_ALIAS,
@@ -63,7 +63,7 @@ def error_body(
 
 
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-_TASK_VALUES: Final = tuple(t.value for t in Task)
+_TASK_VALUES: Final = tuple(t.value for t in JINA_EMBEDDINGS_V3.tasks)  # the model served
 
 
 MAX_LISTED_ERRORS: Final = 20  # a 422 lists at most these many errors (and counts the rest)

@@ -293,6 +293,24 @@ class _Embedder:
         return table.append_column(self.output_column, _tensor_column(vectors))
 
 
+def _check_sizes(
+    spec: str,
+    options: dict[str, Any],
+    num_gpus: float,
+    batch_tokens: int | None,
+    shuffle_partitions: int | None,
+) -> None:
+    """Check the sizing arguments; the token budget goes to the provider (it batches)."""
+    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
+        raise InputError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
+    if batch_tokens is not None:
+        _check_count("batch_tokens", batch_tokens)
+        local = ProviderSpec.parse(spec).is_local
+        options.setdefault("batch_tokens" if local else "max_batch_tokens", batch_tokens)
+    if shuffle_partitions is not None:
+        _check_count("shuffle_partitions", shuffle_partitions)
+
+
 def embed_dataset(
     ds: Any,
     provider: str,
@@ -397,14 +415,7 @@ def embed_dataset(
         _check_count("dimensions", dimensions)
     concurrency = _check_count("concurrency", concurrency)
     max_retries = _check_count("max_retries", max_retries, 0)
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or num_gpus < 0:
-        raise InputError(f"num_gpus must be a number >= 0, got {num_gpus!r}")
-    if batch_tokens is not None:  # the provider batches: it gets the budget
-        _check_count("batch_tokens", batch_tokens)
-        local = ProviderSpec.parse(spec).is_local
-        options.setdefault("batch_tokens" if local else "max_batch_tokens", batch_tokens)
-    if shuffle_partitions is not None:
-        _check_count("shuffle_partitions", shuffle_partitions)
+    _check_sizes(spec, options, num_gpus, batch_tokens, shuffle_partitions)
     remote = dict(ray_remote_args or {})
     if late_chunking and (document_column is None or order_column is None):
         raise InputError(
