@@ -205,3 +205,24 @@ def test_cli_errors_never_show_the_store_key(
         _assert_clean(proc.stdout + proc.stderr)
         if not debug:
             assert proc.stderr.strip().splitlines()[-1].startswith("jv3: error:"), proc.stderr
+
+
+def test_milvus_token_never_shown(local_provider: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Milvus server's error that repeats the token (fault injected in the client type)."""
+    from jv3_integrations.milvus import MilvusStore
+
+    class EchoingClient:
+        def __init__(self, uri: str, token: str = "") -> None:
+            self.token = token
+
+        def has_collection(self, name: str) -> bool:
+            raise ConnectionError(f"rejected {{'authorization': '{self.token}'}} user {self.token}")
+
+        def close(self) -> None:
+            pass
+
+    store = MilvusStore(local_provider, uri="http://127.0.0.1:9", token=MILVUS_TOKEN)  # type: ignore[arg-type]
+    monkeypatch.setattr(store, "_client_type", EchoingClient)
+    with pytest.raises(ConnectionError) as info:
+        store.count()
+    _assert_clean(_everything_shown(info.value))
