@@ -62,6 +62,7 @@ def test_a_restored_older_store_is_refused_until_rebuilt(
     docs.mkdir()
     (docs / "harbour.md").write_text(OLD)
     (docs / "other.md").write_text("Mountains are high. The Zugspitze is in Germany.")
+    (docs / "gone.md").write_text("A lighthouse guards the penguin colony.")
     common = ["--store", store, "--provider", f"local:{conformance_dir}"]
     index = ["index", "docs", "--no-progress", *common]
     search = ["search", "harbour mascot", "--k", "5", "--json", *common]
@@ -71,8 +72,10 @@ def test_a_restored_older_store_is_refused_until_rebuilt(
     backup = tmp_path / "backup"
     _copy(place, backup)
     (docs / "harbour.md").write_text(NEW)
+    (docs / "gone.md").unlink()
     _ok(_jv3(tmp_path, *index))
-    assert "walrus" in _ok(_jv3(tmp_path, *search))
+    now = _ok(_jv3(tmp_path, *search))
+    assert "walrus" in now and "penguin" not in now
     _copy(backup, place)  # the old copy is back; the state file still describes NEW
 
     for args in (search, index):
@@ -84,7 +87,9 @@ def test_a_restored_older_store_is_refused_until_rebuilt(
 
     _ok(_jv3(tmp_path, "index", "docs", "--rebuild", "--no-progress", *common))
     found = _ok(_jv3(tmp_path, *search))
-    assert "walrus" in found and "zebra" not in found
+    # neither the old text nor the file deleted since the copy (its chunks are in the old copy,
+    # in no state) is left in the rebuilt store
+    assert "walrus" in found and "zebra" not in found and "penguin" not in found
     # and the store is in step with its state again: a plain index run goes through
     _ok(_jv3(tmp_path, *index))
 
