@@ -672,8 +672,18 @@ def _is_host_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in _HOST_MODULES or isinstance(exc, ConnectionError)
 
 
+def _error(message: str) -> None:
+    """The one error line, with every key the package knows (and header forms) masked: a
+    host's error text may echo the request's headers."""
+    from .core._redact import redact_secrets
+
+    print(f"jv3: error: {redact_secrets(message)}", file=sys.stderr)
+
+
 def _explain_host_error(exc: BaseException) -> str:
-    message = " ".join(str(exc).split()) or type(exc).__name__
+    from .core._redact import redact_secrets
+
+    message = redact_secrets(" ".join(str(exc).split())) or type(exc).__name__
     if len(message) > 300:
         message = message[:300] + "…"
     return (
@@ -751,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Jv3Error as exc:
         if debug:
             raise
-        print(f"jv3: error: {_explain(exc, args)}", file=sys.stderr)
+        _error(_explain(exc, args))
         return EXIT_PORT_IN_USE if isinstance(exc, PortInUseError) else EXIT_ERROR
     except BrokenPipeError:
         # Output piped into `head` etc.: stop quietly, like other Unix tools (Python docs recipe).
@@ -766,12 +776,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             where = f": {exc.filename}" if exc.filename else ""
             message = f"{exc.strerror or exc}{where}"
-        print(f"jv3: error: {message}", file=sys.stderr)
+        _error(message)
         return EXIT_ERROR
     except Exception as exc:
         if debug or not _is_host_error(exc):
             raise
-        print(f"jv3: error: {_explain_host_error(exc)}", file=sys.stderr)
+        _error(_explain_host_error(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("jv3: interrupted", file=sys.stderr)

@@ -43,6 +43,12 @@ from .files import (
     nothing_to_index,
     read_document,
 )
+from .generation import (
+    StaleStoreError,
+    check_generation,
+    drop_stale_collection,
+    mark_generation,
+)
 from .providers import _absolute_local, make_provider
 from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
@@ -390,9 +396,13 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 "(deleted?): embedding everything again"
             )
             coll.files.clear()
+        else:
+            store = _check_stale(store, opts, uri, coll.generation, provider, settings)
         coll.settings = settings
         to_embed, seen = _classify(found, coll.files, rechunk, report, warn)
         gone = [k for k in coll.files if k not in seen and is_under(Path(k), found.roots)]
+        if to_embed or gone or opts.rebuild:  # marked before the first write (see generation)
+            coll.generation = mark_generation(store, coll.generation)
         if opts.engine is not None:  # e.g. Ray: embeds every file and updates their entries
             opts.engine.embed_files(
                 store,
@@ -463,6 +473,29 @@ def _open_for_index(
         store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
         store.create()
         return store
+
+
+def _check_stale(
+    store: Any,
+    opts: IndexOptions,
+    uri: StoreURI,
+    recorded: int | None,
+    provider: EmbeddingProvider,
+    settings: IndexSettings,
+) -> Any:
+    """Refuse a store older than its state; with ``--rebuild`` its collection is dropped (it
+    may hold chunks of old file versions that no state lists) and made again."""
+    try:
+        check_generation(store, recorded, f"{uri.display()} [{opts.collection}]")
+        return store
+    except StaleStoreError:
+        if not opts.rebuild:
+            raise
+    drop_stale_collection(store)
+    close_store(store)
+    store = open_store(uri, opts.collection, provider, settings.dimensions, settings.hybrid)
+    store.create()
+    return store
 
 
 def _remove(store: Any, gone: list[str], files: dict[str, FileEntry], report: IndexReport) -> None:

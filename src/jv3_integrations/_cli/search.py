@@ -16,6 +16,7 @@ from ..core import (
 )
 from ..core._models import MODELS
 from ..core._spec import ProviderSpec
+from .generation import check_generation
 from .indexer import Warn, _display, close_store, open_store
 from .output import DisplayHit
 from .providers import make_provider
@@ -106,6 +107,9 @@ def run_search(opts: SearchOptions, warn: Warn) -> list[list[DisplayHit]]:
                 f"[{opts.collection}] but the store holds no chunks (missing, emptied or "
                 "corrupt); rebuild it with `jv3 index --rebuild PATH...`"
             )
+        if count:
+            generation = state.collection(opts.collection).generation
+            check_generation(store, generation, f"{uri.display()} [{opts.collection}]")
         raw = store.search_many(list(opts.queries), k=opts.k, mode=opts.mode)
     finally:
         close_store(store)

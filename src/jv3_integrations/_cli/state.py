@@ -116,15 +116,20 @@ class CollectionState:
 
     settings: IndexSettings | None = None
     files: dict[str, FileEntry] = field(default_factory=dict)
+    #: The store's write generation at the last write (``_cli.generation``); None: not known.
+    generation: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "settings": self.settings.to_json() if self.settings else None,
             "files": {
                 path: {"hash": e.hash, "ids": e.ids, "tokens": e.tokens}
                 for path, e in sorted(self.files.items())
             },
         }
+        if self.generation is not None:
+            data["generation"] = self.generation
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CollectionState:
@@ -135,7 +140,12 @@ class CollectionState:
             )
             for path, e in (data.get("files") or {}).items()
         }
-        return cls(IndexSettings.from_json(settings) if settings else None, files)
+        generation = data.get("generation")
+        return cls(
+            IndexSettings.from_json(settings) if settings else None,
+            files,
+            None if generation is None else int(generation),
+        )
 
 
 class StateCorruptError(ConfigurationError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..core._errors import ConfigurationError, InputError, InputTypeError
+from ..core._errors import ConfigurationError, InputError, InputTypeError, Jv3Error
 from ..core._load import load_provider
 from ..core._provider import (
     EmbeddingProvider,
@@ -15,6 +17,7 @@ from ..core._provider import (
     validate_dimensions,
     validate_texts,
 )
+from ..core._redact import scrub_exception
 from ..core._sparse import TermEncoder
 from ..core._validate import check_int
 from ..core._vecmath import matryoshka
@@ -37,9 +40,77 @@ from ._records import (
 
 __all__ = ["StoreCore"]
 
+#: The I/O hooks (and I/O methods) a store implements over its host's client: the one boundary
+#: where the host's errors reach us, so the one place their text is cleaned of secrets.
+_HOST_CALLS = (
+    "create",
+    "_upsert",
+    "_delete_ids",
+    "_delete_stale_chunks",
+    "_search",
+    "_search_hybrid",
+    "count",
+    "stats",
+    "_close_client",
+)
+
+
+def _scrubbed(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with the host's errors cleaned of every secret the store knows, in place.
+
+    The exception keeps its type (the CLI's damaged-store handling and Ray's retries still
+    recognise it); only its text (args, body, reason, headers, chained causes) is masked.
+    """
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def guarded_async(self: StoreCore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except Jv3Error:
+                raise
+            except Exception as exc:
+                scrub_exception(exc, self._host_secrets())
+                raise
+
+        guarded_async.__jv3_scrubbed__ = True  # type: ignore[attr-defined]
+        return guarded_async
+
+    @functools.wraps(method)
+    def guarded(self: StoreCore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Jv3Error:
+            raise
+        except Exception as exc:
+            scrub_exception(exc, self._host_secrets())
+            raise
+
+    guarded.__jv3_scrubbed__ = True  # type: ignore[attr-defined]
+    return guarded
+
 
 class StoreCore:
     """Shared configuration and the I/O-free parts of every store (sync and async)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _HOST_CALLS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__jv3_scrubbed__", False):
+                setattr(cls, name, _scrubbed(method))
+
+    def _host_secrets(self) -> list[str | None]:
+        """The secrets this store holds (its key or token, its client's); env keys are added
+        by the redaction itself."""
+        client = getattr(self, "_client", None)
+        options = getattr(client, "init_options", None)
+        client_key = options.get("api_key") if isinstance(options, dict) else None
+        return [
+            getattr(self, "_api_key", None),
+            getattr(self, "_token", None),
+            client_key if isinstance(client_key, str) else None,
+        ]
 
     #: Default number of passages embedded and upserted per batch.
     default_batch_size = 64
