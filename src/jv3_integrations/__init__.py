@@ -114,4 +114,18 @@ __all__ = [
     "APIConnectionError",
     "AuthenticationError",
     "RateLimitError",
+    # the `jv3 index` job (imported on first use: jv3_integrations.indexing)
+    "IndexReport",
+    "index_folder",
 ]
+
+_LAZY = {"IndexReport", "IndexInterrupted", "index_folder"}
+
+
+def __getattr__(name: str) -> object:
+    """``index_folder`` and its types load their module (store adapters, files) on first use."""
+    if name in _LAZY:
+        from . import indexing
+
+        return getattr(indexing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from ..core import (
     TokenChunker,
     default_provider_spec,
 )
-from ..core._progress import progress, report_to
+from ..core._progress import report_to
 from ..core._tokenize import sections
 from ..core._validate import check_int
 from .files import (
@@ -40,11 +41,13 @@ from .files import (
     nothing_to_index,
     read_document,
 )
+from .index_progress import IndexProgress, bytes_per_token, estimate_tokens
 from .providers import _absolute_local, make_provider
 from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
 
 __all__ = [
+    "IndexInterrupted",
     "IndexOptions",
     "IndexReport",
     "open_store",
@@ -57,6 +60,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNKER = "sentences"
 DEFAULT_SENTENCE_CHARS = 1000
 FILES_PER_BATCH = 16
+#: A batch also ends at about this many (estimated) tokens.
+BATCH_TOKENS = 16_384
 
 Warn = Callable[[str], None]
 
@@ -209,6 +214,23 @@ class IndexOptions:
     rebuild: bool = False
     #: Where files are chunked and embedded: None here, in-process; a ``RayEngine`` on Ray.
     engine: Any = None
+    #: Seconds between progress lines when stderr is not a terminal (None: the default,
+    #: ``JV3_PROGRESS_INTERVAL`` or 10 s).
+    progress_interval: float | None = None
+
+
+class IndexInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``jv3 index``; what was embedded before it is saved and kept.
+
+    Running the same command again embeds only the files not saved yet. ``report`` is the run
+    so far, ``saved`` the files stored and recorded, ``planned`` those there were to embed.
+    """
+
+    def __init__(self, report: IndexReport, *, saved: int, planned: int) -> None:
+        super().__init__(f"saved {saved} of {planned} files; run the same command to continue")
+        self.report = report
+        self.saved = saved
+        self.planned = planned
 
 
 @dataclass
@@ -383,17 +405,28 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 show_progress=opts.progress,
             )
             to_embed = []
-        with (
-            progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar,
-            # tokens inside the files (late chunking reports them as each window finishes)
-            progress(None, "Tokens", enabled=opts.progress and late, unit="tok") as tokens,
-            report_to(tokens),
-        ):
-            for start in range(0, len(to_embed), FILES_PER_BATCH):
-                batch = to_embed[start : start + FILES_PER_BATCH]
-                _embed_batch(store, batch, chunker, late, provider, coll.files, report)
-                state.save()
-                bar.update(len(batch))
+        planned = len(to_embed)
+        docs = drop_empty(store, to_embed, coll.files, report)
+        saved_before = report.files_embedded
+        ratio = bytes_per_token(provider, [text for _, text, _ in docs]) if opts.progress else 4.0
+        shown = IndexProgress(
+            [estimate_tokens(text, ratio) for _, text, _ in docs],
+            enabled=opts.progress,
+            interval=opts.progress_interval,
+        )
+        try:
+            # late chunking reports the tokens of each window as it finishes (long documents)
+            with report_to(shown) if shown.enabled else nullcontext():
+                for batch in _batches(docs):
+                    shown.start_batch([estimate_tokens(text, ratio) for _, text, _ in batch])
+                    _embed_batch(store, batch, chunker, late, provider, coll.files, report)
+                    state.save()
+                    shown.end_batch()
+        except KeyboardInterrupt:
+            shown.close()
+            saved = report.empty + report.files_embedded - saved_before
+            raise IndexInterrupted(report, saved=saved, planned=planned) from None
+        shown.close()
         _remove(store, gone, coll.files, report)
         state.save()
         report.chunks_total = int(store.count())
@@ -518,6 +551,22 @@ def drop_empty(
         files[key] = FileEntry(hash=digest, ids=[], tokens=0)
         report.empty += 1
     return docs
+
+
+def _batches(docs: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
+    """Up to :data:`FILES_PER_BATCH` files and about :data:`BATCH_TOKENS` tokens a batch (one
+    file may be larger): small files share model passes, progress moves within a few files."""
+    batch: list[tuple[str, str, str]] = []
+    tokens = 0
+    for doc in docs:
+        size = estimate_tokens(doc[1])
+        if batch and (len(batch) >= FILES_PER_BATCH or tokens + size > BATCH_TOKENS):
+            yield batch
+            batch, tokens = [], 0
+        batch.append(doc)
+        tokens += size
+    if batch:
+        yield batch
 
 
 def _embed_batch(
