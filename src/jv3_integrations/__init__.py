@@ -114,11 +114,10 @@ __all__ = [
     "APIConnectionError",
     "AuthenticationError",
     "RateLimitError",
-    # the `jv3 index` job (imported on first use: jv3_integrations.indexing)
-    "IndexReport",
-    "index_folder",
 ]
 
+# The `jv3 index` job, importable from here too but loaded on first use (its module pulls in
+# the store adapters' code); documented in jv3_integrations.indexing and docs/cli.md.
 _LAZY = {"IndexReport", "IndexInterrupted", "index_folder"}
 
 
