@@ -209,3 +209,32 @@ def test_ctrl_c_says_what_was_saved_and_the_same_command_goes_on(
     # nothing saved is embedded again; the rest is
     assert report["unchanged"] == saved and report["new"] == n - saved
     assert report["files_embedded"] == n - saved
+
+
+def test_batches_hold_16_files_or_about_16k_tokens() -> None:
+    from jv3_integrations._cli.indexer import BATCH_TOKENS, FILES_PER_BATCH, _batches
+
+    assert (FILES_PER_BATCH, BATCH_TOKENS) == (16, 16_384)
+    small = [(f"k{i}", "word " * 10, "h") for i in range(40)]
+    assert [len(b) for b in _batches(small)] == [16, 16, 8]
+    big = [(f"k{i}", "x" * 4 * 6000, "h") for i in range(5)]  # ~6000 tokens each at 4 B/token
+    assert [len(b) for b in _batches(big)] == [2, 2, 1]
+    assert [d for b in _batches(big) for d in b] == big  # nothing dropped or reordered
+
+
+def test_the_token_estimate_comes_from_a_sample_of_the_tokenizer(
+    local_provider: object, api_provider: object
+) -> None:
+    from jv3_integrations._cli.index_progress import (
+        BYTES_PER_TOKEN,
+        bytes_per_token,
+        estimate_tokens,
+    )
+
+    texts = [f"Note {i}: " + " ".join(WORDS) * 30 for i in range(50)]
+    assert BYTES_PER_TOKEN == 4
+    assert bytes_per_token(api_provider, texts) == 4  # no exact counts: the rule of thumb
+    ratio = bytes_per_token(local_provider, texts)
+    exact = local_provider.count_tokens(texts).total - 2 * len(texts)  # type: ignore[attr-defined]
+    estimate = sum(estimate_tokens(t, ratio) for t in texts)
+    assert abs(estimate - exact) <= 0.05 * exact
