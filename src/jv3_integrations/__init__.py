@@ -115,3 +115,16 @@ __all__ = [
     "AuthenticationError",
     "RateLimitError",
 ]
+
+# The `jv3 index` job, importable from here too but loaded on first use (its module pulls in
+# the store adapters' code); documented in jv3_integrations.indexing and docs/cli.md.
+_LAZY = {"IndexReport", "IndexInterrupted", "index_folder"}
+
+
+def __getattr__(name: str) -> object:
+    """``index_folder`` and its types load their module (store adapters, files) on first use."""
+    if name in _LAZY:
+        from . import indexing
+
+        return getattr(indexing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from ._cli.indexer import IndexOptions, run_index, stderr_warn
+    from ._cli.indexer import IndexInterrupted
 
     engine = None
     if args.engine == "ray":
@@ -295,29 +295,38 @@ def _cmd_index(args: argparse.Namespace) -> int:
         engine = RayEngine(args.ray_address, args.workers, args.gpus_per_worker)
     elif args.ray_address or args.workers != 1 or args.gpus_per_worker:
         raise ConfigurationError("--ray-address, --workers and --gpus-per-worker need --engine ray")
-    report = run_index(
-        IndexOptions(
-            paths=args.paths,
-            store=args.store,
-            collection=args.collection,
-            provider=args.provider,
-            model=args.model,
-            dimensions=args.dimensions,
-            late_chunking=args.late_chunking,
-            chunker=args.chunker,
-            hybrid=args.hybrid,
-            progress=args.progress,
-            include_hidden=args.include_hidden,
-            rebuild=args.rebuild,
-            engine=engine,
-        ),
-        warn=stderr_warn,
-    )
+    try:
+        report = _index(args, engine)
+    except IndexInterrupted as stop:  # what was embedded is saved: say so, and how to go on
+        print(f"jv3: interrupted: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         print(report.summary())
     return 0
+
+
+def _index(args: argparse.Namespace, engine: Any) -> Any:
+    from ._cli.indexer import stderr_warn
+    from .indexing import index_folder  # the public job: the CLI runs what applications run
+
+    return index_folder(
+        args.paths,
+        store=args.store,
+        collection=args.collection,
+        provider=args.provider,
+        model=args.model,
+        dimensions=args.dimensions,
+        late_chunking=args.late_chunking,
+        chunker=args.chunker,
+        hybrid=args.hybrid,
+        progress=args.progress,
+        include_hidden=args.include_hidden,
+        rebuild=args.rebuild,
+        on_warning=stderr_warn,
+        _engine=engine,
+    )
 
 
 def _cmd_search(args: argparse.Namespace) -> int:

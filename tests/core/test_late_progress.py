@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,11 +65,14 @@ def test_jv3_index_shows_tokens_of_a_long_file_unless_turned_off(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("JV3_STATE_DIR", str(tmp_path / "state"))
-    (tmp_path / "long.txt").write_text(DOC * 5, encoding="utf-8")
+    monkeypatch.setenv("JV3_PROGRESS_INTERVAL", "0")  # a line per report (stderr is no tty)
+    (tmp_path / "long.txt").write_text(DOC * 14, encoding="utf-8")  # over 2 windows of 8192
     spec = f"local:{CONFORMANCE_DIR}"
     assert main(["index", ".", "--store", "qdrant:./q", "--provider", spec, *flag]) == 0
     err = capsys.readouterr().err
     if flag:
         assert "tok" not in err and "Embedding" not in err
-    else:
-        assert "Tokens" in err and "tok" in err
+    else:  # the one file's percentage moves window by window before the file is done
+        inside = re.findall(r"^jv3: Embedding 0/1 files, (\d+)% of ~\S+ tokens", err, re.M)
+        assert len({int(p) for p in inside if 0 < int(p) < 100}) >= 1, err
+        assert "jv3: Embedding 1/1 files, 100%" in err

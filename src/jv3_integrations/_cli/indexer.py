@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ..core import (
     default_provider_spec,
 )
 from ..core._models import MODELS
-from ..core._progress import progress, report_to
+from ..core._progress import report_to
 from ..core._provider import check_late_chunking
 from ..core._spec import ProviderSpec
 from ..core._tokenize import sections
@@ -49,11 +50,13 @@ from .generation import (
     drop_stale_collection,
     mark_generation,
 )
+from .index_progress import IndexProgress, bytes_per_token, estimate_tokens
 from .providers import _absolute_local, make_provider
 from .state import FileEntry, IndexSettings, StateFile, redact_spec, store_lock
 from .uri import StoreURI, parse_store_uri
 
 __all__ = [
+    "IndexInterrupted",
     "IndexOptions",
     "IndexReport",
     "open_store",
@@ -66,6 +69,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNKER = "sentences"
 DEFAULT_SENTENCE_CHARS = 1000
 FILES_PER_BATCH = 16
+#: A batch also ends at about this many (estimated) tokens.
+BATCH_TOKENS = 16_384
 
 Warn = Callable[[str], None]
 
@@ -220,6 +225,23 @@ class IndexOptions:
     rebuild: bool = False
     #: Where files are chunked and embedded: None here, in-process; a ``RayEngine`` on Ray.
     engine: Any = None
+    #: Seconds between progress lines when stderr is not a terminal (None: the default,
+    #: ``JV3_PROGRESS_INTERVAL`` or 10 s).
+    progress_interval: float | None = None
+
+
+class IndexInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``jv3 index``; what was embedded before it is saved and kept.
+
+    Running the same command again embeds only the files not saved yet. ``report`` is the run
+    so far, ``saved`` the files stored and recorded, ``planned`` those there were to embed.
+    """
+
+    def __init__(self, report: IndexReport, *, saved: int, planned: int) -> None:
+        super().__init__(f"saved {saved} of {planned} files; run the same command to continue")
+        self.report = report
+        self.saved = saved
+        self.planned = planned
 
 
 @dataclass
@@ -340,6 +362,39 @@ def run_index(opts: IndexOptions, warn: Warn) -> IndexReport:
         return _run_index_locked(opts, uri, warn)
 
 
+def _provider_and_settings(
+    opts: IndexOptions,
+    prior: IndexSettings | None,
+    spec: str,
+    dims: int | None,
+    chunker_spec: str,
+    late: bool,
+    report: IndexReport,
+) -> tuple[EmbeddingProvider, IndexSettings]:
+    """The provider of this run and the settings it records (checked against the prior ones)."""
+    model = _resolve_model(opts.model, prior, spec, report.store, opts.collection)
+    provider = opts.provider_instance or make_provider(spec, dims, model)
+    if opts.late_chunking is None and prior is None:  # default: where the model offers it
+        late = provider.supports_late_chunking
+    if late:
+        check_late_chunking(provider, "--late-chunking", "--no-late-chunking")
+    settings = IndexSettings(
+        model=provider.model_name,
+        provider=redact_spec(_absolute_local(spec)),
+        dimensions=provider.dimensions,
+        chunker=chunker_spec,
+        late_chunking=late,
+        hybrid=_resolve_hybrid(opts.hybrid, prior, report.store, opts.collection),
+    )
+    if prior is not None and prior.model != settings.model:
+        raise ConfigurationError(
+            f"collection {opts.collection!r} in {report.store} was built with model "
+            f"{prior.model!r} (provider {prior.provider}); this provider gives "
+            f"{settings.model!r}. Use --provider {prior.provider}, or another --collection"
+        )
+    return provider, settings
+
+
 def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexReport:
     t0 = time.perf_counter()
     state = _open_state(uri, rebuild=opts.rebuild)
@@ -362,26 +417,8 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
         warn(report.warnings[-1])
         if not coll.files:
             return report
-    model = _resolve_model(opts.model, prior, spec, report.store, opts.collection)
-    provider = opts.provider_instance or make_provider(spec, dims, model)
-    if opts.late_chunking is None and prior is None:  # default: where the model offers it
-        late = provider.supports_late_chunking
-    if late:
-        check_late_chunking(provider, "--late-chunking", "--no-late-chunking")
-    settings = IndexSettings(
-        model=provider.model_name,
-        provider=redact_spec(_absolute_local(spec)),
-        dimensions=provider.dimensions,
-        chunker=chunker_spec,
-        late_chunking=late,
-        hybrid=_resolve_hybrid(opts.hybrid, prior, report.store, opts.collection),
-    )
-    if prior is not None and prior.model != settings.model:
-        raise ConfigurationError(
-            f"collection {opts.collection!r} in {report.store} was built with model "
-            f"{prior.model!r} (provider {prior.provider}); this provider gives "
-            f"{settings.model!r}. Use --provider {prior.provider}, or another --collection"
-        )
+    provider, settings = _provider_and_settings(opts, prior, spec, dims, chunker_spec, late, report)
+    late = settings.late_chunking
     rechunk = prior is not None and prior.chunking_key() != settings.chunking_key()
     if rechunk:
         warn("chunker or late-chunking setting changed: re-embedding every file")
@@ -418,17 +455,28 @@ def _run_index_locked(opts: IndexOptions, uri: StoreURI, warn: Warn) -> IndexRep
                 show_progress=opts.progress,
             )
             to_embed = []
-        with (
-            progress(len(to_embed), "Embedding", enabled=opts.progress, unit="file") as bar,
-            # tokens inside the files (late chunking reports them as each window finishes)
-            progress(None, "Tokens", enabled=opts.progress and late, unit="tok") as tokens,
-            report_to(tokens),
-        ):
-            for start in range(0, len(to_embed), FILES_PER_BATCH):
-                batch = to_embed[start : start + FILES_PER_BATCH]
-                _embed_batch(store, batch, chunker, late, provider, coll.files, report)
-                state.save()
-                bar.update(len(batch))
+        planned = len(to_embed)
+        docs = drop_empty(store, to_embed, coll.files, report)
+        saved_before = report.files_embedded
+        ratio = bytes_per_token(provider, [text for _, text, _ in docs]) if opts.progress else 4.0
+        shown = IndexProgress(
+            [estimate_tokens(text, ratio) for _, text, _ in docs],
+            enabled=opts.progress,
+            interval=opts.progress_interval,
+        )
+        try:
+            # late chunking reports the tokens of each window as it finishes (long documents)
+            with report_to(shown) if shown.enabled else nullcontext():
+                for batch in _batches(docs):
+                    shown.start_batch([estimate_tokens(text, ratio) for _, text, _ in batch])
+                    _embed_batch(store, batch, chunker, late, provider, coll.files, report)
+                    state.save()
+                    shown.end_batch()
+        except KeyboardInterrupt:
+            shown.close()
+            saved = report.empty + report.files_embedded - saved_before
+            raise IndexInterrupted(report, saved=saved, planned=planned) from None
+        shown.close()
         _remove(store, gone, coll.files, report)
         state.save()
         report.chunks_total = int(store.count())
@@ -576,6 +624,22 @@ def drop_empty(
         files[key] = FileEntry(hash=digest, ids=[], tokens=0)
         report.empty += 1
     return docs
+
+
+def _batches(docs: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
+    """Up to :data:`FILES_PER_BATCH` files and about :data:`BATCH_TOKENS` tokens a batch (one
+    file may be larger): small files share model passes, progress moves within a few files."""
+    batch: list[tuple[str, str, str]] = []
+    tokens = 0
+    for doc in docs:
+        size = estimate_tokens(doc[1])
+        if batch and (len(batch) >= FILES_PER_BATCH or tokens + size > BATCH_TOKENS):
+            yield batch
+            batch, tokens = [], 0
+        batch.append(doc)
+        tokens += size
+    if batch:
+        yield batch
 
 
 def _embed_batch(

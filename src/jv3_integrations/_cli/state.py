@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,30 +177,52 @@ def store_lock(
         return
     lock_path = state_path.with_name(state_path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited and on_wait is not None:
-                    on_wait()
-                waited = True
-                if time.monotonic() > deadline:
-                    raise ConfigurationError(
-                        f"another `jv3 index` has held the store's lock ({lock_path}) for "
-                        f"{timeout:.0f} s; wait for it to finish, or stop it"
-                    ) from None
-                time.sleep(0.1)
+    deadline = time.monotonic() + timeout
+    waited = False
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if not waited and on_wait is not None:
+                on_wait()
+            waited = True
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"another `jv3 index` has held the store's lock ({lock_path}) for "
+                    f"{timeout:.0f} s; wait for it to finish, or stop it"
+                ) from None
+            time.sleep(0.1)
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock_path):
+            break
+        # the holder before us removed this file as it let go: lock the one now at the path
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+    try:
+        yield
+    finally:
+        # Remove the (empty) lock file while still holding it, so no run is left locking a
+        # file that is gone: a waiter that then gets this lock sees it was unlinked
+        # (_same_file) and locks the path anew.
+        with suppress(OSError):
+            os.unlink(lock_path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not one unlinked by the last holder)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 class StateFile:
