@@ -62,9 +62,9 @@ DOCS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
-    """One local Ray for the file; workers inherit this environment (the API key included)."""
+    """One local Ray for the file (module scope: other Ray files start their own after it); workers inherit this environment (the API key included)."""
     saved = os.environ.get("JINA_API_KEY")
     os.environ["JINA_API_KEY"] = SERVER_API_KEY  # the cluster's environment, not an argument
     try:

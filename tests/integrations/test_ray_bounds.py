@@ -36,6 +36,8 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def two_cpus() -> Iterator[None]:
+    if ray.is_initialized():  # a Ray left by another file on this xdist worker
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
