@@ -241,3 +241,19 @@ def test_a_burst_on_an_empty_queue_is_refused_from_its_bytes(slow: SlowModel) ->
     quick = [ms for s, _, ms in answers if s == 429 and ms is not None and ms < 5]
     assert len(quick) >= 0.8 * statuses.count(429), sorted(ms for _, _, ms in answers if ms)
     assert after.status_code == 200, after.text
+
+
+def test_a_refusal_reports_the_room_it_was_refused_on(conformance_dir: Path) -> None:
+    """429's X-RateLimit-Remaining-* say what the refusal saw, requests on their way included.
+
+    The quick answerer counts requests it has let through but the app has not yet admitted;
+    a refusal on that count must not report a free place (CI once saw '1' on a 429).
+    """
+    from jv3_integrations.server._batcher import DynamicBatcher, QueueFull
+
+    batcher = DynamicBatcher(LocalProvider(str(conformance_dir)), max_queue_requests=2)
+    batcher.admit(10)
+    with pytest.raises(QueueFull) as refused:
+        batcher.check_room(5, pending=1)
+    assert refused.value.remaining_requests == 0
+    assert refused.value.remaining_tokens == batcher.remaining_tokens

@@ -269,19 +269,23 @@ class _Server:
             )
         except QueueFull as exc:
             body = json.dumps(error_body(exc.detail, exc.code, rid)).encode()
-            return 429, body, self._raw_rate_headers(rid, exc.retry_after)
+            room = (exc.remaining_requests, exc.remaining_tokens)
+            return 429, body, self._raw_rate_headers(rid, exc.retry_after, room)
         if size is not None and size > self.budget.free:
             response = self.over_budget(rid, size)
             return 429, bytes(response.body), self._raw_rate_headers(rid, 1)
         return None
 
-    def _raw_rate_headers(self, rid: str, retry_after: int) -> list[tuple[bytes, bytes]]:
+    def _raw_rate_headers(
+        self, rid: str, retry_after: int, room: tuple[int, int] | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        requests, tokens = room or (self.batcher.remaining_requests, self.batcher.remaining_tokens)
         return [
             *_JSON_HEADERS,
             (b"x-request-id", rid.encode()),
             (b"retry-after", str(retry_after).encode()),
-            (b"x-ratelimit-remaining-requests", str(self.batcher.remaining_requests).encode()),
-            (b"x-ratelimit-remaining-tokens", str(self.batcher.remaining_tokens).encode()),
+            (b"x-ratelimit-remaining-requests", str(requests).encode()),
+            (b"x-ratelimit-remaining-tokens", str(tokens).encode()),
         ]
 
     def timed_out(self, rid: str) -> Response:
@@ -301,6 +305,8 @@ class _Server:
 
     def too_busy(self, exc: QueueFull, rid: str) -> Response:
         headers = self.rate_headers(rid)
+        headers["X-RateLimit-Remaining-Requests"] = str(exc.remaining_requests)
+        headers["X-RateLimit-Remaining-Tokens"] = str(exc.remaining_tokens)
         headers["Retry-After"] = str(exc.retry_after)
         return _json(error_body(exc.detail, exc.code, rid), 429, headers)
 

@@ -38,11 +38,23 @@ logger = logging.getLogger(__name__)
 class QueueFull(Exception):
     """The queue is at its bound: answer 429 with ``code`` and ``retry_after`` seconds."""
 
-    def __init__(self, code: str, detail: str, retry_after: int) -> None:
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        retry_after: int,
+        *,
+        remaining_requests: int = 0,
+        remaining_tokens: int = 0,
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        # The room the refusal saw (requests on their way counted), for X-RateLimit-Remaining-*:
+        # read again when answering, the queue may have moved and a 429 would report a place.
+        self.remaining_requests = remaining_requests
+        self.remaining_tokens = remaining_tokens
 
 
 @dataclass(eq=False)
@@ -171,9 +183,13 @@ class DynamicBatcher:
             self._idle.set()
 
     def _check(self, tokens: int, *, requests: int, queued: int) -> None:
+        room = {
+            "remaining_requests": max(0, self._max_requests - requests),
+            "remaining_tokens": max(0, self._max_tokens - queued),
+        }
         if self._closing:
             raise QueueFull(
-                "SERVICE_UNAVAILABLE", "The server is shutting down; retry elsewhere.", 1
+                "SERVICE_UNAVAILABLE", "The server is shutting down; retry elsewhere.", 1, **room
             )
         if requests >= self._max_requests:
             raise QueueFull(
@@ -182,6 +198,7 @@ class DynamicBatcher:
                 "concurrent requests. Wait for pending requests to complete before sending "
                 "new ones.",
                 self.retry_after(),
+                **room,
             )
         # An empty queue takes any single request, however large, so nothing starves.
         if queued and queued + tokens > self._max_tokens:
@@ -190,6 +207,7 @@ class DynamicBatcher:
                 f"Token rate limit exceeded: {queued + tokens:,}/"
                 f"{self._max_tokens:,} tokens queued. Reduce batch sizes or retry later.",
                 self.retry_after(),
+                **room,
             )
 
     # -- lifecycle ----------------------------------------------------------------------------
