@@ -86,6 +86,8 @@ __all__ = [
     "JinaAPIProvider",
     "LocalProvider",
     "load_provider",
+    # the `jv3 index` job (loaded on first use, see _LAZY)
+    "index_folder",
     # types
     "Embeddings",
     "Task",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -104,9 +107,23 @@ def test_public_names_are_exported() -> None:
 def test_top_level_surface_is_small_and_core_keeps_the_rest() -> None:
     import jv3_integrations.core as core
 
-    assert len(jv3.__all__) <= 30
+    assert len(jv3.__all__) <= 31
     for name in ("LocalProvider", "JinaAPIProvider", "load_provider", "embed_chunks", "Jv3Error"):
+        assert name in jv3.__all__
+    for name in ("index_folder",):  # the main job, public (issue 27)
         assert name in jv3.__all__
     for name in ("truncate", "l2_normalize", "validate_texts", "BaseProvider", "EmbedRequest"):
         assert name not in jv3.__all__ and name in core.__all__
         assert getattr(jv3, name) is getattr(core, name)  # old imports keep working
+
+
+def test_star_import_gets_index_folder_and_stays_light() -> None:
+    code = (
+        "import sys\n"
+        "from jv3_integrations import *\n"
+        "assert callable(index_folder)\n"
+        "heavy = [m for m in ('torch', 'qdrant_client', 'pymilvus', 'pinecone', 'ray') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
