@@ -2,7 +2,8 @@
 
 Implements what the pinecone SDK 10 sends for vector indexes (``db_control_2026-07.oas.yaml``,
 ``db_data_2026-07.oas.yaml`` in ``tests/data/spec/pinecone``): ``GET|POST /indexes``,
-``GET|DELETE /indexes/{name}``; and, on each index's host (``/x/{name}`` on the same port),
+``GET|PATCH|DELETE /indexes/{name}`` (PATCH: ``tags`` only; the other fields of
+ConfigureIndexRequest are refused with a 400 saying so); and, on each index's host (``/x/{name}`` on the same port),
 ``POST /vectors/upsert``, ``POST /query``, ``GET /vectors/fetch``, ``POST /vectors/delete``,
 ``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
 metadata filter operators. Sparse-dense records (``sparseValues``, dotproduct indexes only) and
@@ -80,6 +81,10 @@ def _check_tags(tags: Any) -> dict[str, str] | None:
         if value:
             out[key] = value
     return out or None
+
+
+#: The properties of ConfigureIndexRequest (db_control_2026-07.oas.yaml).
+_CONFIGURE_FIELDS = {"deployment", "schema", "read_capacity", "tags", "deletion_protection"}
 
 
 def _bad(message: str) -> PineconeHTTPError:
@@ -271,7 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"error": {"code": exc.code, "message": exc.message}, "status": exc.status}
             self._send(exc.status, body, "ErrorResponse")
 
-    do_GET = do_POST = do_DELETE = _handle
+    do_GET = do_POST = do_PATCH = do_DELETE = _handle
 
     # control plane
     def _control(self, rest: list[str], state: PineconeState) -> None:
@@ -284,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(201, index.model(base), "IndexModel")
         elif len(rest) == 1 and rest[0] in state.indexes:
             if self.command == "GET":
+                self._send(200, state.indexes[rest[0]].model(base), "IndexModel")
+            elif self.command == "PATCH":
+                self._configure(self._body(), state.indexes[rest[0]])
                 self._send(200, state.indexes[rest[0]].model(base), "IndexModel")
             elif self.command == "DELETE":
                 del state.indexes[rest[0]]
@@ -316,6 +324,39 @@ class _Handler(BaseHTTPRequestHandler):
         index = Index(name, dim, metric, deployment, tags=_check_tags(body.get("tags")))
         state.indexes[name] = index
         return index
+
+    def _configure(self, body: Any, index: Index) -> None:
+        """configure_index (ConfigureIndexRequest): tag updates are merged into the index's
+        tags, a value "" removes its key; all checked before anything changes."""
+        if not isinstance(body, dict):
+            raise _bad("the request body must be a ConfigureIndexRequest object")
+        unknown = sorted(set(body) - _CONFIGURE_FIELDS)
+        if unknown:  # additionalProperties: false
+            raise PineconeHTTPError(
+                422,
+                "UNPROCESSABLE_ENTITY",
+                "Failed to deserialize the JSON body into the target type: unknown field "
+                f"`{unknown[0]}`",
+            )
+        unsupported = sorted(k for k in set(body) - {"tags"} if body[k] is not None)
+        if unsupported:
+            raise _bad(
+                f"this loopback Pinecone does not implement configuring {', '.join(unsupported)} "
+                "(only tags)"
+            )
+        raw = body.get("tags")
+        if raw is None:  # IndexTags is nullable: nothing to change
+            return
+        _check_tags(raw)
+        merged = dict(index.tags or {})
+        for key, value in raw.items():
+            if value:
+                merged[key] = value
+            else:
+                merged.pop(key, None)
+        if len(merged) > 20:
+            raise _bad(f"an index has at most 20 tags; this update would leave {len(merged)}")
+        index.tags = merged or None
 
     # data plane
     def _data(self, path: str, query: dict[str, list[str]], index: Index) -> None:
