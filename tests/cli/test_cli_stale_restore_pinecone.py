@@ -181,3 +181,31 @@ def test_an_index_handle_without_the_control_plane_is_not_checked(
     assert srv.state.indexes[INDEX].tags.get("jv3generation") == "1"
     handle.close()
     pc.close()
+
+
+def test_namespace_tags_and_an_index_with_no_tag_left(srv: Any, local_provider: Any) -> None:
+    """A namespace that is no tag key gets a hashed one; an index whose 20 tags are taken
+    cannot be marked: that namespace is not checked, and the write is not stopped."""
+    from pinecone import Pinecone
+
+    from jv3_integrations.pinecone import PineconeStore
+
+    pc = Pinecone(api_key=srv.state.api_key, host=srv.base_url)
+    with PineconeStore(local_provider, client=pc, collection=INDEX, namespace="Team A/ü") as a:
+        a.create()
+        assert mark_generation(a, 4) == 5
+        keys = [k for k in srv.state.indexes[INDEX].tags if k.startswith("jv3generation")]
+        assert len(keys) == 1 and keys[0].startswith("jv3generation--"), keys
+        with PineconeStore(local_provider, client=pc, collection=INDEX, namespace="b") as b:
+            assert read_generation(b) == 0  # its own tag, not team A's
+            assert mark_generation(b, None) == 1
+        assert srv.state.indexes[INDEX].tags["jv3generation-b"] == "1"
+        with srv.state.lock:
+            tags = srv.state.indexes[INDEX].tags
+            tags.update({f"other{i}": "x" for i in range(20 - len(tags))})
+        with PineconeStore(local_provider, client=pc, collection=INDEX, namespace="c") as c:
+            assert mark_generation(c, 2) is None
+            check_generation(c, None, "here")
+        assert "jv3generation-c" not in srv.state.indexes[INDEX].tags
+        assert mark_generation(a, 5) == 6  # an existing tag can still move on
+    pc.close()
