@@ -3,9 +3,9 @@
 Implements what the pinecone SDK 10 sends for vector indexes (``db_control_2026-07.oas.yaml``,
 ``db_data_2026-07.oas.yaml`` in ``tests/data/spec/pinecone``): ``GET|POST /indexes``,
 ``GET|PATCH|DELETE /indexes/{name}`` (PATCH: ``tags`` only; the other fields of
-ConfigureIndexRequest are refused with a 400 saying so); and, on each index's host (``/x/{name}`` on the same port),
-``POST /vectors/upsert``, ``POST /query``, ``GET /vectors/fetch``, ``POST /vectors/delete``,
-``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
+ConfigureIndexRequest are refused with a 400 saying so); and, on each index's host
+(``/x/{name}`` on the same port), ``POST /vectors/upsert``, ``POST /query``,
+``GET /vectors/fetch``, ``POST /vectors/delete``, ``POST /describe_index_stats``. Exact cosine / dot / euclidean search and the documented
 metadata filter operators. Sparse-dense records (``sparseValues``, dotproduct indexes only) and
 queries (``sparseVector``, with or without ``vector``): score = dense dot + sparse dot; a
 sparse-only query matches the records sharing a term with it. With ``validate=True`` every JSON response is checked against its
