@@ -491,7 +491,7 @@ def test_close_closes_only_clients_we_created() -> None:
     provider.close()
     assert not injected.is_closed
     own = JinaAPIProvider(api_key=KEY, base_url=URL, max_dimensions=DIMS)
-    client = own._get_client()
+    client = own._clients.get_client()
     own.close()
     assert client.is_closed
 

@@ -18,7 +18,7 @@ from jv3_integrations import (
     SentenceChunker,
     TokenChunker,
 )
-from jv3_integrations.core._late_chunking import _plan_windows
+from jv3_integrations.core._late_windows import _plan_windows
 from tests.conftest import CONFORMANCE_DIR
 
 TOKENIZER_FILE = CONFORMANCE_DIR / "tokenizer.json"

@@ -3,9 +3,12 @@
 The provider's one job: plan the requests of a call (batches by items and by estimated
 tokens, a late-chunking document in one request, what the model can do checked first), send
 them through the transport, and check and decode every answer (count, indexes, sizes, norms)
-without ever showing the key. The rest lives beside it: ``_transport`` (deadlines that cover
-every byte, the slots bounding requests in flight, retry delays), ``_budget`` (the key's
-limits learned from headers and 429 bodies: request sizes, pacing, AIMD concurrency),
+without ever showing the key. This module holds its configuration, its description, the key,
+the wire body and the reading of an answer; the rest lives beside it: ``_api_options`` (the
+constructor's checks), ``_api_plan`` (the batches of a call), ``_api_send`` (sending them over
+threads or async workers), ``_api_clients`` (the HTTP clients), ``_transport`` (deadlines
+that cover every byte, the slots bounding requests in flight, retry delays), ``_budget`` (the
+key's limits learned from headers and 429 bodies: request sizes, pacing, AIMD concurrency),
 ``_discovery`` (``/v1/models``, the tokenizer file) and ``_models`` (each model's facts).
 Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py``.
 """
@@ -13,42 +16,45 @@ Sync and async paths mirror each other over the I/O-free wire code in ``_wire.py
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
-import math
 import os
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
+from ._api_clients import HTTPClients
+from ._api_options import (
+    _WIRE_FORMATS,
+    DEFAULT_MAX_CONCURRENCY,
+    START_CONCURRENCY,
+    _check_times,
+    _is_official,
+    _model_info,
+    _normalize_base_url,
+)
+from ._api_plan import RequestPlanner, _Batch
+from ._api_send import BatchSending
 from ._budget import RateBudget, RateLimits
 from ._discovery import find_tokenizer, parse_models
 from ._errors import (
     APIError,
     APIResponseError,
     ConfigurationError,
-    InputError,
 )
-from ._models import MODELS, model_info
 from ._provider import BaseProvider, EmbedRequest
-from ._retry import CALL_DEADLINE, Retrier, Sent
-from ._transport import asend, new_client, send
-from ._types import JINA_EMBEDDINGS_V3, Embeddings, ModelInfo, Task, TaskLike, TokenCount, Usage
+from ._retry import CALL_DEADLINE, Retrier
+from ._transport import asend, send
+from ._types import Embeddings, ModelInfo, TaskLike, TokenCount
 from ._validate import check_int
 from ._wire import (
     DEFAULT_BASE_URL,
-    EMBEDDINGS_PATH,
     MAX_INPUTS,
     MODEL_NAME,
     MODELS_PATH,
@@ -62,106 +68,11 @@ __all__ = ["JinaAPIProvider"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BATCH_TOKENS: Final = 131_072
-DEFAULT_MAX_CONCURRENCY: Final = 8
-START_CONCURRENCY: Final = 4  # requests in flight before the server said anything
-_MIN_SPLIT: Final = 64
 _PROBE_TIMEOUT: Final = 10.0  # seconds per GET /v1/models attempt, at most
-_WIRE_FORMATS: Final = ("float", "base64")
 _USER_AGENT: Final = "jv3-integrations"
 
 
-def _is_official(base_url: str) -> bool:
-    return httpx.URL(base_url).host == httpx.URL(DEFAULT_BASE_URL).host
-
-
-def _normalize_base_url(base_url: str) -> str:
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        shown = safe_url(base_url) if isinstance(base_url, str) else repr(base_url)
-        raise ConfigurationError(
-            f"base_url must be an http(s):// URL, e.g. {DEFAULT_BASE_URL!r}, got {shown!r}"
-        )
-    parts = urlsplit(base_url.strip())
-    if "@" in parts.netloc or parts.query or parts.fragment:
-        # Credentials in a URL end up in logs (httpx logs every request URL), reprs, pickles
-        # and error messages; refuse them, naming only the parts that are safe to show.
-        raise ConfigurationError(
-            f"base_url {safe_url(base_url)!r} carries a user/password, a query string or a "
-            "fragment; give the server's plain URL and pass the key with api_key= (or "
-            "JINA_API_KEY; --api-key / JV3_SERVER_API_KEY on the server side)"
-        )
-    url = base_url.strip().rstrip("/")
-    for suffix in (EMBEDDINGS_PATH, "/v1"):
-        if url.endswith(suffix):
-            url = url[: -len(suffix)]
-    return url
-
-
-def safe_url(url: str) -> str:
-    """``url`` as it may be shown: scheme, host, port and path; no user, password or query."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "<unparsable URL>"
-    if not parts.scheme:
-        return "<not a URL>"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """One planned request: a contiguous slice of the call's texts."""
-
-    start: int
-    stop: int
-    tokens: int
-    truncate: bool
-
-
-def _model_info(model: str, *, official: bool) -> ModelInfo:
-    if model in MODELS:
-        return MODELS[model]
-    if official:
-        return model_info(model)  # raises, naming the models Jina's API has
-    # a compatible server may name its jina-embeddings-v3 otherwise
-    return dataclasses.replace(JINA_EMBEDDINGS_V3, name=model, local=False)
-
-
-def _check_times(
-    *,
-    timeout: float,
-    total_timeout: float | None,
-    backoff_base: float,
-    backoff_max: float,
-    rate_limit_pause: float,
-) -> None:
-    """The constructor's durations: finite numbers >= 0 (``timeout`` > 0, ``total_timeout``
-    > 0 or None)."""
-    for name, value in (
-        ("timeout", timeout),
-        ("backoff_base", backoff_base),
-        ("backoff_max", backoff_max),
-        ("rate_limit_pause", rate_limit_pause),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
-    if timeout <= 0:
-        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
-    if total_timeout is not None and (
-        isinstance(total_timeout, bool)
-        or not isinstance(total_timeout, (int, float))
-        or not 0 < total_timeout < math.inf
-    ):
-        raise ConfigurationError(
-            f"total_timeout must be a number of seconds > 0 or None, got {total_timeout!r}"
-        )
-
-
-class JinaAPIProvider(BaseProvider):
+class JinaAPIProvider(BatchSending, BaseProvider):
     """jina-embeddings-v3 through Jina's API or a compatible server (``jv3 serve``).
 
     Args:
@@ -275,7 +186,6 @@ class JinaAPIProvider(BaseProvider):
         self._max_concurrency = max_concurrency or DEFAULT_MAX_CONCURRENCY
         self._max_batch_items = max_batch_items
         self._batch_tokens_option = max_batch_tokens
-        self._max_batch_tokens = max_batch_tokens or DEFAULT_MAX_BATCH_TOKENS
         self._wire_format = wire_format
         self._truncate = bool(truncate)
         self._backoff_base = float(backoff_base)
@@ -295,18 +205,22 @@ class JinaAPIProvider(BaseProvider):
             backoff_base=self._backoff_base,
             backoff_max=self._backoff_max,
         )
+        self._planner = RequestPlanner(
+            model=model,
+            info=self._info,
+            budget=self._budget,
+            max_batch_items=max_batch_items,
+            max_batch_tokens=max_batch_tokens,
+            truncate=self._truncate,
+        )
         self._tokenizer_path = None if tokenizer_file is None else Path(tokenizer_file)
-        self._lock = threading.Lock()
-        self._client: httpx.Client | None = http_client
-        self._owns_client = http_client is None
-        self._bounded = False  # whether self._client bounds every byte itself (new_client)
-        self._aclient: httpx.AsyncClient | None = async_http_client
-        self._owns_aclient = async_http_client is None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
-        self._aserial: asyncio.Lock | None = None
+        self._clients = HTTPClients(
+            timeout=self._timeout,
+            max_concurrency=self._max_concurrency,
+            http_client=http_client,
+            async_http_client=async_http_client,
+        )
         self._serial = threading.Lock()
-        self._aslots_loop: asyncio.AbstractEventLoop | None = None
-        self._ssl_context: ssl.SSLContext | None = None
         self._sleep: Callable[[float], None] = time.sleep
         self._asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -442,71 +356,13 @@ class JinaAPIProvider(BaseProvider):
         key = self._resolve_key()
         return (key,) if key else ()
 
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(
-            max_connections=self._max_concurrency + 2,
-            max_keepalive_connections=self._max_concurrency + 2,
-        )
-
-    def _tls(self) -> ssl.SSLContext:
-        # One TLS context per provider: building one costs ~0.2 s, and async code run with
-        # asyncio.run() needs a fresh AsyncClient per event loop.
-        if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
-        return self._ssl_context
-
-    def _get_client(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None:
-                self._client, self._bounded = new_client(
-                    timeout=self._timeout, limits=self._limits(), ssl_context=self._tls()
-                )
-            return self._client
-
-    def _new_aclient(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self._timeout), limits=self._limits(), verify=self._tls()
-        )
-
-    def _get_aclient(self) -> tuple[httpx.AsyncClient, asyncio.Lock]:
-        loop = asyncio.get_running_loop()
-        if self._owns_aclient and (self._aclient is None or self._aclient_loop is not loop):
-            # An AsyncClient is bound to its event loop: a new loop (asyncio.run) needs a new one.
-            self._aclient = self._new_aclient()
-            self._aclient_loop = loop
-        client = self._aclient
-        if client is None:  # closed while in use: start afresh on this loop
-            client = self._aclient = self._new_aclient()
-            self._aclient_loop = loop
-        if self._aserial is None or self._aslots_loop is not loop:
-            self._aserial = asyncio.Lock()
-            self._aslots_loop = loop
-        return client, self._aserial
-
     def close(self) -> None:
         """Close the HTTP clients this provider created (injected clients stay open)."""
-        client: httpx.Client | None = None
-        with self._lock:
-            if self._owns_client:
-                client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        if self._owns_aclient and self._aclient is not None:
-            aclient, self._aclient = self._aclient, None
-            loop = self._aclient_loop
-            self._aclient_loop = None
-            if loop is not None and not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(aclient.aclose())
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        if self._owns_aclient and self._aclient is not None:
-            aclient, self._aclient = self._aclient, None
-            same_loop = self._aclient_loop is asyncio.get_running_loop()
-            self._aclient_loop = None
-            if same_loop:
-                await aclient.aclose()
-        self.close()
+        await self._clients.aclose()
 
     def tokenizer_file(self) -> Path:
         """The model's ``tokenizer.json`` on local disk (hybrid search's keyword vectors).
@@ -531,7 +387,7 @@ class JinaAPIProvider(BaseProvider):
         )
 
     def _discover(self, call_deadline: float | None) -> int:
-        client = self._get_client()
+        client = self._clients.get_client()
         where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
@@ -541,7 +397,7 @@ class JinaAPIProvider(BaseProvider):
                     where,
                     headers=self._headers(),
                     end=self._retry.probe_deadline(call_deadline, _PROBE_TIMEOUT),
-                    bounded=self._bounded,
+                    bounded=self._clients.bounded,
                 )
                 return self._parse_models(response)
             except httpx.HTTPError as exc:
@@ -552,7 +408,7 @@ class JinaAPIProvider(BaseProvider):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _adiscover(self, call_deadline: float | None) -> None:
-        client, _ = self._get_aclient()
+        client, _ = self._clients.get_aclient()
         where = self._base_url + MODELS_PATH
         for attempt in range(self._max_retries + 1):
             try:
@@ -581,7 +437,7 @@ class JinaAPIProvider(BaseProvider):
         late_chunking: bool = False,
     ) -> Embeddings:
         """Embed ``texts`` (see :meth:`BaseProvider.embed`); ``total_timeout`` bounds it all."""
-        task = self._model_task(task)
+        task = self._planner.model_task(task)
         token = CALL_DEADLINE.set(self._retry.call_deadline())
         try:
             if self._max_dims is None:
@@ -606,7 +462,7 @@ class JinaAPIProvider(BaseProvider):
         late_chunking: bool = False,
     ) -> Embeddings:
         """Async twin of :meth:`embed` (same arguments, same result)."""
-        task = self._model_task(task)
+        task = self._planner.model_task(task)
         token = CALL_DEADLINE.set(self._retry.call_deadline())
         try:
             if self._max_dims is None:
@@ -620,119 +476,6 @@ class JinaAPIProvider(BaseProvider):
             )
         finally:
             CALL_DEADLINE.reset(token)
-
-    # -- what the model can do (pure) -------------------------------------------------------
-
-    def _model_task(self, task: TaskLike) -> TaskLike:
-        """``task`` as a :class:`Task`, taking this model's own names (v5's ``clustering``)."""
-        if isinstance(task, str) and not isinstance(task, Task):
-            for member, wire in self._info.wire_task_names:
-                if task == wire:
-                    return member
-            if task in self._info.api_only_tasks:
-                raise InputError(
-                    f"{self._model}'s task {task!r} is offered by Jina's API but not by this "
-                    "client yet; use one of "
-                    + ", ".join(repr(self._info.wire_task(t)) for t in self._info.tasks)
-                )
-        return task
-
-    def _check_model(self, request: EmbedRequest) -> None:
-        """Refuse, before any request, what the model cannot do."""
-        info = self._info
-        if request.task is not None and request.task not in info.tasks:
-            names = ", ".join(repr(info.wire_task(t)) for t in info.tasks)
-            raise InputError(
-                f"{info.name} has no task {request.task.value!r}; it takes {names} (or None)"
-            )
-        if request.late_chunking and not info.late_chunking:
-            raise InputError(
-                f"{info.name} does not offer late_chunking through Jina's API; embed without "
-                "it, or use jina-embeddings-v3 or jina-embeddings-v4 for late chunking"
-            )
-        if not request.normalized and not info.normalized_option:
-            raise InputError(
-                f"{info.name} takes no normalized= option (its vectors always come back "
-                "normalized); call without normalized=False"
-            )
-
-    # -- planning (pure) ----------------------------------------------------------------------
-
-    def _token_cap(self) -> int:
-        """Most estimated tokens per request now: the option, within what was learned."""
-        if self._batch_tokens_option is not None:
-            whole = self._budget.window_cap()
-            return self._max_batch_tokens if whole is None else min(self._max_batch_tokens, whole)
-        learned = self._budget.request_cap()
-        return self._max_batch_tokens if learned is None else min(self._max_batch_tokens, learned)
-
-    def _estimates(self, request: EmbedRequest, start: int, stop: int) -> list[int]:
-        out = [estimate_tokens(t) for t in request.texts[start:stop]]
-        if request.task is not None and start == 0 and stop > 0:
-            out[0] = estimate_tokens(request.texts[0], task=request.task)
-        return out
-
-    def _plan(self, request: EmbedRequest) -> list[_Batch]:
-        self._check_model(request)
-        texts = request.texts
-        max_tokens = self._info.max_tokens
-        estimates = self._estimates(request, 0, len(texts))
-        if request.late_chunking:
-            total = sum(estimates) - 2 * (len(texts) - 1)
-            if len(texts) > MAX_INPUTS:
-                raise InputError(
-                    f"late_chunking sends one document in one request, but it has {len(texts)} "
-                    f"chunks and the API takes at most {MAX_INPUTS}; use fewer, larger chunks, "
-                    "or LocalProvider for long late chunking"
-                )
-            if total > max_tokens:
-                raise InputError(
-                    f"late_chunking sends all {len(texts)} texts as one document in ONE request, "
-                    f"but they come to about {total} tokens (conservative estimate) and the API "
-                    f"takes at most {max_tokens} per late-chunking request; split the document "
-                    "into smaller documents, or use LocalProvider, whose long late chunking "
-                    "handles documents of any length"
-                )
-            self._check_fits(total, "this late-chunking document (sent as one request)")
-            return [_Batch(0, len(texts), total, False)]
-        n = len(texts)
-        workers = self._budget.slots.limit
-        per_round = workers * self._max_batch_items
-        rounds = math.ceil(n / per_round)
-        target = math.ceil(n / (workers * rounds))
-        target = min(self._max_batch_items, max(_MIN_SPLIT, target))
-        target = math.ceil(n / math.ceil(n / target))
-        return self._pack(estimates, 0, target, self._token_cap())
-
-    def _pack(self, estimates: list[int], offset: int, items: int, cap: int) -> list[_Batch]:
-        """Consecutive batches of at most ``items`` texts and ``cap`` estimated tokens."""
-        batches: list[_Batch] = []
-        start = tokens = 0
-        long_text = False
-        for i, full in enumerate(estimates):
-            self._check_fits(full, f"text {offset + i}")
-            if i > start and (i - start >= items or tokens + full > cap):
-                batches.append(_Batch(offset + start, offset + i, tokens, long_text))
-                start, tokens, long_text = i, 0, False
-            tokens += full
-            long_text = long_text or (self._truncate and full > self._info.max_tokens)
-        batches.append(_Batch(offset + start, offset + len(estimates), tokens, long_text))
-        return batches
-
-    def _check_fits(self, estimate: int, what: str) -> None:
-        """Refuse what can never pass the key's learned per-minute token budget."""
-        whole = self._budget.window_cap()
-        if whole is None or estimate <= whole:
-            return
-        if self._truncate and what.startswith("text ") and whole >= self._info.max_tokens:
-            return  # the server clips it to MAX_TOKENS, which fits
-        limits = self._budget.limits()
-        raise InputError(
-            f"{what} has about {estimate:,} tokens (conservative estimate), more than this "
-            f"API key allows per {limits.window_s:g} s ({limits.tokens_per_window:,} tokens, "
-            "as the server said), so no retry could pass: split it into smaller texts, or "
-            "use a key with a larger token budget"
-        )
 
     def _body(self, request: EmbedRequest, batch: _Batch) -> bytes:
         full = self.max_dimensions
@@ -778,176 +521,3 @@ class JinaAPIProvider(BaseProvider):
             exc.status = response.status_code
             exc.request_id = response.headers.get("x-request-id")
             raise
-
-    def _split(self, request: EmbedRequest, batch: _Batch) -> list[_Batch] | None:
-        """``batch`` cut to what the learned budget allows now (``None``: it fits)."""
-        cap = self._token_cap()
-        if batch.tokens <= cap or request.late_chunking:
-            if request.late_chunking:
-                self._check_fits(batch.tokens, "this late-chunking document (one request)")
-            return None
-        estimates = self._estimates(request, batch.start, batch.stop)
-        pieces = self._pack(estimates, batch.start, self._max_batch_items, cap)
-        return pieces if len(pieces) > 1 else None
-
-    # -- sync I/O -----------------------------------------------------------------------------
-
-    def _pause(self, seconds: float, abort: threading.Event | None) -> None:
-        if abort is not None and self._sleep is time.sleep:
-            abort.wait(seconds)  # wakes at once when another batch of the call failed
-        else:
-            self._sleep(seconds)
-
-    def _send(
-        self,
-        request: EmbedRequest,
-        batch: _Batch,
-        abort: threading.Event | None = None,
-        call_deadline: float | None = None,
-    ) -> Sent:
-        pieces = self._split(request, batch)
-        if pieces is not None:  # the budget learned meanwhile is smaller: send it in pieces
-            return self._send_pieces(request, pieces, abort, call_deadline)
-        client = self._get_client()
-        url = self._base_url + EMBEDDINGS_PATH
-        content = self._body(request, batch)
-        headers = self._headers()
-
-        def split() -> Sent | None:
-            pieces = self._split(request, batch)
-            if pieces is None:
-                return None
-            return self._send_pieces(request, pieces, abort, call_deadline)
-
-        def post(end: float) -> httpx.Response:
-            return send(
-                client,
-                "POST",
-                url,
-                content=content,
-                headers=headers,
-                end=end,
-                bounded=self._bounded,
-            )
-
-        return self._retry.run(
-            tokens=batch.tokens,
-            split=split,
-            post=post,
-            parse=lambda response: self._result(response, request, batch),
-            serial_lock=self._serial,
-            pause=self._pause,
-            abort=abort,
-            call_deadline=call_deadline,
-        )
-
-    def _send_pieces(
-        self,
-        request: EmbedRequest,
-        pieces: list[_Batch],
-        abort: threading.Event | None,
-        call_deadline: float | None,
-    ) -> Sent:
-        parts = [self._send(request, p, abort, call_deadline) for p in pieces]
-        return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
-
-    def _embed(self, request: EmbedRequest) -> Embeddings:
-        batches = self._plan(request)
-        self._headers()  # a missing key fails here, before any request
-        out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
-        total = 0
-        call_deadline = self._retry.call_deadline()
-        if len(batches) == 1:
-            vectors, total = self._send(request, batches[0], None, call_deadline)
-            out[:] = vectors
-        else:
-            workers = min(self._max_concurrency, len(batches))
-            abort = threading.Event()
-            with ThreadPoolExecutor(workers, thread_name_prefix="jv3-api") as pool:
-                futures: list[Future[tuple[npt.NDArray[np.float32], int]]] = [
-                    pool.submit(self._send, request, b, abort, call_deadline) for b in batches
-                ]
-                try:
-                    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                    failed = [f.exception() for f in done if f.exception() is not None]
-                    if failed:
-                        raise failed[0]  # type: ignore[misc]
-                except BaseException:
-                    abort.set()  # the other batches stop at their next step
-                    for f in futures:
-                        f.cancel()
-                    raise
-                for batch, future in zip(batches, futures, strict=True):
-                    vectors, tokens = future.result()
-                    out[batch.start : batch.stop] = vectors
-                    total += tokens
-        return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
-
-    # -- async I/O ----------------------------------------------------------------------------
-
-    async def _asend(
-        self, request: EmbedRequest, batch: _Batch, call_deadline: float | None = None
-    ) -> Sent:
-        pieces = self._split(request, batch)
-        if pieces is not None:
-            return await self._asend_pieces(request, pieces, call_deadline)
-        client, serial_lock = self._get_aclient()
-        url = self._base_url + EMBEDDINGS_PATH
-        content = self._body(request, batch)
-        headers = self._headers()
-
-        async def split() -> Sent | None:
-            pieces = self._split(request, batch)
-            if pieces is None:
-                return None
-            return await self._asend_pieces(request, pieces, call_deadline)
-
-        async def post(end: float) -> httpx.Response:
-            return await asend(client, "POST", url, content=content, headers=headers, end=end)
-
-        async def sleep(seconds: float) -> None:
-            await self._asleep(seconds)  # read at each wait (tests replace it)
-
-        return await self._retry.arun(
-            tokens=batch.tokens,
-            split=split,
-            post=post,
-            parse=lambda response: self._result(response, request, batch),
-            serial_lock=serial_lock,
-            sleep=sleep,
-            call_deadline=call_deadline,
-        )
-
-    async def _asend_pieces(
-        self, request: EmbedRequest, pieces: list[_Batch], call_deadline: float | None
-    ) -> Sent:
-        parts = [await self._asend(request, p, call_deadline) for p in pieces]
-        return np.concatenate([v for v, _ in parts]), sum(t for _, t in parts)
-
-    async def _aembed(self, request: EmbedRequest) -> Embeddings:
-        batches = self._plan(request)
-        self._headers()
-        out = np.empty((len(request.texts), request.dimensions), dtype=np.float32)
-        tokens = [0] * len(batches)
-        pending = iter(range(len(batches)))
-        call_deadline = self._retry.call_deadline()
-
-        async def worker() -> None:
-            for i in pending:  # one shared iterator: each batch is taken by one worker
-                batch = batches[i]
-                vectors, tokens[i] = await self._asend(request, batch, call_deadline)
-                out[batch.start : batch.stop] = vectors
-
-        # At most max_concurrency workers (and the provider-wide slots across calls).
-        workers = [
-            asyncio.ensure_future(worker()) for _ in range(min(self._max_concurrency, len(batches)))
-        ]
-        try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
-        total = sum(tokens)
-        return Embeddings(out, self._model, request.task, request.dimensions, Usage(total))
