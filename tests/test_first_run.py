@@ -98,7 +98,7 @@ def _free_port() -> int:
 def test_third_party_log_lines_only_with_jv3_debug(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from jv3_integrations.cli import _command_logging
+    from jv3_integrations._cli.logs import command_logging
 
     def emit() -> str:
         logging.getLogger("grpc._server").error(
@@ -108,10 +108,10 @@ def test_third_party_log_lines_only_with_jv3_debug(capsys: pytest.CaptureFixture
         logging.getLogger("jv3_integrations._cli.indexer").warning("ours")
         return capsys.readouterr().err
 
-    with _command_logging(debug=False):
+    with command_logging(debug=False):
         err = emit()
     assert _lines(err) == ["jv3: warning: ours"]
-    with _command_logging(debug=True):
+    with command_logging(debug=True):
         err = emit()
     assert "Method not implemented" in err and "Retrying" in err and "ours" in err
 

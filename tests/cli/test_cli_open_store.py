@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jv3_integrations import ConfigurationError, EmbeddingProvider, load_provider
-from jv3_integrations._cli.indexer import close_store, open_store
+from jv3_integrations._cli.stores import close_store, open_store
 from jv3_integrations._cli.uri import parse_store_uri
 from jv3_integrations.milvus import MilvusStore
 from jv3_integrations.pinecone import PineconeStore

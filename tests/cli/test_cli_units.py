@@ -300,7 +300,7 @@ def test_pdf_text_with_pypdf(tmp_path: Path) -> None:
 
 def test_capped_chunker_tiles_and_bounds_run_on_text() -> None:
     from jv3_integrations import SentenceChunker
-    from jv3_integrations._cli.indexer import CappedChunker
+    from jv3_integrations.core import CappedChunker
 
     doc = "Short one. " + ("word " * 3000) + "\n\nEnd."
     chunks = CappedChunker(SentenceChunker(max_chars=1000), max_chars=500).chunk(doc)
@@ -320,7 +320,7 @@ def test_capped_chunker_tiles_and_bounds_run_on_text() -> None:
 def test_relative_local_model_is_stored_absolute(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jv3_integrations._cli.indexer import _absolute_local
+    from jv3_integrations._cli.providers import _absolute_local
 
     (tmp_path / "model").mkdir()
     monkeypatch.chdir(tmp_path)

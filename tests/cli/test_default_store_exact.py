@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jv3_integrations import EmbeddingProvider
-from jv3_integrations._cli.indexer import close_store, open_store
+from jv3_integrations._cli.stores import close_store, open_store
 from jv3_integrations._cli.uri import DEFAULT_STORE, parse_store_uri
 
 

@@ -212,14 +212,14 @@ def test_ctrl_c_says_what_was_saved_and_the_same_command_goes_on(
 
 
 def test_batches_hold_16_files_or_about_16k_tokens() -> None:
-    from jv3_integrations._cli.indexer import BATCH_TOKENS, FILES_PER_BATCH, _batches
+    from jv3_integrations._cli.index_files import BATCH_TOKENS, FILES_PER_BATCH, batches
 
     assert (FILES_PER_BATCH, BATCH_TOKENS) == (16, 16_384)
     small = [(f"k{i}", "word " * 10, "h") for i in range(40)]
-    assert [len(b) for b in _batches(small)] == [16, 16, 8]
+    assert [len(b) for b in batches(small)] == [16, 16, 8]
     big = [(f"k{i}", "x" * 4 * 6000, "h") for i in range(5)]  # ~6000 tokens each at 4 B/token
-    assert [len(b) for b in _batches(big)] == [2, 2, 1]
-    assert [d for b in _batches(big) for d in b] == big  # nothing dropped or reordered
+    assert [len(b) for b in batches(big)] == [2, 2, 1]
+    assert [d for b in batches(big) for d in b] == big  # nothing dropped or reordered
 
 
 def test_the_token_estimate_comes_from_a_sample_of_the_tokenizer(

@@ -335,3 +335,11 @@ def read_document(path: Path) -> tuple[str, str]:
     if suffix in HTML_SUFFIXES:
         text = extract_html_text(text)
     return text, digest
+
+
+def display_path(key: str) -> str:
+    """A path as the user should see it: relative to the current folder when inside it."""
+    try:
+        return os.path.relpath(key) if Path(key).is_relative_to(Path.cwd()) else key
+    except ValueError:
+        return key

@@ -165,7 +165,7 @@ def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _chunker(chunker_spec: str, spec: str, dimensions: int | None) -> Any:
-    from .indexer import build_chunker
+    from .index_settings import build_chunker
     from .providers import make_provider
 
     return build_chunker(chunker_spec, make_provider(spec, dimensions))

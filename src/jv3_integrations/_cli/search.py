@@ -16,12 +16,14 @@ from ..core import (
 )
 from ..core._models import MODELS
 from ..core._spec import ProviderSpec
+from .files import display_path
 from .generation import check_generation
-from .indexer import Warn, _display, close_store, open_store
 from .output import DisplayHit
 from .providers import make_provider
 from .state import StateFile, redact_spec
+from .stores import close_store, open_store
 from .uri import StoreURI, parse_store_uri
+from .warn import Warn
 
 __all__ = ["SearchOptions", "run_search"]
 
@@ -140,7 +142,7 @@ def _hit(h: Any) -> DisplayHit:
     start, end = meta.get("start"), meta.get("end")
     return DisplayHit(
         score=float(h.score),
-        file=_display(path) if path else "?",
+        file=display_path(path) if path else "?",
         text=h.text,
         start=int(start) if isinstance(start, int) else None,
         end=int(end) if isinstance(end, int) else None,
