@@ -116,6 +116,27 @@ def test_third_party_log_lines_only_with_jv3_debug(capsys: pytest.CaptureFixture
     assert "Method not implemented" in err and "Retrying" in err and "ours" in err
 
 
+def test_the_hubs_own_handler_is_quiet_too_without_jv3_debug() -> None:
+    """huggingface_hub puts a stderr handler on its own logger when imported (the local model
+    imports it): its retry chatter must not reach a user's terminal past our filter."""
+    code = (
+        "import logging\n"
+        "from huggingface_hub import snapshot_download  # what the local model imports\n"
+        "from jv3_integrations._cli.logs import command_logging\n"
+        "with command_logging(debug=False):\n"
+        "    logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s')\n"
+        "    logging.getLogger('jv3_integrations.x').warning('ours')\n"
+        "with command_logging(debug=True):\n"
+        "    logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 2s')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Retrying in 1s" not in proc.stderr
+    assert "jv3: warning: ours" in proc.stderr
+    assert "Retrying in 2s" in proc.stderr
+
+
 # -- item 8: offline, fail within 5 s with one message -------------------------------------------
 
 

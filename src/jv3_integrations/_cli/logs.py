@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_HUB_VERBOSITY = "HF_HUB_VERBOSITY"
+
 
 class _OneLineHandler(logging.Handler):
     """Library log records on stderr as single ``jv3: level: message`` lines, no tracebacks."""
@@ -38,7 +40,11 @@ def command_logging(debug: bool) -> Iterator[None]:
     """
     root = logging.getLogger()
     milvus_lite = logging.getLogger("milvus_lite")
-    old_root_level, old_milvus_level = root.level, milvus_lite.level
+    # huggingface_hub hangs a stderr handler of its own on this logger when the local model
+    # imports it, so its "Retrying in 1s" would reach the terminal past our handler's filter.
+    hub = logging.getLogger("huggingface_hub")
+    old_root_level, old_milvus_level, old_hub_level = root.level, milvus_lite.level, hub.level
+    old_hub_env = os.environ.get(_HUB_VERBOSITY)
     handler: logging.Handler
     if debug:  # everything, with tracebacks
         handler = logging.StreamHandler(sys.stderr)
@@ -52,6 +58,8 @@ def command_logging(debug: bool) -> Iterator[None]:
         handler.addFilter(_own_records)
         # Milvus Lite logs a traceback when a store is locked; the command says it in one line.
         milvus_lite.setLevel(logging.CRITICAL)
+        hub.setLevel(logging.ERROR)
+        os.environ.setdefault(_HUB_VERBOSITY, "error")  # the level the Hub sets on import
     root.addHandler(handler)
     try:
         yield
@@ -59,3 +67,6 @@ def command_logging(debug: bool) -> Iterator[None]:
         root.removeHandler(handler)
         root.setLevel(old_root_level)
         milvus_lite.setLevel(old_milvus_level)
+        hub.setLevel(old_hub_level)
+        if old_hub_env is None:
+            os.environ.pop(_HUB_VERBOSITY, None)
