@@ -213,7 +213,7 @@ def test_oom_halves_the_batch_and_the_budget(
     provider = LocalProvider(str(conformance_dir), attention=attention, batch_tokens=4096)
     fault = _OOMAbove(provider.module.forward_packed, limit=100)
     monkeypatch.setattr(provider.module, "forward_packed", fault)
-    with caplog.at_level(logging.WARNING, logger="jv3_integrations.core._local"):
+    with caplog.at_level(logging.WARNING, logger="jv3_integrations.core._local_texts"):
         got = provider.embed(texts, task="classification", normalized=False)
     want = padded.embed(texts, task="classification", normalized=False)
     np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-5, rtol=0)
