@@ -19,6 +19,7 @@ from ._errors import (
     ModelLoadError,
     missing_extra,
 )
+from ._local_device import ATTENTION, DTYPES, configure_device, resolve_device
 from ._local_late import embed_late
 from ._local_texts import embed_texts
 from ._packing import pack_longest_first
@@ -47,19 +48,7 @@ __all__ = ["LocalProvider"]
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
-
 DEFAULT_BATCH_TOKENS = 16384
-_ATTENTION = ("auto", "varlen", "nested", "padded")
 
 
 #: The one packer by tokens (padded batches, longest first), under the name used below.
@@ -146,9 +135,9 @@ class LocalProvider(BaseProvider):
             check_int("batch_tokens", batch_tokens, 1)
         self._batch_tokens = batch_tokens
         self._budget = batch_tokens or DEFAULT_BATCH_TOKENS  # resolved on load
-        if attention not in _ATTENTION:
+        if attention not in ATTENTION:
             raise ConfigurationError(
-                f"attention must be one of {', '.join(_ATTENTION)}, got {attention!r}"
+                f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}"
             )
         self._attention_arg: str = attention
         self._attention = "padded"  # resolved on load
@@ -158,7 +147,7 @@ class LocalProvider(BaseProvider):
             raise ConfigurationError(
                 f"adapter_mode must be 'merged' or 'lowrank', got {adapter_mode!r}"
             )
-        if dtype is not None and isinstance(dtype, str) and dtype.lower() not in _DTYPES:
+        if dtype is not None and isinstance(dtype, str) and dtype.lower() not in DTYPES:
             raise ConfigurationError(
                 f"dtype must be one of float32, bfloat16, float16 (or a torch.dtype), got {dtype!r}"
             )
@@ -294,29 +283,9 @@ class LocalProvider(BaseProvider):
     def _resolve_device(self) -> None:
         if self._device is not None:
             return
-        try:
-            import torch
-        except ImportError as exc:
-            raise missing_extra("local", "torch") from exc
-        if self._device_arg is not None:
-            device = torch.device(self._device_arg)
-        elif torch.cuda.is_available():
-            device = torch.device("cuda")
-        elif torch.backends.mps.is_available():
-            device = torch.device("mps")
-        else:
-            device = torch.device("cpu")
-        if self._dtype_arg is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        elif isinstance(self._dtype_arg, str):
-            dtype = getattr(torch, _DTYPES[self._dtype_arg.lower()])
-        elif isinstance(self._dtype_arg, torch.dtype) and self._dtype_arg.is_floating_point:
-            dtype = self._dtype_arg
-        else:
-            raise ConfigurationError(f"dtype must be a float dtype, got {self._dtype_arg!r}")
-        if self._quantize == "int8" and (device.type != "cpu" or dtype != torch.float32):
-            raise ConfigurationError("quantize='int8' runs on device='cpu' with dtype float32 only")
-        self._device, self._dtype = device, dtype
+        self._device, self._dtype = resolve_device(
+            self._device_arg, self._dtype_arg, self._quantize
+        )
 
     def _text_encoder(self) -> TextEncoder:
         if self._encoder is None:
@@ -381,7 +350,7 @@ class LocalProvider(BaseProvider):
                 net.enable_int8()
             if self._compile:
                 net.enable_compile()
-            self._configure_device(net)
+            configure_device(self, net)
             logger.info(
                 "loaded %s (%d layers, hidden %d) on %s as %s",
                 self.model_name,
@@ -392,33 +361,6 @@ class LocalProvider(BaseProvider):
             )
             self._net = net
             return net
-
-    def _configure_device(self, net: JinaEmbeddingsV3) -> None:
-        """Pick the attention path, and on CUDA the batch budget from the free memory."""
-        import torch
-
-        from ._packed import first_working, resolve_attention
-        from ._pipeline import budget_from_free_memory
-
-        assert self._device is not None and self._dtype is not None
-        self._attention = resolve_attention(self._attention_arg, self._device, self._dtype)
-        if self._attention_arg == "auto" and self._attention != "padded":
-            self._attention = first_working(self._attention, self._device, self._dtype)
-        if self._batch_tokens is None and self._device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self._device)
-            # blocks torch's caching allocator holds but does not use are free to us too
-            free += torch.cuda.memory_reserved(self._device)
-            free -= torch.cuda.memory_allocated(self._device)
-            cfg = net.cfg
-            self._budget = budget_from_free_memory(
-                free,
-                hidden=cfg.hidden_size,
-                intermediate=cfg.intermediate_size,
-                itemsize=self._dtype.itemsize,
-            )
-            logger.info(
-                "batch_tokens=%d from %d MiB free on %s", self._budget, free >> 20, self._device
-            )
 
     @property
     def attention(self) -> str:
