@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from jv3_integrations import ConfigurationError, DeviceMemoryError, LocalProvider
 from jv3_integrations.core import _packed
+from jv3_integrations.core._local_device import configure_device
 from jv3_integrations.core._packed import first_working, resolve_attention
 from jv3_integrations.core._pipeline import (
     Prefetcher,
@@ -213,7 +214,7 @@ def test_oom_halves_the_batch_and_the_budget(
     provider = LocalProvider(str(conformance_dir), attention=attention, batch_tokens=4096)
     fault = _OOMAbove(provider.module.forward_packed, limit=100)
     monkeypatch.setattr(provider.module, "forward_packed", fault)
-    with caplog.at_level(logging.WARNING, logger="jv3_integrations.core._local"):
+    with caplog.at_level(logging.WARNING, logger="jv3_integrations.core._local_texts"):
         got = provider.embed(texts, task="classification", normalized=False)
     want = padded.embed(texts, task="classification", normalized=False)
     np.testing.assert_allclose(got.vectors, want.vectors, atol=1e-5, rtol=0)
@@ -358,7 +359,7 @@ def test_cuda_budget_comes_from_free_memory(
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 96 << 20)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 32 << 20)
     provider._device = torch.device("cuda")
-    provider._configure_device(net)
+    configure_device(provider, net)
     # hidden 128, intermediate 256, fp32: (6*128 + 2*256)*4 + 2*128*4 = 6 KiB live, x2 slack;
     # free 256 MiB + 64 MiB cached but unused = 320 MiB, 60 % of it / 12 KiB
     assert provider._budget == 16384
@@ -366,5 +367,5 @@ def test_cuda_budget_comes_from_free_memory(
     fixed = LocalProvider(str(conformance_dir), batch_tokens=1000)
     fixed.load()
     fixed._device = torch.device("cuda")
-    fixed._configure_device(fixed.module)
+    configure_device(fixed, fixed.module)
     assert fixed._budget == 1000  # an explicit batch_tokens is kept

@@ -118,9 +118,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "device-default-cpu",
         "README: the local model defaults to cuda (bf16) > mps > cpu",
-        "jv3_integrations/core/_local.py",
-        "        elif torch.cuda.is_available():\n",
-        "        elif False:\n",
+        "jv3_integrations/core/_local_device.py",
+        "    elif torch.cuda.is_available():\n",
+        "    elif False:\n",
         ("tests/core/test_local.py::test_default_device_is_cuda_bf16_then_mps_then_cpu",),
     ),
     Mutation(

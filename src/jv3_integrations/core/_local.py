@@ -12,19 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import numpy.typing as npt
-
 from ._checkpoint import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, ModelSource
 from ._errors import (
     ConfigurationError,
-    DeviceMemoryError,
     InputError,
     ModelLoadError,
     missing_extra,
 )
+from ._local_device import ATTENTION, DTYPES, configure_device, resolve_device
+from ._local_late import embed_late
+from ._local_texts import embed_texts
 from ._packing import pack_longest_first
-from ._progress import ProgressBar, progress, report_progress
+from ._progress import progress
 from ._provider import BaseProvider, EmbedRequest
 from ._types import (
     JINA_EMBEDDINGS_V3,
@@ -43,58 +42,13 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from ._model import JinaEmbeddingsV3
-    from ._pipeline import HostBatch
     from ._tokenize import TextEncoder
 
 __all__ = ["LocalProvider"]
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
-
 DEFAULT_BATCH_TOKENS = 16384
-_ATTENTION = ("auto", "varlen", "nested", "padded")
-
-
-def _segment_end(texts: Sequence[str], start: int, chars: int) -> int:
-    """End of the segment starting at ``start``: about ``chars`` characters, one text or more."""
-    used, stop = 0, start
-    while stop < len(texts) and (stop == start or used + len(texts[stop]) <= chars):
-        used += len(texts[stop])
-        stop += 1
-    return stop
-
-
-def _to_host(pooled: torch.Tensor, cuda: bool) -> Callable[[], npt.NDArray[np.float32]]:
-    """Start copying ``pooled`` to the host; the returned call waits for it and gives numpy.
-
-    On CUDA the copy goes to pinned memory without blocking, and only the returned call
-    waits (on an event recorded after the copy), so the host never stalls the device.
-    """
-    if not cuda:
-        array = pooled.numpy()
-        return lambda: array
-    import torch
-
-    host = torch.empty(pooled.shape, dtype=pooled.dtype, pin_memory=True)
-    host.copy_(pooled, non_blocking=True)
-    event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-    event.record()
-
-    def wait() -> npt.NDArray[np.float32]:
-        event.synchronize()
-        return host.numpy()
-
-    return wait
 
 
 #: The one packer by tokens (padded batches, longest first), under the name used below.
@@ -181,9 +135,9 @@ class LocalProvider(BaseProvider):
             check_int("batch_tokens", batch_tokens, 1)
         self._batch_tokens = batch_tokens
         self._budget = batch_tokens or DEFAULT_BATCH_TOKENS  # resolved on load
-        if attention not in _ATTENTION:
+        if attention not in ATTENTION:
             raise ConfigurationError(
-                f"attention must be one of {', '.join(_ATTENTION)}, got {attention!r}"
+                f"attention must be one of {', '.join(ATTENTION)}, got {attention!r}"
             )
         self._attention_arg: str = attention
         self._attention = "padded"  # resolved on load
@@ -193,7 +147,7 @@ class LocalProvider(BaseProvider):
             raise ConfigurationError(
                 f"adapter_mode must be 'merged' or 'lowrank', got {adapter_mode!r}"
             )
-        if dtype is not None and isinstance(dtype, str) and dtype.lower() not in _DTYPES:
+        if dtype is not None and isinstance(dtype, str) and dtype.lower() not in DTYPES:
             raise ConfigurationError(
                 f"dtype must be one of float32, bfloat16, float16 (or a torch.dtype), got {dtype!r}"
             )
@@ -329,29 +283,9 @@ class LocalProvider(BaseProvider):
     def _resolve_device(self) -> None:
         if self._device is not None:
             return
-        try:
-            import torch
-        except ImportError as exc:
-            raise missing_extra("local", "torch") from exc
-        if self._device_arg is not None:
-            device = torch.device(self._device_arg)
-        elif torch.cuda.is_available():
-            device = torch.device("cuda")
-        elif torch.backends.mps.is_available():
-            device = torch.device("mps")
-        else:
-            device = torch.device("cpu")
-        if self._dtype_arg is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        elif isinstance(self._dtype_arg, str):
-            dtype = getattr(torch, _DTYPES[self._dtype_arg.lower()])
-        elif isinstance(self._dtype_arg, torch.dtype) and self._dtype_arg.is_floating_point:
-            dtype = self._dtype_arg
-        else:
-            raise ConfigurationError(f"dtype must be a float dtype, got {self._dtype_arg!r}")
-        if self._quantize == "int8" and (device.type != "cpu" or dtype != torch.float32):
-            raise ConfigurationError("quantize='int8' runs on device='cpu' with dtype float32 only")
-        self._device, self._dtype = device, dtype
+        self._device, self._dtype = resolve_device(
+            self._device_arg, self._dtype_arg, self._quantize
+        )
 
     def _text_encoder(self) -> TextEncoder:
         if self._encoder is None:
@@ -416,7 +350,7 @@ class LocalProvider(BaseProvider):
                 net.enable_int8()
             if self._compile:
                 net.enable_compile()
-            self._configure_device(net)
+            configure_device(self, net)
             logger.info(
                 "loaded %s (%d layers, hidden %d) on %s as %s",
                 self.model_name,
@@ -427,33 +361,6 @@ class LocalProvider(BaseProvider):
             )
             self._net = net
             return net
-
-    def _configure_device(self, net: JinaEmbeddingsV3) -> None:
-        """Pick the attention path, and on CUDA the batch budget from the free memory."""
-        import torch
-
-        from ._packed import first_working, resolve_attention
-        from ._pipeline import budget_from_free_memory
-
-        assert self._device is not None and self._dtype is not None
-        self._attention = resolve_attention(self._attention_arg, self._device, self._dtype)
-        if self._attention_arg == "auto" and self._attention != "padded":
-            self._attention = first_working(self._attention, self._device, self._dtype)
-        if self._batch_tokens is None and self._device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self._device)
-            # blocks torch's caching allocator holds but does not use are free to us too
-            free += torch.cuda.memory_reserved(self._device)
-            free -= torch.cuda.memory_allocated(self._device)
-            cfg = net.cfg
-            self._budget = budget_from_free_memory(
-                free,
-                hidden=cfg.hidden_size,
-                intermediate=cfg.intermediate_size,
-                itemsize=self._dtype.itemsize,
-            )
-            logger.info(
-                "batch_tokens=%d from %d MiB free on %s", self._budget, free >> 20, self._device
-            )
 
     @property
     def attention(self) -> str:
@@ -578,9 +485,9 @@ class LocalProvider(BaseProvider):
     def _embed(self, request: EmbedRequest) -> Embeddings:
         self._load()  # first: a missing torch is a MissingDependencyError, not a bare ImportError
         if request.late_chunking:
-            pooled, used = self._embed_late(request)
+            pooled, used = embed_late(self, request)
         else:
-            pooled, used = self._embed_texts(request)
+            pooled, used = embed_texts(self, request)
         vectors = truncate(pooled, request.dimensions, normalize=request.normalized)
         return Embeddings(
             vectors,
@@ -589,222 +496,6 @@ class LocalProvider(BaseProvider):
             dimensions=request.dimensions,
             usage=Usage(used),
         )
-
-    def _embed_texts(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
-        """Embed plain texts: tokenized in a background thread while the device computes.
-
-        Each batch is packed (its texts' ids concatenated), copied to the device from pinned
-        memory without blocking, pooled there in fp32, and its vectors copied back
-        asynchronously: the host waits for a batch's vectors only after the next batch has
-        been queued, never once per text.
-        """
-        import torch
-
-        from ._pipeline import Prefetcher
-
-        net = self._load()
-        task = self._task_index(request.task)
-        cuda = self.device.type == "cuda"
-        out = np.empty((len(request.texts), self.max_dimensions), dtype=np.float32)
-        stats = [0, 0]  # tokens, truncated texts
-        produce = self._produce(request.texts, request.task, pin=cuda, stats=stats)
-        # jagged nested tensors cannot be built from inference tensors: no_grad for those
-        grad = torch.no_grad() if self._attention == "nested" else torch.inference_mode()
-        pending: tuple[Callable[[], npt.NDArray[np.float32]], list[int]] | None = None
-        with (
-            self._lock,
-            grad,
-            progress(None, "Embedding", enabled=self._progress_bar, unit="tok") as bar,
-            Prefetcher(produce, depth=2) as batches,
-            net.reuse_buffers(),
-        ):
-            for n, batch in enumerate(batches):
-                if n == 0:
-                    net.set_task(task, batch.call_tokens)
-                pooled = self._pooled(net, batch)
-                done = _to_host(pooled, cuda)
-                if pending is not None:
-                    out[pending[1]] = pending[0]()
-                pending = (done, batch.indices)
-                bar.update(batch.tokens)
-            if pending is not None:
-                out[pending[1]] = pending[0]()
-        if stats[1]:
-            logger.warning(
-                "truncated %d of %d texts to max_length=%d tokens",
-                stats[1],
-                len(request.texts),
-                self._max_length,
-            )
-        return out, stats[0]
-
-    def _produce(
-        self, texts: Sequence[str], task: Task | None, *, pin: bool, stats: list[int]
-    ) -> Callable[[Callable[[object], bool]], None]:
-        """The producer of :meth:`_embed_texts`: tokenize, pack, build host batches.
-
-        With the padded attention the whole request is tokenized first and sorted by length
-        (padding stays small); with packed attention nothing is padded, so the texts go in
-        their own order in segments of about one batch (4 characters a token), and the
-        tokenization of the next segment overlaps the device's work on the queued batches.
-        """
-        from ._pipeline import host_batch, pack_in_order
-
-        enc = self._text_encoder()
-        name = None if task is None else task.value
-        whole = self._attention == "padded"
-
-        def produce(put: Callable[[object], bool]) -> None:
-            start, first = 0, True
-            while start < len(texts):
-                stop = len(texts) if whole else _segment_end(texts, start, 4 * self._budget)
-                full = enc.encode(texts[start:stop], name)
-                seqs = [enc.truncate(ids, self._max_length) for ids in full]
-                lengths = [len(x) for x in seqs]
-                stats[0] += sum(lengths)
-                stats[1] += sum(1 for a, b in zip(full, seqs, strict=True) if len(a) != len(b))
-                budget = self._budget
-                groups = _pack(lengths, budget) if whole else pack_in_order(lengths, budget)
-                for group in groups:
-                    batch = host_batch([start + i for i in group], [seqs[i] for i in group], pin)
-                    if first:  # the adapter merge is planned on the call's size
-                        batch.call_tokens = sum(lengths) if stop == len(texts) else None
-                        first = False
-                    if not put(batch):
-                        return
-                start = stop
-
-        return produce
-
-    def _pooled(self, net: JinaEmbeddingsV3, batch: HostBatch) -> torch.Tensor:
-        """Mean-pooled fp32 ``[B, H]`` of one batch on the device; halves it on OOM."""
-        import torch
-
-        from ._pipeline import is_oom, oom_message, pool_mean
-
-        device = self.device
-
-        def attempt() -> torch.Tensor:  # its tensors die with its frame, before any retry
-            ids, positions, cu = batch.to(device)
-            states = net.forward_packed(ids, positions, cu, batch.max_len, self._attention)
-            return pool_mean(states, cu)
-
-        try:
-            return attempt()
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            if len(batch.indices) == 1:
-                raise DeviceMemoryError(oom_message(batch.tokens, device)) from exc
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        self._budget = max(1, min(self._budget, batch.tokens // 2))
-        logger.warning(
-            "out of memory on %s with a batch of %d tokens: retrying it in halves, "
-            "batch_tokens now %d",
-            device,
-            batch.tokens,
-            self._budget,
-        )
-        first, second = batch.halves(pin=device.type == "cuda")
-        return torch.cat([self._pooled(net, first), self._pooled(net, second)])
-
-    def _embed_late(self, request: EmbedRequest) -> tuple[npt.NDArray[np.float32], int]:
-        """Long late chunking, streamed: memory O(window + chunks), not O(document).
-
-        The document is tokenized in sections of whole chunks; windows of ``max_length``
-        tokens (``late_chunking_overlap`` shared with the previous one, whose states are
-        dropped) are encoded in order as soon as their tokens are known, and each chunk is
-        mean-pooled from the kept states of the windows it spans as they finish (float64
-        running sums). Same vectors as pooling the concatenated states of all windows.
-        """
-        import torch
-
-        enc = self._text_encoder()
-        texts = request.texts
-        n = len(texts)
-        out = np.zeros((n, self.max_dimensions), dtype=np.float32)
-        if n == 0:
-            return out, 0
-        window, overlap = self._max_length, self._overlap
-        step = window - overlap
-        task = self._task_index(request.task)
-        net = self._load()
-        device = self.device
-        pooler = _ChunkPooler(n, out)
-        span_start, span_end = pooler.span_start, pooler.span_end
-        budget = self._budget
-        per_batch = max(1, budget // window)
-        starts: list[int] = []  # document offset of each pending window
-        pending: list[npt.NDArray[np.int64]] = []
-        windows = 0
-
-        def run(seqs: list[npt.NDArray[np.int64]], offsets: list[int], bar: ProgressBar) -> None:
-            nonlocal windows
-            windows += _encode_windows(
-                net, enc.pad_id, device, budget, overlap, seqs, offsets, pooler, bar
-            )
-
-        from ._model import MERGE_MIN_TOKENS
-
-        def check(total: int) -> None:
-            _check_overlap(total, window, overlap)
-
-        buf = np.zeros(0, dtype=np.int64)  # document tokens buf_at:buf_at+len(buf)
-        buf_at = 0
-        total = 0  # document tokens known so far
-        nxt = 0  # offset of the next window
-        with (
-            self._lock,
-            torch.inference_mode(),
-            progress(None, "Late chunking", enabled=self._progress_bar, unit="tok") as bar,
-            net.reuse_buffers(),
-        ):
-            c = 0
-            sections = enc.sections(texts, None if request.task is None else request.task.value)
-            for k, pieces in enumerate(sections):
-                new = pooler.add_section(pieces, c, total, enc.bos_id if k == 0 else None)
-                c += len(pieces)
-                del pieces
-                total += len(new)
-                buf = np.concatenate((buf, new))
-                del new
-                check(total + 1)  # </s> is still to come
-                # </s> is still to come, so the document is longer than `total`: a window
-                # that ends by then has tokens after it, i.e. is full and not the last one.
-                while nxt + window <= total:
-                    pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
-                    starts.append(nxt)
-                    nxt += step
-                    buf, buf_at = buf[nxt - buf_at :], nxt
-                # Encode whole batches as they fill. Before the first one, wait for enough
-                # tokens that the adapter choice (merge or side path) is the whole document's.
-                ready = len(pending) // per_batch * per_batch
-                if ready and (windows or total >= MERGE_MIN_TOKENS):
-                    if not windows:
-                        net.set_task(task, total)
-                    run(pending[:ready], starts[:ready], bar)
-                    del pending[:ready], starts[:ready]
-            buf = np.concatenate((buf, np.asarray([enc.eos_id], dtype=np.int64)))
-            total += 1  # </s>
-            check(total)
-            span_start[0] = 0
-            span_end[n - 1] = total
-            while nxt + window < total:  # full windows before the last one
-                pending.append(buf[nxt - buf_at : nxt - buf_at + window].copy())
-                starts.append(nxt)
-                nxt += step
-            pending.append(buf[nxt - buf_at :].copy())  # the last window (maybe the only one)
-            starts.append(nxt)
-            del buf
-            if not windows:
-                net.set_task(task, sum(len(q) for q in pending))
-            run(pending, starts, bar)
-        if pooler.chunk != n:  # pragma: no cover - window arithmetic invariant
-            raise RuntimeError(f"late chunking pooled {pooler.chunk} of {n} chunks")
-        if windows > 1:
-            logger.info("late chunking: %d tokens in %d windows", total, windows)
-        return out, total
 
     @property
     def module(self) -> torch.nn.Module:
@@ -816,96 +507,3 @@ class LocalProvider(BaseProvider):
     def resident_bytes(self) -> int:
         """Bytes of model weights currently held (0 before loading)."""
         return 0 if self._net is None else self._net.resident_bytes()
-
-
-class _ChunkPooler:
-    """Mean-pools chunks from window states as they finish (long late chunking).
-
-    ``span_start``/``span_end`` hold each chunk's ``[start, end)`` in document tokens (filled
-    as sections are tokenized); the open chunk's states are summed in float64.
-    """
-
-    def __init__(self, n: int, out: npt.NDArray[np.float32]) -> None:
-        self.n = n
-        self.out = out
-        self.span_start = np.zeros(n, dtype=np.int64)
-        self.span_end = np.zeros(n, dtype=np.int64)
-        self.acc = np.zeros(out.shape[1], dtype=np.float64)  # the open chunk's running sum
-        self.chunk = 0  # next chunk to finish
-
-    def add_section(
-        self, pieces: Sequence[Sequence[int]], c: int, total: int, bos: int | None
-    ) -> npt.NDArray[np.int64]:
-        """Record the spans of chunks ``c:c+len(pieces)`` (a section starting at document
-        token ``total``, with ``bos`` first when given) and return the section's tokens."""
-        lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
-        flat = [] if bos is None else [bos]
-        for piece in pieces:
-            flat.extend(piece)
-        ends = total + (0 if bos is None else 1) + np.cumsum(lengths)
-        self.span_end[c : c + len(lengths)] = ends
-        self.span_start[c : c + len(lengths)] = np.concatenate(([total], ends[:-1]))
-        return np.asarray(flat, dtype=np.int64)
-
-    def add(self, kept: npt.NDArray[np.float32], first: int) -> None:
-        """Add the kept states of document tokens ``first:first+len(kept)``."""
-        last = first + kept.shape[0]
-        c = self.chunk
-        acc, span_start, span_end = self.acc, self.span_start, self.span_end
-        while c < self.n and span_start[c] < last:
-            a = max(int(span_start[c]), first) - first
-            b = min(int(span_end[c]), last) - first
-            np.add(acc, kept[a:b].sum(axis=0, dtype=np.float64), out=acc)
-            if span_end[c] > last:
-                break  # continues in the next window
-            self.out[c] = acc / float(span_end[c] - span_start[c])
-            acc[:] = 0.0
-            c += 1
-        self.chunk = c
-
-
-def _encode_windows(
-    net: JinaEmbeddingsV3,
-    pad_id: int,
-    device: torch.device,
-    budget: int,
-    overlap: int,
-    seqs: list[npt.NDArray[np.int64]],
-    offsets: list[int],
-    pooler: _ChunkPooler,
-    bar: ProgressBar,
-) -> int:
-    """Encode windows (document offsets ``offsets``) in token-budget batches; pool their
-    states less the overlap with the previous window. Returns the number of windows."""
-    import torch
-
-    lengths = [len(q) for q in seqs]
-    windows = 0
-    for batch in _pack(lengths, budget):
-        longest = lengths[batch[0]]
-        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.bool)
-        for row, i in enumerate(batch):
-            ids[row, : lengths[i]] = torch.from_numpy(seqs[i])
-            mask[row, : lengths[i]] = True
-        padded = not bool(mask.all())
-        states = net(ids.to(device), mask.to(device) if padded else None)
-        row_at = 0
-        for i in batch:
-            part = states[row_at : row_at + lengths[i]]
-            row_at += lengths[i]
-            skip = 0 if offsets[i] == 0 else overlap
-            kept = part[skip:].float().cpu().numpy()
-            pooler.add(kept, offsets[i] + skip)
-            windows += 1
-            report_progress(kept.shape[0])
-            bar.update(kept.shape[0])
-    return windows
-
-
-def _check_overlap(total: int, window: int, overlap: int) -> None:
-    if total > window and overlap >= window:
-        raise ConfigurationError(
-            f"this document has more than max_length={window} tokens, so it is "
-            f"windowed; late_chunking_overlap ({overlap}) must be smaller than max_length"
-        )
