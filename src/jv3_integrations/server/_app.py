@@ -54,6 +54,9 @@ DEFAULT_REQUEST_TIMEOUT = LIMITS["request_timeout"].default
 # Bodies larger than this are parsed off the event loop (json.loads and the item checks of a
 # 2,048-item body take milliseconds: the loop must keep answering 429s and /health meanwhile).
 _PARSE_OFF_LOOP_BYTES = 8 * 1024
+# The queue holds at most this share of request_timeout in work at the measured speed: the
+# rest of the timeout is left for parsing, counting, waiting for a pass and rendering.
+QUEUE_SHARE_OF_TIMEOUT = 0.8
 
 
 class _Server(BodyReader, QuickRefusals, Codec):
@@ -316,6 +319,7 @@ def build_app(
         max_wait=max_wait,
         max_queue_requests=limits["max_queue_requests"],
         max_queue_tokens=limits["max_queue_tokens"],
+        max_queue_seconds=QUEUE_SHARE_OF_TIMEOUT * limits["request_timeout"],
     )
     state = _Server(
         provider,
