@@ -119,6 +119,11 @@ class DynamicBatcher:
         self._queued_tokens = 0
         self._estimated_tokens = 0  # of _queued_tokens: size estimates of tickets not counted
         self._tokens_per_s = 0.0
+        # recent passes' tokens and seconds, each decayed by 0.8 a pass: their ratio is the
+        # speed over the recent mix (an average of per-pass speeds overstates it: 16k short
+        # tokens take 0.1 s and one 8k-token text 0.5 s)
+        self._recent_tokens = 0.0
+        self._recent_seconds = 0.0
         self._event: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -414,10 +419,9 @@ class DynamicBatcher:
                 continue
             self.passes += 1
             elapsed = max(time.perf_counter() - started, 1e-6)
-            rate = n_tokens / elapsed
-            self._tokens_per_s = (
-                rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
-            )
+            self._recent_tokens = 0.8 * self._recent_tokens + n_tokens
+            self._recent_seconds = 0.8 * self._recent_seconds + elapsed
+            self._tokens_per_s = self._recent_tokens / self._recent_seconds
             self._deliver(work, vectors)
 
     def _fail(self, work: list[tuple[_Job, int, int]], exc: Exception) -> None:
