@@ -108,3 +108,9 @@ def test_before_any_measurement_the_queue_bounds_alone_apply(slow: SlowModel) ->
     statuses = sorted(status for status, _, _ in answers)
     assert 429 not in statuses, statuses
     assert statuses.count(503) >= 3, statuses
+
+
+def test_the_queue_holds_at_most_80_percent_of_the_request_timeout_in_work() -> None:
+    from jv3_integrations.server._app import QUEUE_SHARE_OF_TIMEOUT
+
+    assert QUEUE_SHARE_OF_TIMEOUT == 0.8
