@@ -78,7 +78,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "body-limit-off",
         "SECURITY.md: the server stops reading a body past max_body_bytes (413)",
-        "jv3_integrations/server/_app.py",
+        "jv3_integrations/server/_body.py",
         "                    if got + n > self.max_body_bytes:\n",
         "                    if got + n > 100 * self.max_body_bytes:\n",
         (
@@ -88,7 +88,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "body-budget-off",
         "SECURITY.md: request bodies are admitted against one server-wide budget before read",
-        "jv3_integrations/server/_app.py",
+        "jv3_integrations/server/_body.py",
         "            if not held.take(size):\n",
         "            if not held.take(0):\n",
         (

@@ -8,38 +8,40 @@ size (429 at once past the bound, before any parsing or tokenizing), the request
 pure request parser (``_request.py``), counted with the model's tokenizer, re-checked against the
 queue with the real count and embedded by the dynamic batcher. A client that hangs up meanwhile
 has its queued work dropped before it reaches the model.
+
+This module holds the endpoints and :func:`build_app`; the parts they stand on each have their
+own: the shared state (``_state.py``), body reading and its budget (``_body.py``), the answers
+that must stay fast under load (``_quick.py``) and request decoding and rendering (``_codec.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..core._errors import ConfigurationError
 from ..core._provider import BaseProvider
 from ..core._types import JINA_EMBEDDINGS_V3
-from ..core._vecmath import truncate as matryoshka
-from ..core._wire import MODEL_NAME, encode_embedding
+from ..core._wire import MODEL_NAME
 from ._batcher import DynamicBatcher, QueueFull, Ticket
+from ._body import BodyReader, _Held
+from ._codec import Codec
 from ._count import count_capped
 from ._limits import LIMITS, BodyBudget, check_limits
-from ._request import EmbeddingsRequest, WireError, error_body, parse_embeddings_request
+from ._quick import FastPath, QuickRefusals, quick_answerer
+from ._request import WireError, error_body
+from ._state import BODY_BYTES_PER_TOKEN, _json
 
 __all__ = ["build_app", "quick_answerer"]
 
@@ -49,91 +51,16 @@ DEFAULT_MAX_BODY_BYTES = int(LIMITS["max_body_bytes"].default)
 DEFAULT_BODY_BUDGET_BYTES = int(LIMITS["body_budget_bytes"].default)
 DEFAULT_BODY_TIMEOUT = LIMITS["body_timeout"].default
 DEFAULT_REQUEST_TIMEOUT = LIMITS["request_timeout"].default
-# Admission estimate before parsing: one token per this many body bytes. Real text (any script,
-# JSON-escaped) has far fewer bytes per token, so the estimate never exceeds the real count.
-BODY_BYTES_PER_TOKEN = 16
 # Bodies larger than this are parsed off the event loop (json.loads and the item checks of a
 # 2,048-item body take milliseconds: the loop must keep answering 429s and /health meanwhile).
 _PARSE_OFF_LOOP_BYTES = 8 * 1024
-
-_T = TypeVar("_T")
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    # "replace": an error body may echo a lone surrogate from the request (not UTF-8 encodable)
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    content = text.encode("utf-8", "replace")
-    return Response(content, status_code=status, headers=headers, media_type="application/json")
+# The queue holds at most this share of request_timeout in work at the measured speed: the
+# rest of the timeout is left for parsing, counting, waiting for a pass and rendering.
+QUEUE_SHARE_OF_TIMEOUT = 0.8
 
 
-class _Held:
-    """What one request took from the body budget; all of it goes back once, at the end."""
-
-    __slots__ = ("budget", "n")
-
-    def __init__(self, budget: BodyBudget) -> None:
-        self.budget = budget
-        self.n = 0
-
-    def take(self, n: int) -> bool:
-        if not self.budget.take(n):
-            return False
-        self.n += n
-        return True
-
-    def release(self) -> None:
-        self.budget.give(self.n)
-        self.n = 0
-
-
-class _Server:
-    """State of one app: the provider, its batcher, the key and the limits."""
-
-    def __init__(
-        self,
-        provider: BaseProvider,
-        *,
-        api_key: str | None,
-        model_names: Sequence[str],
-        batcher: DynamicBatcher,
-        max_body_bytes: int,
-        body_budget: BodyBudget,
-        body_timeout: float,
-        request_timeout: float,
-        owns_provider: bool,
-    ) -> None:
-        self.provider = provider
-        self.api_key = api_key.encode("utf-8") if api_key else None
-        self.model_names = tuple(model_names)
-        self.batcher = batcher
-        self.max_body_bytes = max_body_bytes
-        self.budget = body_budget
-        self.body_timeout = body_timeout
-        self.request_timeout = request_timeout
-        self.cpu: ThreadPoolExecutor | None = None
-        self.owns_provider = owns_provider
-        self.arriving = 0  # let through by the quick answerer, not yet taken up by the app
-        self.max_dimensions = provider.max_dimensions
-        self.max_tokens = provider.max_tokens
-
-    # -- helpers ----------------------------------------------------------------------------
-
-    async def off_loop(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run CPU-bound Python work (parsing, counting, rendering) on the app's 2 threads.
-
-        Not the default executor's many threads: each of them competes with the event loop
-        for the GIL, and under overload the loop must keep answering 429s and /health fast.
-        """
-        if self.cpu is None:
-            self.cpu = ThreadPoolExecutor(2, thread_name_prefix="jv3-cpu")
-        return await asyncio.get_running_loop().run_in_executor(self.cpu, fn, *args)
-
-    def rate_headers(self, rid: str) -> dict[str, str]:
-        return {
-            "X-Request-Id": rid,
-            "X-RateLimit-Remaining-Requests": str(self.batcher.remaining_requests),
-            "X-RateLimit-Remaining-Tokens": str(self.batcher.remaining_tokens),
-        }
+class _Server(BodyReader, QuickRefusals, Codec):
+    """One app: its endpoints, on the state, body reading, refusals and codec of its parts."""
 
     def check_auth(self, request: Request, rid: str) -> Response | None:
         if self.api_key is None:
@@ -169,125 +96,6 @@ class _Server:
             )
         return None
 
-    async def read_body(self, request: Request, rid: str, held: _Held) -> bytearray | Response:
-        """The body, kept only within the server-wide budget (``held`` records what it took).
-
-        A declared body (``Content-Length``) takes its whole size from the budget before a
-        byte of it is read; a chunked one takes each chunk before keeping it. Past the body
-        limit: 413; past what the budget has left: 429 (at once, for a declared body).
-        """
-        too_large = _json(
-            error_body(
-                f"Request body is larger than the limit of {self.max_body_bytes} bytes.",
-                "INPUT_PAYLOAD_TOO_LARGE",
-                rid,
-            ),
-            413,
-            {"X-Request-Id": rid},
-        )
-        declared = request.headers.get("content-length")
-        size = int(declared) if declared is not None and declared.isdigit() else None
-        if size is not None:
-            if size > self.max_body_bytes:
-                return too_large
-            if not held.take(size):
-                return self.over_budget(rid, size)
-            body = bytearray(size)  # filled in place: no growth, no copy
-        else:
-            body = bytearray()
-        got = 0
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                async for chunk in request.stream():
-                    n = len(chunk)
-                    if got + n > self.max_body_bytes:
-                        return too_large
-                    if size is None:
-                        if not held.take(n):
-                            return self.over_budget(rid, got + n)
-                        body += chunk
-                    else:
-                        body[got : got + n] = chunk
-                    got += n
-        except ClientDisconnect:  # nobody is left to answer; nothing was queued
-            return Response(status_code=400)
-        except TimeoutError:  # a client dripping its body holds no connection for long
-            return _json(
-                error_body(
-                    f"The request body did not arrive within {self.body_timeout:g} s.",
-                    "REQUEST_TIMEOUT",
-                    rid,
-                ),
-                408,
-                {"X-Request-Id": rid, "Connection": "close"},
-            )
-        if size is not None and got != size:  # h11 enforces Content-Length; never trust it
-            del body[got:]
-        return body
-
-    def over_budget(self, rid: str, size: int) -> Response:
-        budget = self.budget
-        return _json(
-            error_body(
-                f"Too many request bodies are being received: this {size}-byte body does not "
-                f"fit the server's memory budget of {budget.total} bytes for bodies "
-                f"({budget.used} in use). Retry later or send smaller requests.",
-                "RATE_MEMORY_LIMIT_EXCEEDED",
-                rid,
-            ),
-            429,
-            {**self.rate_headers(rid), "Retry-After": "1"},
-        )
-
-    def quick_refusal(
-        self, raw_headers: list[tuple[bytes, bytes]], *, arriving: bool = False
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
-        """A 429 for an authenticated request the queue or the budget cannot take now.
-
-        None: anything else (a bad key, a body over the limit, room to spare) takes the
-        ordinary path, which answers it in full. ``arriving``: count the requests let through
-        that the app has not taken up yet as queued (a burst read in one loop iteration
-        reaches the app only afterwards: without them, all of it would pass).
-        """
-        authorization = length = None
-        for name, value in raw_headers:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = value
-        if self.api_key is not None:
-            scheme, _, token = (authorization or b"").partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
-                return None
-        size = int(length) if length is not None and length.isdigit() else None
-        if size is not None and size > self.max_body_bytes:
-            return None
-        rid = uuid.uuid4().hex[:16]
-        try:
-            self.batcher.check_room(
-                (size or 0) // BODY_BYTES_PER_TOKEN, pending=self.arriving if arriving else 0
-            )
-        except QueueFull as exc:
-            body = json.dumps(error_body(exc.detail, exc.code, rid)).encode()
-            room = (exc.remaining_requests, exc.remaining_tokens)
-            return 429, body, self._raw_rate_headers(rid, exc.retry_after, room)
-        if size is not None and size > self.budget.free:
-            response = self.over_budget(rid, size)
-            return 429, bytes(response.body), self._raw_rate_headers(rid, 1)
-        return None
-
-    def _raw_rate_headers(
-        self, rid: str, retry_after: int, room: tuple[int, int] | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        requests, tokens = room or (self.batcher.remaining_requests, self.batcher.remaining_tokens)
-        return [
-            *_JSON_HEADERS,
-            (b"x-request-id", rid.encode()),
-            (b"retry-after", str(retry_after).encode()),
-            (b"x-ratelimit-remaining-requests", str(requests).encode()),
-            (b"x-ratelimit-remaining-tokens", str(tokens).encode()),
-        ]
-
     def timed_out(self, rid: str) -> Response:
         logger.warning("request %s: not done within %g s; answered 503", rid, self.request_timeout)
         headers = self.rate_headers(rid)
@@ -309,101 +117,6 @@ class _Server:
         headers["X-RateLimit-Remaining-Tokens"] = str(exc.remaining_tokens)
         headers["Retry-After"] = str(exc.retry_after)
         return _json(error_body(exc.detail, exc.code, rid), 429, headers)
-
-    def parse(self, raw_body: bytes | bytearray, rid: str) -> EmbeddingsRequest:
-        """Decode and validate the body (raises WireError)."""
-        try:
-            payload = json.loads(raw_body)
-        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
-            raise WireError(
-                422,
-                {
-                    "detail": f"[RID: {rid}] Validation errors in 1 field",
-                    "errors": [
-                        {
-                            "field": "body",
-                            "message": f"JSON decode error: {str(exc)[:200]}",
-                            "type": "json_invalid",
-                            "input": None,
-                        }
-                    ],
-                    "request_id": rid,
-                },
-            ) from None
-        return parse_embeddings_request(
-            payload,
-            max_dimensions=self.max_dimensions,
-            model_names=self.model_names,
-            request_id=rid,
-        )
-
-    def count(self, texts: list[str], task: Any, late_chunking: bool) -> list[int]:
-        """The provider's token counts of a request's texts (its one counter)."""
-        return self.provider.count_tokens(texts, task=task, late_chunking=late_chunking).counts
-
-    def check_lengths(
-        self,
-        req: EmbeddingsRequest,
-        counts: list[int],
-        rid: str,
-        counted: Sequence[str] | None = None,
-    ) -> list[int]:
-        """Token counts as billed; raises WireError 400 for inputs over the limit.
-
-        ``counted``: the part of each input that was counted (counting stops once past the
-        limit), so a count over the limit may be that of a head of the input only.
-        """
-        limit = self.max_tokens
-        counted = req.texts if counted is None else counted
-        cut = [len(a) < len(b) for a, b in zip(counted, req.texts, strict=True)]
-        at_least = "at least " if any(cut) or 0 in counts else ""
-        if req.late_chunking:
-            total = sum(counts)
-            if total > limit:
-                raise WireError(
-                    400,
-                    error_body(
-                        f"late_chunking input has {at_least}{total} tokens in total, more than the "
-                        f"maximum of {limit} for one late-chunking request. Send fewer or "
-                        "shorter inputs.",
-                        "INPUT_TOO_LONG",
-                        rid,
-                    ),
-                )
-            return counts
-        if not req.truncate:
-            for i, c in enumerate(counts):
-                if c > limit:
-                    raise WireError(
-                        400,
-                        error_body(
-                            f"input[{i}] has {c} tokens"
-                            + (f" in its first {len(counted[i])} characters" if cut[i] else "")
-                            + ", more than the model's "
-                            f'maximum of {limit}. Shorten it or send "truncate": true.',
-                            "INPUT_TOO_LONG",
-                            rid,
-                        ),
-                    )
-        return [min(c, limit) for c in counts]
-
-    def render(self, req: EmbeddingsRequest, raw: npt.NDArray[np.float32], tokens: int) -> bytes:
-        dims = req.dimensions or raw.shape[1]
-        vectors = matryoshka(raw, dims, normalize=req.normalized)
-        data = []
-        for i, vec in enumerate(vectors):
-            if req.multi_type:
-                value: Any = {t: encode_embedding(vec, t) for t in req.embedding_types}
-            else:
-                value = encode_embedding(vec, req.embedding_types[0])
-            data.append({"object": "embedding", "index": i, "embedding": value})
-        body = {
-            "model": req.model,
-            "object": "list",
-            "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
-            "data": data,
-        }
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     # -- endpoints ----------------------------------------------------------------------------
 
@@ -525,169 +238,6 @@ class _Server:
         return _json({"status": "ok", "model": MODEL_NAME})
 
 
-_HEALTH_BODY = json.dumps({"status": "ok", "model": MODEL_NAME}, separators=(",", ":")).encode()
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class _FastPath:
-    """The outermost layer of the app: what must stay fast under any load.
-
-    - ``GET /health`` is answered here from a prepared body: no routing, no queue, no thread;
-    - a ``POST /v1/embeddings`` with the right key that the queue or the body budget cannot
-      take now is answered 429 here, from its headers alone (nothing of its body is read);
-    - every answer carries ``Server-Timing: total;dur=<ms>``: the time from the moment the
-      server read the request's bytes (stamped by ``jv3 serve``'s connection protocol) until
-      its answer starts, so load tests can tell server time from client time.
-
-    Everything else goes to the Starlette app unchanged.
-    """
-
-    def __init__(self, app: Any, state: _Server) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        received = scope.get("jv3.received") or time.perf_counter()
-        if scope.pop("jv3.arriving", False):  # taken up: the queue counts it from here on
-            self.state.arriving -= 1
-
-        async def timed_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                ms = (time.perf_counter() - received) * 1000
-                headers = list(message.get("headers", []))
-                headers.append((b"server-timing", f"total;dur={ms:.2f}".encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        path, method = scope["path"], scope["method"]
-        if path == "/health" and method in ("GET", "HEAD"):
-            await _send(timed_send, 200, _HEALTH_BODY, _JSON_HEADERS)
-            return
-        if path == "/v1/embeddings" and method == "POST":
-            refusal = self.state.quick_refusal(scope["headers"])
-            if refusal is not None:
-                status, body, headers = refusal
-                await _send(timed_send, status, body, headers)
-                return
-        await self.app(scope, receive, timed_send)
-
-
-_REASONS = {200: b"OK", 429: b"Too Many Requests"}
-#: What the quick answerer returns for a request it let through and counted as arriving.
-PASSED = (b"", False)
-_TOKEN_CHARS = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
-def quick_answerer(app: Any) -> Callable[[bytes, float], tuple[bytes, bool] | None] | None:
-    """For ``jv3 serve``'s connections: answer the cheapest requests from raw bytes.
-
-    Returns None unless ``app`` is this module's app. The answerer takes the bytes of one
-    read (on an idle connection) and returns ``(response, close)`` when they hold exactly one
-    complete, plain request that is ``GET /health`` or a ``POST /v1/embeddings`` to refuse
-    with 429 (see :meth:`_Server.quick_refusal`); anything else (None) goes the ordinary way,
-    through the HTTP parser and the app, which answer it in full. Answering here costs no
-    task, no routing and no wait behind the other requests of the same loop iteration, so
-    these answers stay fast under any load.
-    """
-    state = getattr(getattr(app, "state", None), "jv3", None)
-    if not isinstance(app, Starlette) or not isinstance(state, _Server):
-        return None
-
-    def answer(data: bytes, received: float) -> tuple[bytes, bool] | None:
-        parsed = _parse_plain_request(data)
-        if parsed is None:
-            return None
-        method, target, headers, length, close = parsed
-        if method == b"GET" and target == b"/health" and length == b"0":
-            status, body, extra = 200, _HEALTH_BODY, _JSON_HEADERS
-        elif method == b"POST" and target == b"/v1/embeddings":
-            refusal = state.quick_refusal(headers, arriving=True)
-            if refusal is None:  # it goes on, counted as arriving until the app takes it up
-                state.arriving += 1
-                return PASSED
-            status, body, extra = refusal
-        else:
-            return None
-        return _raw_response(status, body, extra, received, close), close
-
-    def release() -> None:
-        """A request counted as arriving never reached the app (the HTTP parser refused it)."""
-        state.arriving -= 1
-
-    answer.release = release  # type: ignore[attr-defined]
-    return answer
-
-
-_PlainRequest = tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes, bool]
-
-
-def _parse_plain_request(data: bytes) -> _PlainRequest | None:
-    """``(method, target, headers, content-length, close)`` of one complete, plain request.
-
-    None when ``data`` holds anything else (an incomplete or pipelined request, a repeated
-    sensitive header, chunked encoding, ``Expect``): the ordinary way answers those.
-    """
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    lines = data[:end].split(b"\r\n")
-    request_line = lines[0].split(b" ")
-    if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":
-        return None
-    headers = _parse_headers(lines[1:])
-    if headers is None:
-        return None
-    seen = dict(headers)
-    if b"host" not in seen or b"transfer-encoding" in seen or b"expect" in seen:
-        return None
-    length = seen.get(b"content-length", b"0")
-    if not length.isdigit() or len(data) - end - 4 != int(length):
-        return None  # the body is not all here (or more follows): the ordinary way
-    close = seen.get(b"connection", b"").lower() == b"close"
-    return request_line[0], request_line[1], headers, length, close
-
-
-def _parse_headers(lines: list[bytes]) -> list[tuple[bytes, bytes]] | None:
-    """Header lines as ``(lowercase name, value)``; None for a malformed or risky repeat."""
-    headers: list[tuple[bytes, bytes]] = []
-    seen: set[bytes] = set()
-    for line in lines:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or not _TOKEN_CHARS.issuperset(name):
-            return None
-        name = name.lower()
-        if name in seen and name in (b"content-length", b"authorization", b"host"):
-            return None
-        seen.add(name)
-        headers.append((name, value.strip(b" \t")))
-    return headers
-
-
-def _raw_response(
-    status: int, body: bytes, extra: list[tuple[bytes, bytes]], received: float, close: bool
-) -> bytes:
-    """The bytes of a complete HTTP/1.1 response, with its Server-Timing since ``received``."""
-    ms = (time.perf_counter() - received) * 1000
-    out = [b"HTTP/1.1 %d %s" % (status, _REASONS[status])]
-    out += [b"%s: %s" % (k, v) for k, v in extra]
-    out.append(b"content-length: %d" % len(body))
-    out.append(b"server-timing: total;dur=%.2f" % ms)
-    if close:
-        out.append(b"connection: close")
-    return b"\r\n".join(out) + b"\r\n\r\n" + body
-
-
-async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _hung_up(request: Request) -> None:
     """Return once the client has disconnected (the body is read: nothing else can arrive)."""
     while True:
@@ -769,6 +319,7 @@ def build_app(
         max_wait=max_wait,
         max_queue_requests=limits["max_queue_requests"],
         max_queue_tokens=limits["max_queue_tokens"],
+        max_queue_seconds=QUEUE_SHARE_OF_TIMEOUT * limits["request_timeout"],
     )
     state = _Server(
         provider,
@@ -807,5 +358,5 @@ def build_app(
     # POST /v1/embeddings/ answers the JSON 404, not a 307 to a URL built from the Host header
     app.router.redirect_slashes = False
     app.state.jv3 = state
-    app.add_middleware(_FastPath, state=state)
+    app.add_middleware(FastPath, state=state)
     return app

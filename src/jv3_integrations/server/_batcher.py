@@ -12,6 +12,11 @@ past either bound instead of letting the queue grow. Admission *reserves* the pl
 :class:`Ticket`) from the moment the body is read, on an estimate from its size, so requests
 being parsed and tokenized count against the bound too: at most ``max_queue_requests`` of
 them do that expensive work at once, every other one is answered 429 before it starts.
+Once passes have been measured, the queue is also bounded in time: work the model could not
+finish within ``max_queue_seconds`` at its measured speed is refused the same way. Only real
+token counts go into that bound (a size estimate can be far above what a request with
+``truncate`` costs): a request is refused at admission when the counted work already queued
+exceeds it, and once counted (:meth:`DynamicBatcher.readmit`) when its own tokens would.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Ticket:
 
     tokens: int
     released: bool = False
+    counted: bool = False  # ``tokens`` is the real count (readmitted), not the size estimate
 
 
 @dataclass(eq=False)
@@ -88,6 +94,8 @@ class DynamicBatcher:
         max_wait: Seconds to wait for more requests before a pass that is not yet full.
         max_queue_requests: Requests queued or running at once before 429.
         max_queue_tokens: Tokens queued or running at once before 429.
+        max_queue_seconds: Seconds of queued work, at the measured tokens/s of recent passes,
+            before 429 (None: no bound in time; none applies before a pass was measured).
     """
 
     def __init__(
@@ -98,16 +106,24 @@ class DynamicBatcher:
         max_wait: float = 0.002,
         max_queue_requests: int = 256,
         max_queue_tokens: int = 1_048_576,
+        max_queue_seconds: float | None = None,
     ) -> None:
         self._provider = provider
         self._batch_tokens = batch_tokens
         self._max_wait = max_wait
         self._max_requests = max_queue_requests
         self._max_tokens = max_queue_tokens
+        self._max_seconds = max_queue_seconds
         self._pending: deque[_Job] = deque()
         self._queued_requests = 0
         self._queued_tokens = 0
+        self._estimated_tokens = 0  # of _queued_tokens: size estimates of tickets not counted
         self._tokens_per_s = 0.0
+        # recent passes' tokens and seconds, each decayed by 0.8 a pass: their ratio is the
+        # speed over the recent mix (an average of per-pass speeds overstates it: 16k short
+        # tokens take 0.1 s and one 8k-token text 0.5 s)
+        self._recent_tokens = 0.0
+        self._recent_seconds = 0.0
         self._event: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -140,9 +156,15 @@ class DynamicBatcher:
         Raises:
             QueueFull: the queue holds its maximum of requests or tokens.
         """
-        self._check(tokens, requests=self._queued_requests, queued=self._queued_tokens)
+        self._check(
+            tokens,
+            requests=self._queued_requests,
+            queued=self._queued_tokens,
+            counted=self._queued_tokens - self._estimated_tokens,
+        )
         self._queued_requests += 1
         self._queued_tokens += tokens
+        self._estimated_tokens += tokens
         return Ticket(tokens)
 
     def check_room(self, tokens: int, *, pending: int = 0) -> None:
@@ -153,7 +175,12 @@ class DynamicBatcher:
         Raises:
             QueueFull: it would not.
         """
-        self._check(tokens, requests=self._queued_requests + pending, queued=self._queued_tokens)
+        self._check(
+            tokens,
+            requests=self._queued_requests + pending,
+            queued=self._queued_tokens,
+            counted=self._queued_tokens - self._estimated_tokens,
+        )
 
     def readmit(self, ticket: Ticket, tokens: int) -> None:
         """Replace the ticket's estimate with the request's real count of ``tokens``.
@@ -164,13 +191,22 @@ class DynamicBatcher:
         if ticket.released:
             raise RuntimeError("readmit() of a released ticket")
         others = self._queued_tokens - ticket.tokens
+        estimated = self._estimated_tokens - (0 if ticket.counted else ticket.tokens)
         try:
-            self._check(tokens, requests=self._queued_requests - 1, queued=others)
+            self._check(
+                tokens,
+                requests=self._queued_requests - 1,
+                queued=others,
+                counted=others - estimated,
+                new=tokens,
+            )
         except QueueFull:
             self.release(ticket)
             raise
         self._queued_tokens = others + tokens
+        self._estimated_tokens = estimated
         ticket.tokens = tokens
+        ticket.counted = True
 
     def release(self, ticket: Ticket) -> None:
         """Give the place back (a no-op once released or handed to :meth:`submit`)."""
@@ -179,10 +215,18 @@ class DynamicBatcher:
         ticket.released = True
         self._queued_requests -= 1
         self._queued_tokens -= ticket.tokens
+        if not ticket.counted:
+            self._estimated_tokens -= ticket.tokens
         if self._queued_requests == 0 and self._idle is not None:
             self._idle.set()
 
-    def _check(self, tokens: int, *, requests: int, queued: int) -> None:
+    def _check(
+        self, tokens: int, *, requests: int, queued: int, counted: int, new: int = 0
+    ) -> None:
+        """Raise QueueFull unless ``tokens`` more fit (``counted``: the real counts queued).
+
+        ``new``: the request's own real count (0 while only its size estimate is known).
+        """
         room = {
             "remaining_requests": max(0, self._max_requests - requests),
             "remaining_tokens": max(0, self._max_tokens - queued),
@@ -206,6 +250,29 @@ class DynamicBatcher:
                 "RATE_TOKEN_LIMIT_EXCEEDED",
                 f"Token rate limit exceeded: {queued + tokens:,}/"
                 f"{self._max_tokens:,} tokens queued. Reduce batch sizes or retry later.",
+                self.retry_after(),
+                **room,
+            )
+        self._check_time(counted, new, room)
+
+    def _check_time(self, counted: int, new: int, room: dict[str, int]) -> None:
+        """Refuse work the model could not finish in ``max_queue_seconds`` at its recent speed.
+
+        Real token counts only (``counted`` queued, ``new`` the request's own), only a queue
+        with counted work in it, and only once a pass was measured (before that, the bounds
+        in requests and tokens alone apply).
+        """
+        rate, limit = self._tokens_per_s, self._max_seconds
+        if limit is None or rate <= 0 or counted <= 0:
+            return
+        seconds = (counted + new) / rate
+        if seconds > limit:
+            raise QueueFull(
+                "RATE_CONCURRENCY_LIMIT_EXCEEDED",
+                f"Concurrency limit exceeded: the queued work ({counted + new:,} tokens) "
+                f"would take about {seconds:.0f} s at this server's current speed of "
+                f"{rate:,.0f} tokens/s, more than it can finish within its request timeout. "
+                "Wait for pending requests to complete before sending new ones.",
                 self.retry_after(),
                 **room,
             )
@@ -260,6 +327,8 @@ class DynamicBatcher:
         job = _Job(list(texts), list(tokens), task, late_chunking, future)
         job.remaining_tokens = sum(tokens)
         ticket.released = True  # the job holds the place now (released by _release)
+        if not ticket.counted:
+            self._estimated_tokens -= ticket.tokens
         self._queued_tokens += job.remaining_tokens - ticket.tokens
         self._pending.append(job)
         event.set()
@@ -350,10 +419,9 @@ class DynamicBatcher:
                 continue
             self.passes += 1
             elapsed = max(time.perf_counter() - started, 1e-6)
-            rate = n_tokens / elapsed
-            self._tokens_per_s = (
-                rate if not self._tokens_per_s else 0.8 * self._tokens_per_s + 0.2 * rate
-            )
+            self._recent_tokens = 0.8 * self._recent_tokens + n_tokens
+            self._recent_seconds = 0.8 * self._recent_seconds + elapsed
+            self._tokens_per_s = self._recent_tokens / self._recent_seconds
             self._deliver(work, vectors)
 
     def _fail(self, work: list[tuple[_Job, int, int]], exc: Exception) -> None:

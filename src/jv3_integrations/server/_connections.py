@@ -29,12 +29,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 def _find_quick(app: Any) -> Any:
-    """The app's quick answerer (see ``_app.quick_answerer``), through uvicorn's own wrappers.
+    """The app's quick answerer (see ``_quick.quick_answerer``), through uvicorn's own wrappers.
 
     None when the app is not ours or is wrapped by anything else (a middleware must see every
     request).
     """
-    from ._app import quick_answerer
+    from ._quick import quick_answerer
 
     inner = app
     for _ in range(4):
