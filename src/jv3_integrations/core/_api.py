@@ -92,7 +92,8 @@ class JinaAPIProvider(BatchSending, BaseProvider):
             a value given here is where it starts, and it never goes above it.
         max_batch_items: Texts per request (at most 2048, the API's limit).
         max_batch_tokens: Estimated tokens per request (see :meth:`estimate_tokens`). Default:
-            131,072, or a quarter of the key's learned per-minute token budget if smaller; a
+            131,072, or an eighth of the key's learned per-minute token budget if smaller (up
+            to a quarter for a key that allows few requests per minute); a
             value given here is kept, within the whole learned budget (a request larger than
             the key's minute could never pass).
         wire_format: ``"float"`` or ``"base64"`` (a third of the bytes, same vectors).
