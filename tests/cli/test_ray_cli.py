@@ -217,14 +217,14 @@ def test_start_up_failure_is_one_line(tmp_path: Path, docs: Path, conformance_di
 def test_local_start_up_failure_is_one_line_and_leaves_nothing(
     tmp_path: Path, docs: Path, conformance_dir: Path
 ) -> None:
-    # a real local start-up failure: Ray refuses an object store larger than the machine
+    # a real local start-up failure: Ray refuses an object store below its minimum (75 MiB).
+    # Not one larger than the machine: Ray caps it at /dev/shm's size, so whether that fails
+    # depended on how much memory was in use at the time (it passed in CI, failed on an idle
+    # machine).
     before = set(Path("/tmp").glob("jv3-ray-*"))
     done = subprocess.run(
         _index(docs, tmp_path / "store", conformance_dir),
-        env=_env(
-            RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="50",
-            RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES=str(10**18),  # no 200 GB cap
-        ),
+        env=_env(RAY_DEFAULT_OBJECT_STORE_MEMORY_PROPORTION="0"),
         capture_output=True,
         timeout=RUN_TIMEOUT_S,
     )
